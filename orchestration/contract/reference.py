@@ -1,0 +1,101 @@
+"""The reference tables in ``seeds/reference/``: the single source of truth for vocabularies,
+analytes, units and conversion factors. The Python validator and dbt both read these files."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestration.paths import REFERENCE_DIR
+
+_SPACES = re.compile(r"\s+")
+
+
+def unit_key(unit: str) -> str:
+    """Normalise a unit for matching: case, white space and the micro signs u/µ/μ are ignored
+    (and the multiplication sign × is read as x). The SQL twin is the ``unit_key`` macro in dbt."""
+    u = _SPACES.sub("", unit)
+    u = u.replace("µ", "u").replace("μ", "u").replace("×", "x")
+    return u.lower()
+
+
+@dataclass(frozen=True)
+class Unit:
+    unit: str
+    factor: float
+
+
+@dataclass(frozen=True)
+class Analyte:
+    code: str
+    label: str
+    loinc: str
+    loinc_to_verify: bool
+    canonical_unit: str
+    si_unit: str
+    hard_min: float
+    hard_max: float
+    ref_low: float | None
+    ref_high: float | None
+    units: tuple[Unit, ...] = field(default=())
+
+    @functools.cached_property
+    def by_key(self) -> dict[str, Unit]:
+        return {unit_key(u.unit): u for u in self.units}
+
+    def accepted(self) -> str:
+        return ", ".join(u.unit for u in self.units)
+
+
+@dataclass(frozen=True)
+class Reference:
+    analytes: dict[str, Analyte]
+    vocab: dict[str, tuple[str, ...]]
+    groups: dict[str, dict[str, str]]
+
+    def codes(self, vocabulary: str) -> tuple[str, ...]:
+        return self.vocab[vocabulary]
+
+    def group_of(self, vocabulary: str, code: str) -> str:
+        return self.groups[vocabulary].get(code, "")
+
+
+def _num(s: str) -> float | None:
+    return float(s) if s.strip() != "" else None
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@functools.lru_cache(maxsize=4)
+def load(reference_dir: Path = REFERENCE_DIR) -> Reference:
+    units: dict[str, list[Unit]] = {}
+    for row in _read(reference_dir / "analyte_units.csv"):
+        units.setdefault(row["analyte"], []).append(Unit(row["unit"], float(row["factor"])))
+    analytes = {}
+    for row in _read(reference_dir / "analytes.csv"):
+        code = row["analyte"]
+        analytes[code] = Analyte(
+            code=code,
+            label=row["label"],
+            loinc=row["loinc"],
+            loinc_to_verify=row["loinc_to_verify"] == "true",
+            canonical_unit=row["canonical_unit"],
+            si_unit=row["si_unit"],
+            hard_min=float(row["hard_min"]),
+            hard_max=float(row["hard_max"]),
+            ref_low=_num(row["ref_low"]),
+            ref_high=_num(row["ref_high"]),
+            units=tuple(units.get(code, ())),
+        )
+    vocab: dict[str, list[str]] = {}
+    groups: dict[str, dict[str, str]] = {}
+    for row in _read(reference_dir / "vocabularies.csv"):
+        vocab.setdefault(row["vocabulary"], []).append(row["code"])
+        groups.setdefault(row["vocabulary"], {})[row["code"]] = row["code_group"]
+    return Reference(analytes, {k: tuple(v) for k, v in vocab.items()}, groups)

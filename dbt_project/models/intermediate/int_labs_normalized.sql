@@ -1,0 +1,54 @@
+-- Labs of each case's current revision, converted to the analyte's canonical unit with the factor of
+-- seeds/reference/analyte_units.csv. The reported value and unit are kept beside the canonical ones.
+-- Reference range: the record's own (converted with the same factor) when it gives either limit,
+-- otherwise the analyte's default range.
+with current_labs as (
+    select l.*
+    from {{ ref('stg_labs') }} l
+    inner join {{ ref('int_cases_current') }} c using (case_id, revision)
+),
+
+units as (
+    select analyte, {{ unit_key('unit') }} as unit_key, factor
+    from {{ ref('analyte_units') }}
+),
+
+analytes as (
+    select * from {{ ref('analytes') }}
+),
+
+converted as (
+    select
+        l.case_id,
+        l.lab_index,
+        l.analyte,
+        a.loinc,
+        l.day,
+        l.value_reported * u.factor as value,
+        a.canonical_unit as unit,
+        l.value_reported,
+        l.unit_reported,
+        case
+            when l.ref_low_reported is null and l.ref_high_reported is null then a.ref_low
+            else l.ref_low_reported * u.factor
+        end as ref_low,
+        case
+            when l.ref_low_reported is null and l.ref_high_reported is null then a.ref_high
+            else l.ref_high_reported * u.factor
+        end as ref_high,
+        l.ref_low_reported is not null or l.ref_high_reported is not null as ref_range_from_record
+    from current_labs l
+    inner join analytes a on a.analyte = l.analyte
+    left join units u on u.analyte = l.analyte and u.unit_key = l.unit_key
+)
+
+select
+    *,
+    case
+        when ref_low is null and ref_high is null then null
+        when value < ref_low then 'low'
+        when value > ref_high then 'high'
+        else 'normal'
+    end as flag,
+    row_number() over (partition by case_id, analyte order by day, lab_index) = 1 as is_baseline
+from converted

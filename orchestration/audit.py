@@ -1,0 +1,46 @@
+"""The append-only audit log (``$REGISTRY_HOME/audit/audit.jsonl``).
+
+Every submission (file, record, case id, status), quarantine and its resolution, withdrawal,
+build and publish is one JSON line. Lines are appended under an exclusive lock with
+``O_APPEND``, so concurrent writers never interleave; nothing ever rewrites the file except a
+withdrawal, which keeps only the case id, the reason and the time for the withdrawn case.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Iterator
+
+import orjson
+
+from orchestration.fsutil import file_lock, utcnow
+from orchestration.paths import Home
+
+
+def append(home: Home, events: Iterable[dict[str, Any]]) -> int:
+    now = utcnow().isoformat()
+    payload = b"".join(orjson.dumps({"at": now, **e}) + b"\n" for e in events)
+    if not payload:
+        return 0
+    home.audit_log.parent.mkdir(parents=True, exist_ok=True)
+    with file_lock(home.locks / "audit.lock"):
+        fd = os.open(home.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, payload)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return payload.count(b"\n")
+
+
+def event(home: Home, kind: str, **fields: Any) -> None:
+    append(home, [{"event": kind, **fields}])
+
+
+def read(home: Home) -> Iterator[dict[str, Any]]:
+    if not home.audit_log.exists():
+        return
+    with open(home.audit_log, "rb") as f:
+        for line in f:
+            if line.strip():
+                yield orjson.loads(line)

@@ -1,0 +1,312 @@
+"""The ``registry`` command.
+
+Every sub-command prints plain messages, never a Python traceback (set ``REGISTRY_DEBUG=1`` to see
+one). Heavy imports (Dagster, dbt, Streamlit) happen only in the commands that need them, so
+``registry submit`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from orchestration.paths import SEED_CASES_DIR, Home
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def _home(args: argparse.Namespace) -> Home:
+    if getattr(args, "home", None):
+        os.environ["REGISTRY_HOME"] = str(Path(args.home).resolve())
+    return Home.from_env()
+
+
+# --------------------------------------------------------------------------- submit
+
+
+def _receipt_line(r) -> list[str]:
+    where = f"{r.file}" + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
+    case = r.case_id or "-"
+    rev = f" r{r.revision}" if r.revision is not None else ""
+    lines = [f"{r.status.upper():<12} {where}  {case}{rev}"]
+    for e in r.errors:
+        lines.append(f"    {e.path}: {e.message}")
+    return lines
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orchestration.landing import submit
+
+    home = _home(args)
+    files = []
+    for p in args.files:
+        if p == "-":
+            files.append(("<stdin>", sys.stdin.buffer.read()))
+            continue
+        path = Path(p)
+        if not path.is_file():
+            raise UserError(f"{p}: no such file")
+        files.append((p, path.read_bytes()))
+    receipts = submit(home, files, channel="cli")
+    if args.format == "json":
+        json.dump([r.as_dict() for r in receipts], sys.stdout, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        out = []
+        for r in receipts:
+            out.extend(_receipt_line(r))
+        if out:
+            sys.stdout.write("\n".join(out) + "\n")
+        n = {s: sum(1 for r in receipts if r.status == s) for s in ("accepted", "duplicate", "quarantined")}
+        print(
+            f"{len(receipts)} records: {n['accepted']} accepted, {n['duplicate']} duplicates, {n['quarantined']} quarantined",
+            file=sys.stderr,
+        )
+    return 1 if any(r.status == "quarantined" for r in receipts) else 0
+
+
+# --------------------------------------------------------------------------- build
+
+
+def _print_summary(s) -> None:
+    sub = s.submissions
+    print(f"build {'succeeded' if s.success else 'FAILED'} in {s.seconds:.1f}s (run {s.run_id})")
+    steps = ", ".join(f"{k} {v:.1f}s" for k, v in s.steps.items())
+    if steps:
+        print(f"  steps: {steps}")
+    print(f"  ingested this run: {s.ingested_records} record versions")
+    print(
+        f"  submissions so far: {sub.get('submitted', 0)} records: {sub.get('accepted', 0)} accepted, "
+        f"{sub.get('duplicate', 0)} duplicates, {sub.get('quarantined', 0)} quarantined"
+    )
+    if s.version:
+        print(f"  published snapshot {s.version}: {s.cases} cases")
+    if s.error:
+        print(f"  error: {s.error}")
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from orchestration.pipeline import run_build
+
+    home = _home(args)
+    summary = run_build(home)
+    if args.format == "json":
+        print(json.dumps(summary.as_dict(), default=str))
+    else:
+        _print_summary(summary)
+    return 0 if summary.success else 1
+
+
+# --------------------------------------------------------------------------- sql
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from orchestration import snapshot
+    from orchestration.sqlconsole import QueryRefused, format_result, run_query
+
+    home = _home(args)
+    query = args.query if args.query != "-" else sys.stdin.read()
+    try:
+        result = run_query(query, home=home, timeout_s=args.timeout, max_rows=args.max_rows)
+    except QueryRefused as exc:
+        print(f"registry sql: refused: {exc}", file=sys.stderr)
+        return 1
+    except snapshot.NoSnapshot as exc:
+        raise UserError(str(exc)) from None
+    sys.stdout.write(format_result(result, args.format))
+    if args.format == "table":
+        more = " (truncated: raise --max-rows or use --format csv)" if result.truncated else ""
+        print(f"({result.row_count} rows in {result.elapsed_s * 1000:.0f} ms{more})", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- quarantine, generate, schema
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from orchestration.landing import quarantine_entries
+
+    home = _home(args)
+    entries = quarantine_entries(home, include_resolved=not args.unresolved)
+    if args.format == "json":
+        print(json.dumps(entries, ensure_ascii=False))
+        return 0
+    if not entries:
+        print("quarantine is empty")
+    for e in entries:
+        state = f"resolved {e['resolved_at']}" if e["resolved_at"] else "open"
+        rec = "whole file" if e["record"] is None else f"record {e['record']}"
+        print(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]")
+        for err in e["errors"]:
+            print(f"    {err['path']}: {err['message']}")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from orchestration.generate import write_jsonl
+
+    if args.cases < 0:
+        raise UserError("--cases must be zero or more")
+    t0 = time.perf_counter()
+    n = write_jsonl(Path(args.out), args.cases, args.seed)
+    print(f"wrote {n} synthetic cases (seed {args.seed}) to {args.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from orchestration.contract import schema
+
+    if args.write:
+        print(f"wrote {schema.write()}", file=sys.stderr)
+    else:
+        sys.stdout.write(schema.render())
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Parse the dbt project once so that Dagster can load it (run by make)."""
+    from orchestration.defs.dbt_project import ensure_manifest
+
+    print(f"dbt manifest ready: {ensure_manifest()}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+
+
+def seed_case_files() -> list[Path]:
+    return sorted(p for p in SEED_CASES_DIR.glob("*.json"))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from orchestration.landing import submit
+    from orchestration.pipeline import run_build
+
+    home = _home(args).ensure()
+    empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))
+    if empty:
+        from orchestration.generate import write_jsonl
+
+        synthetic = home.tmp / f"demo-synthetic-{args.cases}-seed{args.seed}.jsonl"
+        write_jsonl(synthetic, args.cases, args.seed)
+        files = [(str(p.relative_to(SEED_CASES_DIR.parent.parent)), p.read_bytes()) for p in seed_case_files()]
+        files.append((synthetic.name, synthetic.read_bytes()))
+        receipts = submit(home, files, channel="demo")
+        n = {s: sum(1 for r in receipts if r.status == s) for s in ("accepted", "duplicate", "quarantined")}
+        print(f"demo data: {len(receipts)} records submitted ({n['accepted']} accepted, {n['quarantined']} quarantined)")
+    else:
+        print(f"{home.root} already holds submissions: not adding demo data")
+    summary = run_build(home)
+    _print_summary(summary)
+    if not summary.success:
+        return 1
+    if args.no_serve:
+        return 0
+    return _serve(home, args)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def _serve(home: Home, args: argparse.Namespace) -> int:
+    try:
+        from orchestration.serve import serve
+    except ImportError:
+        print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
+        return 0
+    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(_home(args), args)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="registry", description="Calciphylaxis case registry.")
+    p.add_argument("--home", help="registry home (default: $REGISTRY_HOME or ./data)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="validate case records and land them (or quarantine them with every reason)")
+    s.add_argument("files", nargs="+", metavar="FILE", help="JSON (one case or an array) or JSON Lines; - reads standard input")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_submit)
+
+    s = sub.add_parser("build", help="run the pipeline once through Dagster: ingest, dbt build, publish")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("sql", help="query the published snapshot (read-only)")
+    s.add_argument("query", metavar="QUERY", help="one read-only SQL statement; - reads standard input")
+    s.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    s.add_argument("--timeout", type=float, default=float(os.environ.get("REGISTRY_SQL_TIMEOUT", 30)), metavar="SECONDS")
+    s.add_argument("--max-rows", type=int, default=int(os.environ.get("REGISTRY_SQL_MAX_ROWS", 1_000_000)))
+    s.set_defaults(func=cmd_sql)
+
+    s = sub.add_parser("quarantine", help="list quarantined records with their reasons")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--unresolved", action="store_true", help="only entries not yet resolved")
+    s.set_defaults(func=cmd_quarantine)
+
+    s = sub.add_parser("generate", help="write a deterministic synthetic cohort (JSON Lines, source: synthetic)")
+    s.add_argument("out", metavar="OUT.jsonl")
+    s.add_argument("--cases", type=int, required=True)
+    s.add_argument("--seed", type=int, default=1)
+    s.set_defaults(func=cmd_generate)
+
+    s = sub.add_parser("demo", help="on an empty home: submit the seed case and 1,000 synthetic cases, build, serve")
+    s.add_argument("--cases", type=int, default=1000)
+    s.add_argument("--seed", type=int, default=2026)
+    s.add_argument("--no-serve", action="store_true", help="build only, do not start the servers")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--dagster-port", type=int, default=3000)
+    s.add_argument("--no-dagster", action="store_true")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--dagster-port", type=int, default=3000)
+    s.add_argument("--no-dagster", action="store_true")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
+    s.add_argument("--write", action="store_true", help="rewrite the committed schema file")
+    s.set_defaults(func=cmd_schema)
+
+    s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
+    s.set_defaults(func=cmd_prepare)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"registry {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # no traceback ever reaches the user
+        if os.environ.get("REGISTRY_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"registry {args.command}: error: {first} (set REGISTRY_DEBUG=1 for details)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

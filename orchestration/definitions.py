@@ -1,0 +1,22 @@
+"""The Dagster code location of the registry (``dagster dev -m orchestration.definitions``)."""
+
+from __future__ import annotations
+
+from dagster import AssetSelection, Definitions, define_asset_job
+
+from orchestration.defs.assets import published_snapshot, raw_tables, registry_dbt_models
+from orchestration.defs.checks import nothing_submitted_is_lost, snapshot_matches_warehouse
+from orchestration.defs.resources import RegistryHome, dbt_resource
+
+registry_build = define_asset_job(
+    "registry_build",
+    selection=AssetSelection.all(),
+    description="Ingest the landing zone, dbt build (with tests), publish a snapshot.",
+)
+
+defs = Definitions(
+    assets=[raw_tables, registry_dbt_models, published_snapshot],
+    asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse],
+    jobs=[registry_build],
+    resources={"registry": RegistryHome(), "dbt": dbt_resource()},
+)

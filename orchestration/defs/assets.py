@@ -1,0 +1,112 @@
+"""The asset graph: landing zone -> raw tables -> dbt (staging, intermediate, marts) -> published snapshot."""
+
+
+import os
+import time
+from typing import Any, Mapping
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    multi_asset,
+)
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+
+from orchestration.defs.dbt_project import DBT_PROJECT
+from orchestration.defs.resources import RegistryHome
+from orchestration.ingest import ingest
+from orchestration.publish import publish
+
+RAW_TABLES = (
+    "case_records",
+    "labs",
+    "organs",
+    "lesions",
+    "treatments",
+    "ingested_batches",
+    "quarantine",
+    "quarantine_resolutions",
+)
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            AssetKey(["raw", t]),
+            group_name="landing",
+            description=f"raw.{t}: loaded set-based from the immutable landing zone",
+            skippable=True,
+        )
+        for t in RAW_TABLES
+    ],
+    can_subset=False,
+)
+def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
+    """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
+    home = registry.home()
+    res = ingest(home)
+    context.log.info(
+        f"ingested {res.records} record versions from {res.batches} landing batches and "
+        f"{res.quarantined} quarantined records in {res.seconds:.2f}s"
+    )
+    for t in RAW_TABLES:
+        yield MaterializeResult(
+            asset_key=AssetKey(["raw", t]),
+            metadata={
+                "new_batches": res.batches,
+                "new_record_versions": res.records,
+                "new_quarantined": res.quarantined,
+                "seconds": MetadataValue.float(round(res.seconds, 3)),
+            },
+        )
+
+
+class RegistryDbtTranslator(DagsterDbtTranslator):
+    def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
+        if dbt_resource_props["resource_type"] == "seed":
+            return "reference"
+        fqn = dbt_resource_props.get("fqn", [])
+        return fqn[1] if len(fqn) > 2 else "dbt"
+
+
+@dbt_assets(
+    manifest=DBT_PROJECT.manifest_path,
+    project=DBT_PROJECT,
+    dagster_dbt_translator=RegistryDbtTranslator(),
+)
+def registry_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, registry: RegistryHome):
+    """``dbt build``: seeds, models with enforced contracts, data tests and unit tests."""
+    home = registry.home()
+    os.environ["REGISTRY_WAREHOUSE"] = str(home.warehouse)
+    os.environ["DBT_LOG_PATH"] = str(home.dbt_dir / "logs")
+    t0 = time.perf_counter()
+    yield from dbt.cli(["build"], context=context, target_path=home.dbt_dir / "target").stream()
+    context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s")
+
+
+@asset(
+    key=AssetKey("published_snapshot"),
+    deps=list(registry_dbt_models.keys),
+    group_name="published",
+    description=(
+        "The consistent snapshot readers use: published/current -> versions/<id>/ with a DuckDB file, "
+        "Parquet files and the data dictionary; switched atomically."
+    ),
+)
+def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
+    home = registry.home()
+    res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
+    context.log.info(f"published {res.version} in {res.seconds:.2f}s")
+    return MaterializeResult(
+        metadata={
+            "version": res.version,
+            "path": MetadataValue.path(str(res.path)),
+            "seconds": MetadataValue.float(round(res.seconds, 3)),
+            "cases": res.tables.get("dim_cases", 0),
+            "tables": MetadataValue.json(res.tables),
+        }
+    )

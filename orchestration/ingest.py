@@ -1,0 +1,248 @@
+"""Set-based ingestion of the landing zone into the warehouse's ``raw`` schema.
+
+New landing batches (those not yet in ``raw.ingested_batches``) are read in one ``read_json`` call
+with an explicit schema (built from the reference vocabularies), and unnested into the raw tables
+``case_records``, ``labs``, ``organs``, ``lesions`` and ``treatments`` in a single transaction.
+A batch is ingested once; a record version ``(case_id, revision)`` is stored once even if it
+somehow reached the landing zone twice, so ingesting the same files again leaves the warehouse
+unchanged. The quarantine is loaded the same way (without payloads) for the quality pages.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from orchestration.contract.reference import load
+from orchestration.paths import Home
+
+
+def _struct(fields: dict[str, str]) -> str:
+    return "STRUCT(" + ", ".join(f'"{k}" {v}' for k, v in fields.items()) + ")"
+
+
+def record_struct() -> str:
+    ref = load()
+    return _struct(
+        {
+            "schema_version": "INTEGER",
+            "case_id": "VARCHAR",
+            "revision": "BIGINT",
+            "site_id": "VARCHAR",
+            "source": "VARCHAR",
+            "citation": "VARCHAR",
+            "index_year": "INTEGER",
+            "onset_day": "INTEGER",
+            "patient": _struct({"age_years": "INTEGER", "sex": "VARCHAR", "bmi": "DOUBLE"}),
+            "kidney": _struct({"status": "VARCHAR", "dialysis_modality": "VARCHAR", "dialysis_vintage_months": "INTEGER"}),
+            "comorbidities": _struct({c: "BOOLEAN" for c in ref.codes("comorbidity")}),
+            "exposures": _struct({c: "BOOLEAN" for c in ref.codes("exposure")}),
+            "diagnosis": _struct({"basis": "VARCHAR", "day": "INTEGER"}),
+            "lesions": _struct({"site": "VARCHAR", "laterality": "VARCHAR", "features": "VARCHAR[]"}) + "[]",
+            "organs": _struct({"organ": "VARCHAR", "evidence": "VARCHAR"}) + "[]",
+            "labs": _struct({"analyte": "VARCHAR", "value": "DOUBLE", "unit": "VARCHAR", "day": "INTEGER", "ref_low": "DOUBLE", "ref_high": "DOUBLE"}) + "[]",
+            "treatments": _struct({"treatment": "VARCHAR", "day": "INTEGER"}) + "[]",
+            "outcome": _struct({"vital_status": "VARCHAR", "followup_days": "INTEGER", "cause_of_death": "VARCHAR", "autopsy": "BOOLEAN", "wound_healing": "VARCHAR"}),
+        }
+    )
+
+
+def _ddl() -> list[str]:
+    ref = load()
+    comorb = _struct({c: "BOOLEAN" for c in ref.codes("comorbidity")})
+    expo = _struct({c: "BOOLEAN" for c in ref.codes("exposure")})
+    return [
+        "CREATE SCHEMA IF NOT EXISTS raw",
+        f"""CREATE TABLE IF NOT EXISTS raw.case_records (
+            batch_id VARCHAR NOT NULL, case_id VARCHAR NOT NULL, revision BIGINT NOT NULL, content_hash VARCHAR NOT NULL,
+            submitted_at TIMESTAMPTZ, source_file VARCHAR, record_index BIGINT, channel VARCHAR,
+            schema_version INTEGER, site_id VARCHAR, source VARCHAR, citation VARCHAR, index_year INTEGER, onset_day INTEGER,
+            age_years INTEGER, sex VARCHAR, bmi DOUBLE,
+            kidney_status VARCHAR, dialysis_modality VARCHAR, dialysis_vintage_months INTEGER,
+            comorbidities {comorb}, exposures {expo},
+            diagnosis_basis VARCHAR, diagnosis_day INTEGER,
+            vital_status VARCHAR, followup_days INTEGER, cause_of_death VARCHAR, autopsy BOOLEAN, wound_healing VARCHAR,
+            ingested_at TIMESTAMPTZ NOT NULL)""",
+        """CREATE TABLE IF NOT EXISTS raw.labs (
+            batch_id VARCHAR, case_id VARCHAR NOT NULL, revision BIGINT NOT NULL, lab_index INTEGER NOT NULL,
+            analyte VARCHAR, value DOUBLE, unit VARCHAR, day INTEGER, ref_low DOUBLE, ref_high DOUBLE)""",
+        """CREATE TABLE IF NOT EXISTS raw.organs (
+            batch_id VARCHAR, case_id VARCHAR NOT NULL, revision BIGINT NOT NULL, organ_index INTEGER NOT NULL,
+            organ VARCHAR, evidence VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS raw.lesions (
+            batch_id VARCHAR, case_id VARCHAR NOT NULL, revision BIGINT NOT NULL, lesion_index INTEGER NOT NULL,
+            site VARCHAR, laterality VARCHAR, features VARCHAR[])""",
+        """CREATE TABLE IF NOT EXISTS raw.treatments (
+            batch_id VARCHAR, case_id VARCHAR NOT NULL, revision BIGINT NOT NULL, treatment_index INTEGER NOT NULL,
+            treatment VARCHAR, day INTEGER)""",
+        """CREATE TABLE IF NOT EXISTS raw.ingested_batches (
+            batch_id VARCHAR PRIMARY KEY, n_records BIGINT, ingested_at TIMESTAMPTZ)""",
+        """CREATE TABLE IF NOT EXISTS raw.quarantine (
+            quarantine_id VARCHAR, batch_id VARCHAR, source_file VARCHAR, record BIGINT, case_id VARCHAR, revision BIGINT,
+            errors STRUCT(path VARCHAR, message VARCHAR)[], quarantined_at TIMESTAMPTZ, channel VARCHAR)""",
+        """CREATE TABLE IF NOT EXISTS raw.quarantine_resolutions (
+            quarantine_id VARCHAR, resolved_at TIMESTAMPTZ, note VARCHAR)""",
+    ]
+
+
+@dataclass
+class IngestResult:
+    batches: int = 0
+    records: int = 0
+    skipped_versions: int = 0
+    quarantine_batches: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+    batch_ids: list[str] = field(default_factory=list)
+
+
+def _quote_list(paths: list[Path]) -> str:
+    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths) + "]"
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    for stmt in _ddl():
+        con.execute(stmt)
+
+
+def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestResult:
+    """Load every landing and quarantine batch not yet in the warehouse. Idempotent."""
+    t0 = time.perf_counter()
+    home.ensure()
+    own = con is None
+    con = con or duckdb.connect(str(home.warehouse))
+    res = IngestResult()
+    try:
+        ensure_schema(con)
+        done = {r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()}
+        new = [p for p in sorted(home.landing_batches.glob("*.jsonl")) if p.stem not in done]
+        con.execute("BEGIN")
+        try:
+            if new:
+                _ingest_landing(con, new, res)
+            _ingest_quarantine(con, home, res)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        if own:
+            con.execute("CHECKPOINT")
+    finally:
+        if own:
+            con.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: IngestResult) -> None:
+    columns = {
+        "case_id": "VARCHAR",
+        "revision": "BIGINT",
+        "content_hash": "VARCHAR",
+        "submitted_at": "VARCHAR",
+        "source_file": "VARCHAR",
+        "record_index": "BIGINT",
+        "channel": "VARCHAR",
+        "record": record_struct(),
+    }
+    cols_sql = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE new_records AS
+        SELECT parse_filename(filename, true) AS batch_id, * EXCLUDE (filename)
+        FROM read_json({_quote_list(files)}, format = 'newline_delimited', columns = {cols_sql},
+                       filename = true, maximum_object_size = 67108864)
+        -- a record version lands once, even if a crash let it into two batches
+        QUALIFY row_number() OVER (PARTITION BY case_id, revision ORDER BY batch_id, record_index) = 1
+        """
+    )
+    con.execute(
+        """
+        DELETE FROM new_records n
+        USING raw.case_records c
+        WHERE c.case_id = n.case_id AND c.revision = n.revision
+        """
+    )
+    total = con.execute("SELECT count(*) FROM new_records").fetchone()[0]
+    con.execute(
+        """
+        INSERT INTO raw.case_records
+        SELECT batch_id, case_id, revision, content_hash, submitted_at::TIMESTAMPTZ, source_file, record_index, channel,
+               record.schema_version, record.site_id, record.source, record.citation, record.index_year, record.onset_day,
+               record.patient.age_years, record.patient.sex, record.patient.bmi,
+               record.kidney.status, record.kidney.dialysis_modality, record.kidney.dialysis_vintage_months,
+               record.comorbidities, record.exposures,
+               record.diagnosis.basis, record.diagnosis.day,
+               record.outcome.vital_status, record.outcome.followup_days, record.outcome.cause_of_death,
+               record.outcome.autopsy, record.outcome.wound_healing,
+               now()
+        FROM new_records
+        """
+    )
+    for table, col, cols in (
+        ("labs", "labs", "x.analyte, x.value, x.unit, coalesce(x.day, 0), x.ref_low, x.ref_high"),
+        ("organs", "organs", "x.organ, x.evidence"),
+        ("lesions", "lesions", "x.site, x.laterality, x.features"),
+        ("treatments", "treatments", "x.treatment, x.day"),
+    ):
+        con.execute(
+            f"""
+            INSERT INTO raw.{table}
+            SELECT batch_id, case_id, revision, i, {cols}
+            FROM (
+                SELECT batch_id, case_id, revision,
+                       unnest(record.{col}) AS x, generate_subscripts(record.{col}, 1) AS i
+                FROM new_records
+                WHERE len(record.{col}) > 0
+            )
+            """
+        )
+    con.execute(
+        """
+        INSERT INTO raw.ingested_batches
+        SELECT b.batch_id, count(n.case_id), now()
+        FROM (SELECT unnest(?::VARCHAR[]) AS batch_id) b LEFT JOIN new_records n USING (batch_id)
+        GROUP BY b.batch_id
+        """,
+        [[p.stem for p in files]],
+    )
+    con.execute("DROP TABLE new_records")
+    res.batches = len(files)
+    res.records = total
+    res.batch_ids = [p.stem for p in files]
+
+
+def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestResult) -> None:
+    done = {r[0] for r in con.execute("SELECT DISTINCT batch_id FROM raw.quarantine").fetchall()}
+    new = [p for p in sorted(home.quarantine_batches.glob("*.jsonl")) if p.stem not in done]
+    if new:
+        cols = (
+            "{'quarantine_id': 'VARCHAR', 'source_file': 'VARCHAR', 'record': 'BIGINT', 'case_id': 'VARCHAR', "
+            "'revision': 'BIGINT', 'errors': 'STRUCT(path VARCHAR, message VARCHAR)[]', 'quarantined_at': 'VARCHAR', "
+            "'channel': 'VARCHAR'}"
+        )
+        n = con.execute(
+            f"""
+            INSERT INTO raw.quarantine
+            SELECT quarantine_id, parse_filename(filename, true), source_file, record, case_id, revision, errors,
+                   quarantined_at::TIMESTAMPTZ, channel
+            FROM read_json({_quote_list(new)}, format = 'newline_delimited', columns = {cols}, filename = true,
+                           maximum_object_size = 268435456)
+            """
+        ).fetchone()[0]
+        res.quarantine_batches = len(new)
+        res.quarantined = n
+    resolutions = sorted(home.quarantine_resolutions.glob("*.jsonl")) if home.quarantine_resolutions.exists() else []
+    con.execute("DELETE FROM raw.quarantine_resolutions")
+    if resolutions:
+        con.execute(
+            f"""
+            INSERT INTO raw.quarantine_resolutions
+            SELECT quarantine_id, "at"::TIMESTAMPTZ, note
+            FROM read_json({_quote_list(resolutions)}, format = 'newline_delimited',
+                           columns = {{'quarantine_id': 'VARCHAR', 'at': 'VARCHAR', 'note': 'VARCHAR'}})
+            """
+        )

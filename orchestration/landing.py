@@ -1,0 +1,296 @@
+"""The landing zone and the quarantine: where every submitted record ends up, exactly once.
+
+``submit`` is shared by ``registry submit``, the web form and batch upload:
+
+1. Each file is split into records and each record checked by the one validator (no lock held).
+2. Under the landing lock, valid records are classified against the landing index and against the
+   records before them in the same call: *accepted* (new case or new revision), *duplicate* (same
+   case, revision and content: a no-op) or *conflict* (same case and revision, other content:
+   quarantined).
+3. Accepted records are written as one immutable JSON Lines batch (atomic rename), then its index
+   (Parquet); quarantined records, with every reason and their payload, as one quarantine batch.
+4. Every record gets one line in the audit log.
+
+So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
+(the only exception is a consent withdrawal, which must purge a patient's payloads).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestration import audit
+from orchestration.contract.validate import Error, ParsedRecord, parse_submission, validate_record
+from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.paths import Home
+
+ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+
+INDEX_SCHEMA = pa.schema(
+    [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
+)
+
+
+@dataclass
+class Receipt:
+    file: str
+    record: int | None
+    case_id: str | None
+    status: str
+    errors: list[Error] = field(default_factory=list)
+    revision: int | None = None
+    quarantine_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "record": self.record,
+            "case_id": self.case_id,
+            "revision": self.revision,
+            "status": self.status,
+            "errors": [e.as_dict() for e in self.errors],
+            "quarantine_id": self.quarantine_id,
+        }
+
+
+@dataclass
+class _Valid:
+    seq: int
+    parsed: ParsedRecord
+    case_id: str
+    revision: int
+    content_hash: str
+    canonical: bytes
+
+
+def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
+    """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
+    with the same hash are the same submission."""
+    canon = orjson.dumps({**obj, "revision": obj.get("revision", 1)}, option=orjson.OPT_SORT_KEYS)
+    return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
+
+
+def _payload(p: ParsedRecord, data: bytes | None) -> dict[str, Any]:
+    """What was submitted, kept verbatim so that nothing is lost."""
+    if p.obj is not None or (p.raw is None and p.record is not None):
+        try:
+            return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
+        except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
+            import json
+
+            return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
+    if p.raw is not None:
+        return {"payload": p.raw, "payload_encoding": "text"}
+    return {"payload": base64.b64encode(data or b"").decode(), "payload_encoding": "base64"}
+
+
+def _existing(home: Home, valid: list[_Valid]) -> dict[tuple[str, int], str]:
+    """(case_id, revision) -> content hash already in the landing zone, for this batch's cases."""
+    files = sorted(home.landing_index.glob("*.parquet"))
+    if not files or not valid:
+        return {}
+    keys = pa.table({"case_id": [v.case_id for v in valid]})
+    con = duckdb.connect(":memory:")
+    try:
+        con.register("batch_keys", keys)
+        rows = con.execute(
+            """
+            SELECT i.case_id, i.revision, any_value(i.content_hash)
+            FROM read_parquet(?) AS i
+            SEMI JOIN batch_keys AS k ON k.case_id = i.case_id
+            GROUP BY ALL
+            """,
+            [[str(f) for f in files]],
+        ).fetchall()
+    finally:
+        con.close()
+    return {(c, r): h for c, r, h in rows}
+
+
+def submit(home: Home, files: Sequence[tuple[str, bytes]], *, channel: str = "cli") -> list[Receipt]:
+    """Validate, classify and land every record of ``files`` (name as submitted, content)."""
+    home.ensure()
+    receipts: list[Receipt] = []
+    quarantine: list[tuple[Receipt, dict[str, Any]]] = []
+    valid: list[_Valid] = []
+    for name, data in files:
+        for p in parse_submission(data, name):
+            if p.error is not None:
+                r = Receipt(name, p.record, None, QUARANTINED, [p.error])
+                quarantine.append((r, _payload(p, data)))
+                receipts.append(r)
+                continue
+            errors = validate_record(p.obj)
+            rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
+            r = Receipt(name, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+            receipts.append(r)
+            if errors:
+                quarantine.append((r, _payload(p, None)))
+            else:
+                canon, h = content_hash(p.obj)
+                valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
+
+    with file_lock(home.locks / "landing.lock"):
+        existing = _existing(home, valid)
+        max_rev: dict[str, int] = {}
+        for (cid, rev) in existing:
+            max_rev[cid] = max(rev, max_rev.get(cid, 0))
+        seen: dict[tuple[str, int], str] = dict(existing)
+        accepted: list[_Valid] = []
+        for v in valid:
+            r = receipts[v.seq]
+            key = (v.case_id, v.revision)
+            prior = seen.get(key)
+            if prior is None:
+                seen[key] = v.content_hash
+                max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
+                r.status = ACCEPTED
+                accepted.append(v)
+            elif prior == v.content_hash:
+                r.status = DUPLICATE
+            else:
+                r.status = QUARANTINED
+                r.errors = [
+                    Error(
+                        "revision",
+                        f"case {v.case_id} revision {v.revision} was already submitted with different content; "
+                        f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
+                    )
+                ]
+                quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
+
+        batch_id = stamp()
+        now = utcnow().isoformat()
+        if accepted:
+            lines = b"".join(
+                orjson.dumps(
+                    {
+                        "case_id": v.case_id,
+                        "revision": v.revision,
+                        "content_hash": v.content_hash,
+                        "submitted_at": now,
+                        "source_file": v.parsed.source_file,
+                        "record_index": v.parsed.record,
+                        "channel": channel,
+                        "record": v.parsed.obj,
+                    }
+                )
+                + b"\n"
+                for v in accepted
+            )
+            atomic_write(home.landing_batches / f"{batch_id}.jsonl", lines, tmp_dir=home.tmp)
+            index = pa.table(
+                {
+                    "case_id": [v.case_id for v in accepted],
+                    "revision": [v.revision for v in accepted],
+                    "content_hash": [v.content_hash for v in accepted],
+                    "batch_id": [batch_id] * len(accepted),
+                },
+                schema=INDEX_SCHEMA,
+            )
+            sink = pa.BufferOutputStream()
+            pq.write_table(index, sink)
+            atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
+        if quarantine:
+            entries = []
+            for i, (r, payload) in enumerate(quarantine):
+                r.quarantine_id = f"{batch_id}-{i:06d}"
+                entries.append(
+                    orjson.dumps(
+                        {
+                            "quarantine_id": r.quarantine_id,
+                            "source_file": r.file,
+                            "record": r.record,
+                            "case_id": r.case_id,
+                            "revision": r.revision,
+                            "errors": [e.as_dict() for e in r.errors],
+                            "quarantined_at": now,
+                            "channel": channel,
+                            **payload,
+                        }
+                    )
+                    + b"\n"
+                )
+            atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
+        audit.append(
+            home,
+            (
+                {
+                    "event": "submission",
+                    "file": r.file,
+                    "record": r.record,
+                    "case_id": r.case_id,
+                    "revision": r.revision,
+                    "status": r.status,
+                    "batch_id": batch_id,
+                    "channel": channel,
+                    **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+                }
+                for r in receipts
+            ),
+        )
+    return receipts
+
+
+def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> list[Receipt]:
+    files = []
+    for p in paths:
+        files.append((p, Path(p).read_bytes()))
+    return submit(home, files, channel=channel)
+
+
+# --------------------------------------------------------------------------- quarantine
+
+
+def quarantine_entries(home: Home, *, with_payload: bool = False, include_resolved: bool = True) -> list[dict[str, Any]]:
+    """Every quarantined record, oldest first, with its resolution when it has one."""
+    resolutions = {r["quarantine_id"]: r for r in _resolutions(home)}
+    out = []
+    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
+        with open(f, "rb") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                e = orjson.loads(line)
+                res = resolutions.get(e["quarantine_id"])
+                if res is not None and not include_resolved:
+                    continue
+                item = {
+                    "quarantine_id": e["quarantine_id"],
+                    "source_file": e["source_file"],
+                    "record": e["record"],
+                    "case_id": e["case_id"],
+                    "errors": e["errors"],
+                    "quarantined_at": e["quarantined_at"],
+                    "resolved_at": res["at"] if res else None,
+                    "resolution": res.get("note") if res else None,
+                }
+                if with_payload:
+                    item["payload"] = e.get("payload")
+                    item["payload_encoding"] = e.get("payload_encoding")
+                out.append(item)
+    return out
+
+
+def _resolutions(home: Home) -> Iterable[dict[str, Any]]:
+    for f in sorted(home.quarantine_resolutions.glob("*.jsonl")) if home.quarantine_resolutions.exists() else []:
+        with open(f, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    yield orjson.loads(line)
+
+
+def resolve_quarantine(home: Home, quarantine_id: str, *, note: str, resolved_by_batch: str | None = None) -> None:
+    """Mark a quarantine entry resolved (it is kept, never deleted)."""
+    rec = {"quarantine_id": quarantine_id, "at": utcnow().isoformat(), "note": note, "batch_id": resolved_by_batch}
+    atomic_write(home.quarantine_resolutions / f"{stamp()}.jsonl", orjson.dumps(rec) + b"\n", tmp_dir=home.tmp)
+    audit.event(home, "quarantine_resolved", quarantine_id=quarantine_id, note=note)

@@ -1,0 +1,142 @@
+"""Running the pipeline through Dagster, on the Dagster instance of ``$REGISTRY_HOME``.
+
+``registry build`` and the sensor-triggered runs go through the same job (``registry_build``), so
+every build is visible in the Dagster UI. A pipeline lock serialises builds: there is one writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestration import audit
+from orchestration.fsutil import file_lock
+from orchestration.paths import Home
+
+DAGSTER_YAML = """\
+# Written by the registry. One pipeline run at a time: there is one writer.
+telemetry:
+  enabled: false
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+run_monitoring:
+  enabled: true
+  start_timeout_seconds: 180
+run_retries:
+  enabled: false
+"""
+
+
+def prepare_dagster_home(home: Home) -> None:
+    home.ensure()
+    cfg = home.dagster_home / "dagster.yaml"
+    if not cfg.exists() or cfg.read_text() != DAGSTER_YAML:
+        cfg.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
+    os.environ["REGISTRY_HOME"] = str(home.root)
+
+
+@dataclass
+class BuildSummary:
+    success: bool
+    run_id: str
+    seconds: float
+    steps: dict[str, float] = field(default_factory=dict)
+    ingested_records: int = 0
+    cases: int = 0
+    version: str | None = None
+    submissions: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def submission_totals(home: Home) -> dict[str, int]:
+    totals = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0}
+    for e in audit.read(home):
+        if e.get("event") == "submission":
+            totals["submitted"] += 1
+            totals[e["status"]] = totals.get(e["status"], 0) + 1
+    return totals
+
+
+def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummary:
+    """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
+    prepare_dagster_home(home)
+    from dagster import DagsterInstance
+
+    from orchestration.definitions import defs
+
+    t0 = time.perf_counter()
+    log_path = home.dbt_dir / "logs" / "last_build.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
+    with file_lock(home.locks / "pipeline.lock"), open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with DagsterInstance.get() as instance:
+            job = defs.resolve_job_def("registry_build")
+            result = job.execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                asset_selection=asset_selection,
+                run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "WARNING")}}}},
+            )
+            steps: dict[str, float] = {}
+            ingested = cases = 0
+            version = None
+            for ev in result.all_events:
+                if ev.event_type_value == "ASSET_MATERIALIZATION":
+                    mat = ev.event_specific_data.materialization
+                    key = mat.asset_key.to_user_string()
+                    md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                    if key == "raw/case_records":
+                        steps["ingest"] = float(md.get("seconds", 0.0))
+                        ingested = int(md.get("new_record_versions", 0))
+                    elif key == "published_snapshot":
+                        steps["publish"] = float(md.get("seconds", 0.0))
+                        cases = int(md.get("cases", 0))
+                        version = md.get("version")
+            durations = _step_durations(instance, result.run_id)
+            if "registry_dbt_models" in durations:
+                steps["dbt"] = durations["registry_dbt_models"]
+            error = None
+            if not result.success:
+                for ev in result.all_events:
+                    if ev.event_type_value == "STEP_FAILURE":
+                        err = ev.event_specific_data.error
+                        error = f"{ev.step_key}: {err.message.strip().splitlines()[0] if err else 'failed'}"
+                        break
+    if error:
+        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-12:]
+        error += "\n    " + "\n    ".join(tail) + f"\n  (full dbt log: {log_path})"
+    summary = BuildSummary(
+        success=result.success,
+        run_id=result.run_id,
+        seconds=time.perf_counter() - t0,
+        steps=steps,
+        ingested_records=ingested,
+        cases=cases,
+        version=version,
+        submissions=submission_totals(home),
+        error=error,
+    )
+    audit.event(home, "build", run_id=result.run_id, success=result.success, seconds=round(summary.seconds, 3), error=error)
+    return summary
+
+
+def _step_durations(instance, run_id: str) -> dict[str, float]:
+    starts: dict[str, float] = {}
+    out: dict[str, float] = {}
+    for entry in instance.all_logs(run_id):
+        ev = entry.dagster_event
+        if ev is None:
+            continue
+        if ev.event_type_value == "STEP_START":
+            starts[ev.step_key] = entry.timestamp
+        elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and ev.step_key in starts:
+            out[ev.step_key] = entry.timestamp - starts[ev.step_key]
+    return out

@@ -1,0 +1,151 @@
+"""Publishing a consistent snapshot for readers (the one-writer rule).
+
+After a build, the analyst-facing tables are copied from the warehouse into a *new* folder
+``published/versions/<id>/``: a DuckDB file with the same tables (checkpointed and closed, so no
+``.wal`` is left beside it), one Parquet file per table, and the data dictionary (Markdown, and a
+``data_dictionary`` table). The folder is complete before the symlink ``published/current`` is
+switched to it with one atomic ``rename``; readers therefore see the old snapshot or the new one,
+never a mix, and never touch the file the pipeline writes. Older versions are pruned, keeping a few
+so that a reader in the middle of a query is not surprised.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from orchestration import audit
+from orchestration.fsutil import fsync_dir, stamp, utcnow
+from orchestration.paths import Home
+from orchestration.snapshot import DB_NAME
+
+# Analyst-facing relations: marts, dimensions, facts, quality views and the reference seeds.
+PUBLISHED_PREFIXES = ("dim_", "fct_", "mart_", "quality_")
+REFERENCE_TABLES = ("analytes", "analyte_units", "vocabularies", "synthetic_calibration")
+KEEP_VERSIONS = 4
+
+
+@dataclass
+class PublishResult:
+    version: str
+    path: Path
+    tables: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' ORDER BY 1"
+    ).fetchall()
+    names = [r[0] for r in rows]
+    return [n for n in names if n.startswith(PUBLISHED_PREFIXES) or n in REFERENCE_TABLES]
+
+
+def _q(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def dictionary_rows(manifest: dict[str, Any] | None, con: duckdb.DuckDBPyConnection, tables: list[str]) -> list[tuple[str, int, str, str, str, str]]:
+    """(table, position, column, type, table description, column description) for every published column."""
+    docs: dict[str, tuple[str, dict[str, str]]] = {}
+    for node in (manifest or {}).get("nodes", {}).values():
+        if node.get("resource_type") in ("model", "seed"):
+            docs[node["name"]] = (
+                (node.get("description") or "").strip(),
+                {c: (v.get("description") or "").strip() for c, v in node.get("columns", {}).items()},
+            )
+    out = []
+    for t in tables:
+        tdesc, cdocs = docs.get(t, ("", {}))
+        cols = con.execute(
+            "SELECT column_name, data_type, column_index FROM duckdb_columns() "
+            "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
+            [t],
+        ).fetchall()
+        for name, dtype, pos in cols:
+            out.append((t, pos, name, dtype, tdesc, cdocs.get(name, "")))
+    return out
+
+
+def render_dictionary(rows: list[tuple[str, int, str, str, str, str]], version: str) -> str:
+    lines = [
+        "# Calciphylaxis registry: data dictionary",
+        "",
+        f"Snapshot `{version}`. Generated from the dbt project's documentation at publish time.",
+        "Every table below is in the published DuckDB file and as Parquet beside it.",
+        "Yes/no columns are tri-state: null means unknown, never no.",
+        "",
+    ]
+    current = None
+    for t, _pos, col, dtype, tdesc, cdesc in rows:
+        if t != current:
+            current = t
+            lines += ["", f"## `{t}`", "", tdesc or "_(reference table)_", "", "| column | type | description |", "|---|---|---|"]
+        lines.append(f"| `{col}` | {dtype} | {cdesc.replace('|', '/').replace(chr(10), ' ')} |")
+    return "\n".join(lines) + "\n"
+
+
+def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
+    t0 = time.perf_counter()
+    home.ensure()
+    version = stamp()
+    staging = home.published_versions / f".{version}.tmp"
+    final = home.published_versions / version
+    (staging / "parquet").mkdir(parents=True)
+    manifest = None
+    if manifest_path and manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text())
+    target = staging / DB_NAME
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    counts: dict[str, int] = {}
+    try:
+        tables = published_tables(con)
+        con.execute(f"ATTACH {_q(target)} AS pub (READ_WRITE)")
+        for t in tables:
+            con.execute(f'CREATE TABLE pub.main."{t}" AS FROM main."{t}"')
+            con.execute(f'COPY main."{t}" TO {_q(staging / "parquet" / (t + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+            counts[t] = con.execute(f'SELECT count(*) FROM main."{t}"').fetchone()[0]
+        rows = dictionary_rows(manifest, con, tables)
+        con.execute(
+            "CREATE TABLE pub.main.data_dictionary (table_name VARCHAR, column_position INTEGER, column_name VARCHAR, "
+            "data_type VARCHAR, table_description VARCHAR, column_description VARCHAR)"
+        )
+        if rows:
+            con.executemany("INSERT INTO pub.main.data_dictionary VALUES (?, ?, ?, ?, ?, ?)", rows)
+        con.execute("CHECKPOINT pub")
+        con.execute("DETACH pub")
+    finally:
+        con.close()
+    if (staging / (DB_NAME + ".wal")).exists():  # a leftover WAL would make the file unopenable elsewhere
+        raise RuntimeError("publish: the snapshot still has a write-ahead log after checkpoint; not switching")
+    (staging / "data_dictionary.md").write_text(render_dictionary(rows, version), encoding="utf-8")
+    (staging / "snapshot.json").write_text(
+        json.dumps({"version": version, "published_at": utcnow().isoformat(), "tables": counts}, indent=2)
+    )
+    os.rename(staging, final)
+    fsync_dir(home.published_versions)
+    tmp_link = home.published / f".current.{version}"
+    os.symlink(Path("versions") / version, tmp_link)
+    os.replace(tmp_link, home.published_current)  # the atomic switch
+    fsync_dir(home.published)
+    _prune(home)
+    audit.event(home, "publish", version=version, tables=counts)
+    return PublishResult(version, final, counts, time.perf_counter() - t0)
+
+
+def _prune(home: Home) -> None:
+    current = os.path.realpath(home.published_current)
+    versions = sorted(p for p in home.published_versions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for old in versions[:-KEEP_VERSIONS]:
+        if os.path.realpath(old) != current:
+            shutil.rmtree(old, ignore_errors=True)
+    for stale in home.published_versions.glob(".*.tmp"):
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)

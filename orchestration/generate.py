@@ -234,6 +234,9 @@ _BASELINE_LABS: tuple[tuple[str, float], ...] = (
 )
 _LAB_CODES = tuple(a for a, _ in _BASELINE_LABS)
 _UNITS = {a: _unit_table(REF.analytes[a]) for a in _LAB_CODES}
+_CREATININE_MEDIAN = np.array(  # mg/dL, by kidney status
+    [{"dialysis": 6.8, "transplant": 1.8, "ckd": 2.8, "aki": 3.5, "normal": 0.9, "unknown": 4.0}[k] for k in REF.codes("kidney_status")]
+)
 _LATER_LAB_CODES = ("calcium", "phosphate")
 _LATER_LAB_SHARE = 0.30  # cases with a later calcium (and usually phosphate) value, day 7..60
 _OWN_REFERENCE_RANGE_SHARE = 0.05
@@ -248,7 +251,6 @@ _EXPOSURES = REF.codes("exposure")
 _LESION_SITES = REF.codes("lesion_site")
 _LATERALITY = REF.codes("laterality")
 _FEATURES = REF.codes("lesion_feature")
-_ORGANS = REF.codes("organ")
 _TREATMENTS = REF.codes("treatment")
 _CAUSES = REF.codes("cause_of_death")
 _HEALING = REF.codes("wound_healing")
@@ -472,7 +474,8 @@ def _draw_block(seed: int, block: int) -> dict[str, Any]:
     biopsy = rng.random(m) < _BIOPSY_SHARE / (1 - _AUTOPSY_SHARE)
     basis = np.where(autopsy_basis, _BASIS.index("autopsy"), np.where(biopsy, _BASIS.index("biopsy"), _BASIS.index("clinical")))
     d["basis"] = basis
-    d["outcome_autopsy"] = np.where(autopsy_basis, 3, np.where(died, np.where(autopsy_flag < 0.10, 3, np.where(autopsy_flag < 0.60, 2, 0)), 0))
+    autopsy_done = np.where(autopsy_flag < 0.10, 3, np.where(autopsy_flag < 0.60, 2, 0))  # true / false / absent
+    d["outcome_autopsy"] = np.where(autopsy_basis, 3, np.where(died, autopsy_done, 0))
     early = np.floor(rng.exponential(4.0, m)).astype(np.int64)
     pre = d["onset_present"] & (rng.random(m) < 0.06)
     pre_day = onset + np.floor(rng.random(m) * (-onset + 1)).astype(np.int64)
@@ -519,7 +522,7 @@ def _draw_block(seed: int, block: int) -> dict[str, Any]:
         "phosphate": _lognormal(rng, CAL["phosphate_median"], 0.30, m) * po_mmol,
         "pth_intact": _lognormal(rng, CAL["pth_intact_median"], 0.95, m),
         "albumin": rng.normal(3.1, 0.55, m),
-        "creatinine": _lognormal(rng, 1.0, 0.35, m) * np.array([6.8, 1.8, 2.8, 3.5, 0.9, 4.0])[status],
+        "creatinine": _lognormal(rng, 1.0, 0.35, m) * _CREATININE_MEDIAN[status],
         "alkaline_phosphatase": _lognormal(rng, 125.0, 0.50, m),
         "vitamin_d_25oh": _lognormal(rng, 17.0, 0.55, m),
         "hematocrit": rng.normal(31.0, 4.5, m),

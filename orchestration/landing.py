@@ -144,6 +144,8 @@ def submit(home: Home, files: Sequence[tuple[str, bytes]], *, channel: str = "cl
         max_rev: dict[str, int] = {}
         for (cid, rev) in existing:
             max_rev[cid] = max(rev, max_rev.get(cid, 0))
+        for v in valid:  # a conflict's advice accounts for higher revisions later in the same batch
+            max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
         seen: dict[tuple[str, int], str] = dict(existing)
         accepted: list[_Valid] = []
         for v in valid:
@@ -152,7 +154,6 @@ def submit(home: Home, files: Sequence[tuple[str, bytes]], *, channel: str = "cl
             prior = seen.get(key)
             if prior is None:
                 seen[key] = v.content_hash
-                max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
                 r.status = ACCEPTED
                 accepted.append(v)
             elif prior == v.content_hash:

@@ -197,7 +197,8 @@ def _semantic(obj: dict[str, Any]) -> list[Error]:
         if _is_int(fu) and fu >= 0:
             followup = fu
 
-    onset = obj.get("onset_day") if _is_int(obj.get("onset_day")) else None
+    # an onset_day that is itself invalid (after day 0) is reported once, not again at every day
+    onset = obj.get("onset_day") if _is_int(obj.get("onset_day")) and obj.get("onset_day") <= 0 else None
 
     def check_day(path: str, day: Any, before_onset_rule: bool) -> None:
         if not _is_int(day):

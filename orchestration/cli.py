@@ -178,6 +178,44 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- withdraw, audit
+
+
+def cmd_withdraw(args: argparse.Namespace) -> int:
+    from orchestration.withdraw import withdraw
+
+    home = _home(args)
+    if not args.reason.strip():
+        raise UserError("--reason must not be empty")
+    res = withdraw(home, args.case_id, args.reason, build=not args.no_build)
+    print(
+        f"withdrew case {res.case_id}: {res.landing_records_purged} landed record versions and "
+        f"{res.quarantine_entries_purged} quarantine entries purged; the audit log keeps only the case id, reason and time"
+    )
+    if res.build_success is False:
+        print("the rebuild failed: run `registry build` again", file=sys.stderr)
+        return 1
+    if res.build_success:
+        print("rebuilt and republished: the case is gone from every table and snapshot analysts can read")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from orchestration import audit
+
+    home = _home(args)
+    events = list(audit.read(home))
+    if args.event:
+        events = [e for e in events if e.get("event") == args.event]
+    if args.format == "json":
+        print(json.dumps(events, ensure_ascii=False))
+        return 0
+    for e in events:
+        rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)
+        print(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}")
+    return 0
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -277,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("withdraw", help="withdraw a case (consent withdrawn): purge it everywhere analysts can read")
+    s.add_argument("case_id", metavar="CASE_ID")
+    s.add_argument("--reason", required=True, metavar="TEXT")
+    s.add_argument("--no-build", action="store_true", help="purge now, rebuild later (the case stays visible until the next build)")
+    s.set_defaults(func=cmd_withdraw)
+
+    s = sub.add_parser("audit", help="print the append-only audit log")
+    s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--event", help="only events of this kind (submission, quarantine_resolved, withdrawal, build, publish)")
+    s.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
     s.add_argument("--write", action="store_true", help="rewrite the committed schema file")

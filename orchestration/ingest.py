@@ -95,6 +95,7 @@ class IngestResult:
     skipped_versions: int = 0
     quarantine_batches: int = 0
     quarantined: int = 0
+    withdrawn: int = 0
     seconds: float = 0.0
     batch_ids: list[str] = field(default_factory=list)
 
@@ -124,6 +125,7 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
             if new:
                 _ingest_landing(con, new, res)
             _ingest_quarantine(con, home, res)
+            res.withdrawn = _apply_withdrawals(con, home)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -166,6 +168,11 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
         WHERE c.case_id = n.case_id AND c.revision = n.revision
         """
     )
+    from orchestration.withdraw import withdrawn_case_ids
+
+    withdrawn = sorted(withdrawn_case_ids(Home(files[0].parents[2])))
+    if withdrawn:
+        con.execute("DELETE FROM new_records WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [withdrawn])
     total = con.execute("SELECT count(*) FROM new_records").fetchone()[0]
     con.execute(
         """
@@ -246,3 +253,16 @@ def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestRe
                            columns = {{'quarantine_id': 'VARCHAR', 'at': 'VARCHAR', 'note': 'VARCHAR'}})
             """
         )
+
+
+def _apply_withdrawals(con: duckdb.DuckDBPyConnection, home: Home) -> int:
+    """Delete withdrawn cases (consent withdrawn) from every raw table. Idempotent."""
+    from orchestration.withdraw import withdrawn_case_ids
+
+    ids = sorted(withdrawn_case_ids(home))
+    if not ids:
+        return 0
+    removed = con.execute("DELETE FROM raw.case_records WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [ids]).fetchone()[0]
+    for t in ("labs", "organs", "lesions", "treatments", "quarantine"):
+        con.execute(f"DELETE FROM raw.{t} WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
+    return removed

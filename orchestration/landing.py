@@ -140,6 +140,20 @@ def submit(home: Home, files: Sequence[tuple[str, bytes]], *, channel: str = "cl
                 valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
 
     with file_lock(home.locks / "landing.lock"):
+        from orchestration.withdraw import withdrawn_case_ids
+
+        withdrawn = withdrawn_case_ids(home)
+        if withdrawn:
+            still_valid = []
+            for v in valid:
+                if v.case_id in withdrawn:
+                    r = receipts[v.seq]
+                    r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
+                    # the payload of a withdrawn patient is not kept, not even in quarantine
+                    quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
+                else:
+                    still_valid.append(v)
+            valid = still_valid
         existing = _existing(home, valid)
         max_rev: dict[str, int] = {}
         for (cid, rev) in existing:

@@ -78,11 +78,17 @@ def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummar
     # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
     with file_lock(home.locks / "pipeline.lock"), open(log_path, "w") as log, contextlib.redirect_stdout(log):
         with DagsterInstance.get() as instance:
+            from orchestration.defs.sensors import WATERMARK_TAG, landing_watermark
+
             job = defs.resolve_job_def("registry_build")
+            # a manual build covers everything landed so far: tag it so the sensor does not redo it
+            watermark = landing_watermark(home)
+            tags = {"registry/trigger": "cli", **({WATERMARK_TAG: watermark} if watermark else {})}
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
                 asset_selection=asset_selection,
+                tags=tags,
                 run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "WARNING")}}}},
             )
             steps: dict[str, float] = {}

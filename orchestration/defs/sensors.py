@@ -1,0 +1,130 @@
+"""Automatic refresh: while `registry serve` runs the Dagster daemon, this sensor watches the landing
+zone and starts ``registry_build`` (ingest, dbt, publish) for new submissions. Nobody runs
+``registry build`` by hand.
+
+* Batch names are ``<UTC time>-<pid>-<random>`` and are created under the landing lock, so they
+  sort in submission order; the newest name is the sensor's watermark.
+* ``run_key`` = watermark + attempt: each new state of the landing zone is processed once, and a
+  run that failed is retried on a later tick (at most every ``RETRY_AFTER_S``) without losing
+  anything: the files stay in the landing zone and ingestion is idempotent.
+* One run at a time (dagster.yaml sets ``max_concurrent_runs: 1``); submissions that arrive during
+  a run are picked up by the next one, which ingests only the new batches.
+"""
+
+import time
+
+from dagster import (
+    DagsterRunStatus,
+    RunFailureSensorContext,
+    RunStatusSensorContext,
+    run_failure_sensor,
+    run_status_sensor,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from orchestration import audit
+from orchestration.paths import Home
+
+WATERMARK_TAG = "registry/landing_watermark"
+RETRY_AFTER_S = 20
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def landing_watermark(home: Home) -> str | None:
+    """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
+    resolution or a withdrawal (all named by the same sortable stamp)."""
+    newest = None
+    for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.root / "withdrawals"):
+        if not d.exists():
+            continue
+        for entry in d.iterdir():
+            name = entry.name
+            if name.startswith("."):
+                continue
+            stem = name.split(".", 1)[0]
+            if newest is None or stem > newest:
+                newest = stem
+    return newest
+
+
+def evaluate(context: SensorEvaluationContext, home: Home):
+    watermark = landing_watermark(home)
+    if watermark is None:
+        return SkipReason("the landing zone is empty")
+    if context.cursor and context.cursor >= watermark:
+        return SkipReason(f"up to date with {watermark}")
+    records = context.instance.get_run_records(
+        filters=RunsFilter(job_name="registry_build", tags={WATERMARK_TAG: watermark}), limit=20
+    )
+    if any(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records):
+        context.update_cursor(watermark)
+        return SkipReason(f"built up to {watermark}")
+    if any(r.dagster_run.status in IN_FLIGHT for r in records):
+        return SkipReason(f"a run for {watermark} is in progress")
+    # Do not start a second build while any other registry_build is still running.
+    busy = context.instance.get_run_records(filters=RunsFilter(job_name="registry_build", statuses=IN_FLIGHT), limit=1)
+    if busy:
+        return SkipReason("another build is running; new submissions will be picked up next")
+    failed = [r for r in records if r.dagster_run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)]
+    if failed:
+        last = max((r.end_time or r.start_time or r.create_timestamp.timestamp()) for r in failed)
+        if time.time() - last < RETRY_AFTER_S:
+            return SkipReason(f"the last build for {watermark} failed; retrying in {RETRY_AFTER_S}s")
+    return RunRequest(
+        run_key=f"{watermark}#attempt{len(failed) + 1}",
+        tags={WATERMARK_TAG: watermark, "registry/trigger": "sensor"},
+    )
+
+
+@sensor(
+    job_name="registry_build",
+    minimum_interval_seconds=1,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Builds and publishes when new submissions land (retries a failed build on a later tick).",
+)
+def landing_zone_sensor(context: SensorEvaluationContext):
+    return evaluate(context, Home.from_env())
+
+
+def _audit_run(context: RunStatusSensorContext, success: bool) -> None:
+    run = context.dagster_run
+    if run.tags.get("registry/trigger") != "sensor":
+        return  # `registry build` writes its own audit event
+    error = None
+    if not success and context.failure_event is not None and context.failure_event.event_specific_data is not None:
+        err = getattr(context.failure_event.event_specific_data, "error", None)
+        error = err.message.strip().splitlines()[0] if err else "failed"
+    audit.event(Home.from_env(), "build", run_id=run.run_id, success=success, trigger="sensor", error=error)
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[],
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records each automatic build in the audit log.",
+    minimum_interval_seconds=2,
+    monitor_all_code_locations=False,
+)
+def audit_successful_builds(context: RunStatusSensorContext):
+    if context.dagster_run.job_name == "registry_build":
+        _audit_run(context, True)
+
+
+@run_failure_sensor(
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Records each failed automatic build in the audit log (it is retried by the landing sensor).",
+    minimum_interval_seconds=2,
+)
+def audit_failed_builds(context: RunFailureSensorContext):
+    if context.dagster_run.job_name == "registry_build":
+        _audit_run(context, False)

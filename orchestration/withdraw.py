@@ -1,0 +1,159 @@
+"""Consent withdrawal: a patient's case disappears from everything analysts can read.
+
+``withdraw(home, case_id, reason)``:
+
+1. under the landing lock, rewrites the landing batches and their indexes without the case's records
+   (the only edit ever made to the landing zone: erasure overrides immutability), drops the case's
+   quarantine entries (payloads included), and leaves a tombstone (case id, reason, time) in
+   ``withdrawals/`` so that the case is never ingested again and a resubmission is refused;
+2. rewrites the audit log so that, for this case, only the withdrawal event (case id, reason, time)
+   remains;
+3. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
+   snapshot is published, and every older snapshot version is removed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import orjson
+import pyarrow.parquet as pq
+
+from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.paths import Home
+
+
+@dataclass
+class WithdrawResult:
+    case_id: str
+    landing_records_purged: int
+    quarantine_entries_purged: int
+    audit_events_purged: int
+    build_success: bool | None = None
+
+
+def withdrawals_dir(home: Home) -> Path:
+    return home.root / "withdrawals"
+
+
+def withdrawn_case_ids(home: Home) -> set[str]:
+    d = withdrawals_dir(home)
+    out = set()
+    if d.exists():
+        for f in d.glob("*.json"):
+            out.add(orjson.loads(f.read_bytes())["case_id"])
+    return out
+
+
+def _batches_with_case(home: Home, case_id: str) -> list[str]:
+    files = sorted(home.landing_index.glob("*.parquet"))
+    if not files:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT batch_id FROM read_parquet(?) WHERE case_id = ?", [[str(f) for f in files], case_id]
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def _purge_landing(home: Home, case_id: str) -> int:
+    purged = 0
+    needle = orjson.dumps(case_id)
+    for batch in _batches_with_case(home, case_id):
+        data_file = home.landing_batches / f"{batch}.jsonl"
+        if data_file.exists():
+            kept = []
+            with open(data_file, "rb") as f:
+                for line in f:
+                    # cheap pre-filter, exact check on the parsed envelope
+                    if needle in line and orjson.loads(line).get("case_id") == case_id:
+                        purged += 1
+                        continue
+                    kept.append(line)
+            atomic_write(data_file, b"".join(kept), tmp_dir=home.tmp)
+        index_file = home.landing_index / f"{batch}.parquet"
+        if index_file.exists():
+            table = pq.read_table(index_file)
+            mask = [c != case_id for c in table.column("case_id").to_pylist()]
+            import pyarrow as pa
+
+            kept_table = table.filter(pa.array(mask))
+            sink = pa.BufferOutputStream()
+            pq.write_table(kept_table, sink)
+            atomic_write(index_file, sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
+    return purged
+
+
+def _purge_quarantine(home: Home, case_id: str) -> int:
+    purged = 0
+    needle = orjson.dumps(case_id)
+    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
+        data = f.read_bytes()
+        if needle not in data:
+            continue
+        kept = []
+        for line in data.splitlines(keepends=True):
+            if needle in line and orjson.loads(line).get("case_id") == case_id:
+                purged += 1
+                continue
+            kept.append(line)
+        atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
+    return purged
+
+
+def _scrub_audit(home: Home, case_id: str) -> int:
+    if not home.audit_log.exists():
+        return 0
+    with file_lock(home.locks / "audit.lock"):
+        kept, purged = [], 0
+        with open(home.audit_log, "rb") as f:
+            for line in f:
+                if line.strip() and orjson.loads(line).get("case_id") == case_id:
+                    purged += 1
+                    continue
+                kept.append(line)
+        atomic_write(home.audit_log, b"".join(kept), tmp_dir=home.tmp)
+    return purged
+
+
+def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> WithdrawResult:
+    from orchestration import audit
+
+    home.ensure()
+    if not reason.strip():
+        raise ValueError("a reason is required")
+    with file_lock(home.locks / "landing.lock"):
+        landing = _purge_landing(home, case_id)
+        quarantined = _purge_quarantine(home, case_id)
+        tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
+        atomic_write(withdrawals_dir(home) / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
+    purged_events = _scrub_audit(home, case_id)
+    audit.event(home, "withdrawal", case_id=case_id, reason=reason)
+    result = WithdrawResult(case_id, landing, quarantined, purged_events)
+    if build:
+        from orchestration.pipeline import run_build
+
+        summary = run_build(home)
+        result.build_success = summary.success
+        if summary.success:
+            prune_old_snapshots(home)
+    return result
+
+
+def prune_old_snapshots(home: Home) -> int:
+    """Remove every published version but the current one (they may still hold a withdrawn case)."""
+    import shutil
+
+    current = os.path.realpath(home.published_current)
+    removed = 0
+    for v in home.published_versions.iterdir():
+        if os.path.realpath(v) != current:
+            shutil.rmtree(v, ignore_errors=True)
+            removed += 1
+    return removed

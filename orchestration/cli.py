@@ -109,21 +109,22 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from orchestration import snapshot
-    from orchestration.sqlconsole import QueryRefused, format_result, run_query
+    from orchestration.sqlconsole import QueryRefused, format_result, run_query_isolated
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()
     try:
-        result = run_query(query, home=home, timeout_s=args.timeout, max_rows=args.max_rows)
+        result = run_query_isolated(query, home=home, timeout_s=args.timeout, max_rows=args.max_rows)
     except QueryRefused as exc:
-        print(f"registry sql: refused: {exc}", file=sys.stderr)
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        print(f"registry sql: {reason}", file=sys.stderr)
         return 1
     except snapshot.NoSnapshot as exc:
         raise UserError(str(exc)) from None
-    sys.stdout.write(format_result(result, args.format))
-    if args.format == "table":
-        more = " (truncated: raise --max-rows or use --format csv)" if result.truncated else ""
-        print(f"({result.row_count} rows in {result.elapsed_s * 1000:.0f} ms{more})", file=sys.stderr)
+    out = format_result(result, args.format)
+    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    if result.truncated:
+        print(f"registry sql: only the first {result.row_count} rows are shown (raise --max-rows)", file=sys.stderr)
     return 0
 
 

@@ -42,7 +42,7 @@ def _receipt_line(r) -> list[str]:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestration.landing import submit
+    from orchestration.landing import open_file, submit_iter
 
     home = _home(args)
     files = []
@@ -53,23 +53,34 @@ def cmd_submit(args: argparse.Namespace) -> int:
         path = Path(p)
         if not path.is_file():
             raise UserError(f"{p}: no such file")
-        files.append((p, path.read_bytes()))
-    receipts = submit(home, files, channel="cli")
+        files.append((p, open_file(path)))
+    counts = {"accepted": 0, "duplicate": 0, "quarantined": 0}
+    out = sys.stdout
+    first = True
     if args.format == "json":
-        json.dump([r.as_dict() for r in receipts], sys.stdout, ensure_ascii=False)
-        sys.stdout.write("\n")
+        out.write("[")
+    # receipts are written chunk by chunk, as each chunk lands: bounded memory for any file size
+    for chunk in submit_iter(home, files, channel="cli"):
+        for r in chunk:
+            counts[r.status] += 1
+        if args.format == "json":
+            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=False) for r in chunk)
+            if body:
+                out.write(("" if first else ", ") + body)
+                first = False
+        else:
+            lines = [ln for r in chunk for ln in _receipt_line(r)]
+            if lines:
+                out.write("\n".join(lines) + "\n")
+    if args.format == "json":
+        out.write("]\n")
     else:
-        out = []
-        for r in receipts:
-            out.extend(_receipt_line(r))
-        if out:
-            sys.stdout.write("\n".join(out) + "\n")
-        n = {s: sum(1 for r in receipts if r.status == s) for s in ("accepted", "duplicate", "quarantined")}
+        total = sum(counts.values())
         print(
-            f"{len(receipts)} records: {n['accepted']} accepted, {n['duplicate']} duplicates, {n['quarantined']} quarantined",
+            f"{total} records: {counts['accepted']} accepted, {counts['duplicate']} duplicates, {counts['quarantined']} quarantined",
             file=sys.stderr,
         )
-    return 1 if any(r.status == "quarantined" for r in receipts) else 0
+    return 1 if counts["quarantined"] else 0
 
 
 # --------------------------------------------------------------------------- build

@@ -18,10 +18,13 @@ So accepted + duplicates + quarantined = submitted, always, and a batch file is 
 from __future__ import annotations
 
 import base64
+import gc
 import hashlib
+import mmap
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import orjson
@@ -93,174 +96,234 @@ def _payload(p: ParsedRecord, data: bytes | None) -> dict[str, Any]:
     return {"payload": base64.b64encode(data or b"").decode(), "payload_encoding": "base64"}
 
 
-def _existing(home: Home, valid: list[_Valid]) -> dict[tuple[str, int], str]:
-    """(case_id, revision) -> content hash already in the landing zone, for this batch's cases."""
-    files = sorted(home.landing_index.glob("*.parquet"))
-    if not files or not valid:
-        return {}
-    keys = pa.table({"case_id": [v.case_id for v in valid]})
-    con = duckdb.connect(":memory:")
-    try:
-        con.register("batch_keys", keys)
-        rows = con.execute(
-            """
-            SELECT i.case_id, i.revision, any_value(i.content_hash)
-            FROM read_parquet(?) AS i
-            SEMI JOIN batch_keys AS k ON k.case_id = i.case_id
-            GROUP BY ALL
-            """,
-            [[str(f) for f in files]],
-        ).fetchall()
-    finally:
-        con.close()
-    return {(c, r): h for c, r, h in rows}
+class _LandingIndex:
+    """The (case_id, revision, content_hash) of everything already landed, in an in-memory DuckDB
+    table: loaded once per submission from the Parquet indexes, joined set-based against each chunk,
+    and extended with each chunk's accepted records."""
+
+    def __init__(self, home: Home):
+        self.con = duckdb.connect(":memory:")
+        files = [str(f) for f in sorted(home.landing_index.glob("*.parquet"))]
+        if files:
+            self.con.execute(
+                "CREATE TABLE idx AS SELECT case_id, revision, any_value(content_hash) AS content_hash "
+                "FROM read_parquet(?) GROUP BY ALL",
+                [files],
+            )
+        else:
+            self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
+
+    def lookup(self, valid: list[_Valid]) -> tuple[dict[tuple[str, int], str], dict[str, int]]:
+        """Existing hashes of this chunk's (case_id, revision) keys, and each case's highest revision."""
+        if not valid:
+            return {}, {}
+        keys = pa.table({"case_id": [v.case_id for v in valid]})
+        self.con.register("chunk_keys", keys)
+        try:
+            rows = self.con.execute(
+                "SELECT i.case_id, i.revision, i.content_hash FROM idx i "
+                "WHERE i.case_id IN (SELECT DISTINCT case_id FROM chunk_keys)"
+            ).fetchall()
+        finally:
+            self.con.unregister("chunk_keys")
+        existing = {(c, r): h for c, r, h in rows}
+        max_rev: dict[str, int] = {}
+        for c, r, _ in rows:
+            max_rev[c] = max(r, max_rev.get(c, 0))
+        return existing, max_rev
+
+    def add(self, index: pa.Table) -> None:
+        self.con.register("new_keys", index)
+        try:
+            self.con.execute("INSERT INTO idx SELECT case_id, revision, content_hash FROM new_keys")
+        finally:
+            self.con.unregister("new_keys")
+
+    def close(self) -> None:
+        self.con.close()
 
 
-def submit(home: Home, files: Sequence[tuple[str, bytes]], *, channel: str = "cli") -> list[Receipt]:
-    """Validate, classify and land every record of ``files`` (name as submitted, content)."""
+CHUNK_RECORDS = 20_000
+
+
+def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> list[Receipt]:
+    """Validate, classify and land every record of ``files`` (name as submitted, bytes or mmap)."""
+    out: list[Receipt] = []
+    for chunk in submit_iter(home, files, channel=channel):
+        out.extend(chunk)
+    return out
+
+
+def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> Iterator[list[Receipt]]:
+    """Like :func:`submit`, but yields the receipts chunk by chunk, so that a file of a million
+    records is processed in bounded memory. Each chunk is landed (one batch) before it is yielded.
+    The landing lock is held for the whole submission: concurrent submitters take turns."""
     home.ensure()
+    # Parsing builds many small, acyclic JSON containers; the cyclic garbage collector would rescan
+    # the growing heap again and again (it more than doubled the time of a 100k-case file).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        from orchestration.withdraw import withdrawn_case_ids
+
+        with file_lock(home.locks / "landing.lock"):
+            index = _LandingIndex(home)
+            try:
+                withdrawn = withdrawn_case_ids(home)
+                pending: list[tuple[ParsedRecord, Any]] = []
+                for name, data in files:
+                    for p in parse_submission(data, name):
+                        pending.append((p, data if p.record is None else None))
+                        if len(pending) >= CHUNK_RECORDS:
+                            yield _land_chunk(home, index, pending, withdrawn, channel)
+                            pending = []
+                if pending:
+                    yield _land_chunk(home, index, pending, withdrawn, channel)
+            finally:
+                index.close()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _land_chunk(
+    home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], withdrawn: set[str], channel: str
+) -> list[Receipt]:
     receipts: list[Receipt] = []
     quarantine: list[tuple[Receipt, dict[str, Any]]] = []
     valid: list[_Valid] = []
-    for name, data in files:
-        for p in parse_submission(data, name):
-            if p.error is not None:
-                r = Receipt(name, p.record, None, QUARANTINED, [p.error])
-                quarantine.append((r, _payload(p, data)))
-                receipts.append(r)
-                continue
-            errors = validate_record(p.obj)
-            rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
-            r = Receipt(name, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+    for p, data in parsed:
+        if p.error is not None:
+            r = Receipt(p.source_file, p.record, None, QUARANTINED, [p.error])
+            quarantine.append((r, _payload(p, data)))
             receipts.append(r)
-            if errors:
-                quarantine.append((r, _payload(p, None)))
-            else:
-                canon, h = content_hash(p.obj)
-                valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
+            continue
+        errors = validate_record(p.obj)
+        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
+        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+        receipts.append(r)
+        if errors:
+            quarantine.append((r, _payload(p, None)))
+        elif p.case_id in withdrawn:
+            r.errors = [Error("case_id", f"case {p.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
+            # the payload of a withdrawn patient is not kept, not even in quarantine
+            quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
+        else:
+            canon, h = content_hash(p.obj)
+            valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
 
-    with file_lock(home.locks / "landing.lock"):
-        from orchestration.withdraw import withdrawn_case_ids
+    existing, max_rev = index.lookup(valid)
+    for v in valid:  # a conflict's advice accounts for higher revisions later in the same chunk
+        max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
+    seen: dict[tuple[str, int], str] = dict(existing)
+    accepted: list[_Valid] = []
+    for v in valid:
+        r = receipts[v.seq]
+        key = (v.case_id, v.revision)
+        prior = seen.get(key)
+        if prior is None:
+            seen[key] = v.content_hash
+            r.status = ACCEPTED
+            accepted.append(v)
+        elif prior == v.content_hash:
+            r.status = DUPLICATE
+        else:
+            r.status = QUARANTINED
+            r.errors = [
+                Error(
+                    "revision",
+                    f"case {v.case_id} revision {v.revision} was already submitted with different content; "
+                    f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
+                )
+            ]
+            quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
 
-        withdrawn = withdrawn_case_ids(home)
-        if withdrawn:
-            still_valid = []
-            for v in valid:
-                if v.case_id in withdrawn:
-                    r = receipts[v.seq]
-                    r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
-                    # the payload of a withdrawn patient is not kept, not even in quarantine
-                    quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
-                else:
-                    still_valid.append(v)
-            valid = still_valid
-        existing = _existing(home, valid)
-        max_rev: dict[str, int] = {}
-        for (cid, rev) in existing:
-            max_rev[cid] = max(rev, max_rev.get(cid, 0))
-        for v in valid:  # a conflict's advice accounts for higher revisions later in the same batch
-            max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
-        seen: dict[tuple[str, int], str] = dict(existing)
-        accepted: list[_Valid] = []
-        for v in valid:
-            r = receipts[v.seq]
-            key = (v.case_id, v.revision)
-            prior = seen.get(key)
-            if prior is None:
-                seen[key] = v.content_hash
-                r.status = ACCEPTED
-                accepted.append(v)
-            elif prior == v.content_hash:
-                r.status = DUPLICATE
-            else:
-                r.status = QUARANTINED
-                r.errors = [
-                    Error(
-                        "revision",
-                        f"case {v.case_id} revision {v.revision} was already submitted with different content; "
-                        f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
-                    )
-                ]
-                quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
-
-        batch_id = stamp()
-        now = utcnow().isoformat()
-        if accepted:
-            lines = b"".join(
+    batch_id = stamp()
+    now = utcnow().isoformat()
+    if accepted:
+        lines = b"".join(
+            orjson.dumps(
+                {
+                    "case_id": v.case_id,
+                    "revision": v.revision,
+                    "content_hash": v.content_hash,
+                    "submitted_at": now,
+                    "source_file": v.parsed.source_file,
+                    "record_index": v.parsed.record,
+                    "channel": channel,
+                    "record": v.parsed.obj,
+                }
+            )
+            + b"\n"
+            for v in accepted
+        )
+        atomic_write(home.landing_batches / f"{batch_id}.jsonl", lines, tmp_dir=home.tmp)
+        del lines
+        keys = pa.table(
+            {
+                "case_id": [v.case_id for v in accepted],
+                "revision": [v.revision for v in accepted],
+                "content_hash": [v.content_hash for v in accepted],
+                "batch_id": [batch_id] * len(accepted),
+            },
+            schema=INDEX_SCHEMA,
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(keys, sink)
+        atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
+        index.add(keys)
+    if quarantine:
+        entries = []
+        for i, (r, payload) in enumerate(quarantine):
+            r.quarantine_id = f"{batch_id}-{i:06d}"
+            entries.append(
                 orjson.dumps(
                     {
-                        "case_id": v.case_id,
-                        "revision": v.revision,
-                        "content_hash": v.content_hash,
-                        "submitted_at": now,
-                        "source_file": v.parsed.source_file,
-                        "record_index": v.parsed.record,
+                        "quarantine_id": r.quarantine_id,
+                        "source_file": r.file,
+                        "record": r.record,
+                        "case_id": r.case_id,
+                        "revision": r.revision,
+                        "errors": [e.as_dict() for e in r.errors],
+                        "quarantined_at": now,
                         "channel": channel,
-                        "record": v.parsed.obj,
+                        **payload,
                     }
                 )
                 + b"\n"
-                for v in accepted
             )
-            atomic_write(home.landing_batches / f"{batch_id}.jsonl", lines, tmp_dir=home.tmp)
-            index = pa.table(
-                {
-                    "case_id": [v.case_id for v in accepted],
-                    "revision": [v.revision for v in accepted],
-                    "content_hash": [v.content_hash for v in accepted],
-                    "batch_id": [batch_id] * len(accepted),
-                },
-                schema=INDEX_SCHEMA,
-            )
-            sink = pa.BufferOutputStream()
-            pq.write_table(index, sink)
-            atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
-        if quarantine:
-            entries = []
-            for i, (r, payload) in enumerate(quarantine):
-                r.quarantine_id = f"{batch_id}-{i:06d}"
-                entries.append(
-                    orjson.dumps(
-                        {
-                            "quarantine_id": r.quarantine_id,
-                            "source_file": r.file,
-                            "record": r.record,
-                            "case_id": r.case_id,
-                            "revision": r.revision,
-                            "errors": [e.as_dict() for e in r.errors],
-                            "quarantined_at": now,
-                            "channel": channel,
-                            **payload,
-                        }
-                    )
-                    + b"\n"
-                )
-            atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
-        audit.append(
-            home,
-            (
-                {
-                    "event": "submission",
-                    "file": r.file,
-                    "record": r.record,
-                    "case_id": r.case_id,
-                    "revision": r.revision,
-                    "status": r.status,
-                    "batch_id": batch_id,
-                    "channel": channel,
-                    **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
-                }
-                for r in receipts
-            ),
-        )
+        atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
+    audit.append(
+        home,
+        (
+            {
+                "event": "submission",
+                "file": r.file,
+                "record": r.record,
+                "case_id": r.case_id,
+                "revision": r.revision,
+                "status": r.status,
+                "batch_id": batch_id,
+                "channel": channel,
+                **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+            }
+            for r in receipts
+        ),
+    )
     return receipts
 
 
+def open_file(path: str | Path):
+    """A read-only memory map of a submission file (bytes for an empty file): the file is not read
+    into memory, and the operating system pages it in as records are parsed."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return b""
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
 def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> list[Receipt]:
-    files = []
-    for p in paths:
-        files.append((p, Path(p).read_bytes()))
-    return submit(home, files, channel=channel)
+    return submit(home, [(p, open_file(p)) for p in paths], channel=channel)
 
 
 # --------------------------------------------------------------------------- quarantine

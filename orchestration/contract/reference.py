@@ -14,6 +14,7 @@ from orchestration.paths import REFERENCE_DIR
 _SPACES = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=8192)
 def unit_key(unit: str) -> str:
     """Normalise a unit for matching: case, white space and the micro signs u/µ/μ are ignored
     (and the multiplication sign × is read as x). The SQL twin is the ``unit_key`` macro in dbt."""

@@ -9,6 +9,7 @@ defensively, so that one record reports all of its problems at once.
 
 from __future__ import annotations
 
+import codecs
 import datetime as _dt
 import json
 import math
@@ -229,11 +230,12 @@ def _semantic(obj: dict[str, Any]) -> list[Error]:
                     value = lab.get("value")
                     if _is_num(value):
                         canon = value * u.factor
-                        shown = f"{_num(value)} {unit}" + ("" if u.factor == 1 else f" ({_num(canon)} {analyte.canonical_unit})")
-                        if canon < analyte.hard_min:
-                            add(f"{p}.value", f"{shown} is below the physiologically possible minimum of {_num(analyte.hard_min)} {analyte.canonical_unit} for {analyte.code}")
-                        elif canon > analyte.hard_max:
-                            add(f"{p}.value", f"{shown} is above the physiologically possible maximum of {_num(analyte.hard_max)} {analyte.canonical_unit} for {analyte.code}")
+                        if canon < analyte.hard_min or canon > analyte.hard_max:
+                            shown = f"{_num(value)} {unit}" + ("" if u.factor == 1 else f" ({_num(canon)} {analyte.canonical_unit})")
+                            if canon < analyte.hard_min:
+                                add(f"{p}.value", f"{shown} is below the physiologically possible minimum of {_num(analyte.hard_min)} {analyte.canonical_unit} for {analyte.code}")
+                            else:
+                                add(f"{p}.value", f"{shown} is above the physiologically possible maximum of {_num(analyte.hard_max)} {analyte.canonical_unit} for {analyte.code}")
             lo, hi = lab.get("ref_low"), lab.get("ref_high")
             if _is_num(lo) and _is_num(hi) and lo > hi:
                 add(f"{p}.ref_low", f"{_num(lo)} is above ref_high {_num(hi)} (the reference range must run from low to high)")
@@ -312,23 +314,51 @@ def _json_error(exc: json.JSONDecodeError, line_offset: int = 0) -> str:
     return f"is not valid JSON: {exc.msg} at line {exc.lineno + line_offset}, column {exc.colno}"
 
 
-def parse_submission(data: bytes, source_file: str) -> Iterator[ParsedRecord]:
-    """Split a submission file into records. A file is one case object, an array of case objects,
-    or JSON Lines (one object per line). A line that is not JSON spoils only itself; a file that is
-    not UTF-8, not JSON or truncated is reported as a whole, with its line and column."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        yield ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{data[exc.start]:02x} at line {line}, column {col}"))
+_BOM = b"\xef\xbb\xbf"
+
+
+def _utf8_error(data, source_file: str) -> ParsedRecord | None:
+    """Check that ``data`` (bytes or an mmap) is UTF-8, in slices, without decoding it all at once."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    step = 1 << 24
+    n = len(data)
+    for off in range(0, n, step):
+        try:
+            decoder.decode(data[off : off + step], final=off + step >= n)
+        except UnicodeDecodeError:
+            # find the exact offset (error path only): decode the prefix up to the failing slice
+            prefix = bytes(data[: min(off + step, n)])
+            try:
+                prefix.decode("utf-8")
+                pos = len(prefix)
+            except UnicodeDecodeError as exc:
+                pos = exc.start
+            line = data[:pos].count(b"\n") + 1
+            col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
+            byte = data[pos] if pos < n else 0
+            return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{byte:02x} at line {line}, column {col}"))
+    return None
+
+
+def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
+    """Split a submission file into records. ``data`` is bytes or a read-only mmap of the file.
+
+    A file is one case object, an array of case objects, or JSON Lines (one object per line). A line
+    that is not JSON spoils only itself; a file that is not UTF-8, not JSON or truncated is reported
+    as a whole, with its line and column. JSON Lines are read line by line from the bytes, so a file
+    of a million cases is never decoded or held as objects all at once."""
+    bad = _utf8_error(data, source_file)
+    if bad is not None:
+        yield bad
         return
-    if not text.strip():
-        yield ParsedRecord(source_file, None, raw=text, error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))
+    start = 3 if data[:3] == _BOM else 0
+    if not bytes(data[start : start + 4096]).strip() and not bytes(data[start:]).strip():
+        yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))
         return
     lower = source_file.lower()
     as_lines = lower.endswith((".jsonl", ".ndjson"))
     if not as_lines:
+        text = bytes(data[start:]).decode("utf-8")
         try:
             doc = _loads(text)
         except json.JSONDecodeError as exc:
@@ -352,12 +382,26 @@ def parse_submission(data: bytes, source_file: str) -> Iterator[ParsedRecord]:
             else:
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
             return
-    for lineno, line in enumerate(text.split("\n"), start=1):
+        del text
+    n = len(data)
+    pos = start
+    lineno = 0
+    while pos < n:
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            nl = n
+        line = data[pos:nl]
+        pos = nl + 1
+        lineno += 1
         if not line.strip():
             continue
         try:
-            obj = _loads(line)
-        except json.JSONDecodeError as exc:
-            yield ParsedRecord(source_file, lineno, raw=line, error=Error("$", f"line {lineno} " + _json_error(exc, lineno - 1).replace(f"at line {lineno}, ", f"at line {lineno}, ")))
-            continue
-        yield ParsedRecord(source_file, lineno, obj=obj, raw=line)
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            text = line.decode("utf-8")
+            try:
+                obj = json.loads(text)  # NaN / Infinity are read here and reported at their path
+            except json.JSONDecodeError as exc:
+                yield ParsedRecord(source_file, lineno, raw=text, error=Error("$", f"line {lineno} " + _json_error(exc, lineno - 1)))
+                continue
+        yield ParsedRecord(source_file, lineno, obj=obj)

@@ -1,0 +1,1 @@
+"""The registry's benchmark harness: ``python -m bench.run`` (``make bench``). See ``bench/README.md``."""

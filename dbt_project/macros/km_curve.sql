@@ -1,0 +1,113 @@
+{#-
+  Kaplan-Meier curves with their 95 % band, one per (stratum, stratum_value), as a SELECT.
+
+  `observations` is a relation (or CTE name) with stratum, stratum_value, day and died (boolean), one
+  row per case, holding only cases with a known outcome and a follow-up day. The result has one row
+  per distinct day plus the origin (day 0, or the first day if it were negative) -- the timeline of
+  lifelines' KaplanMeierFitter -- with n_at_risk, n_events, n_censored, survival, ci_lower, ci_upper.
+
+  * Ties: on a day, deaths are counted before censorings; the censored of that day are at risk.
+  * Estimate: S(t) = exp(sum over days <= t of ln(n - d) - ln(n)), summed strictly in day order
+    (a sequential fold with list_reduce; DuckDB's windowed sum adds in another order), so that the
+    estimate is lifelines' to the last bit and the median (first day with S <= 0.5) agrees with
+    lifelines even when the curve lands exactly on one half.
+  * Band: Greenwood's variance sum d / (n (n - d)) on the log(-log) scale, as lifelines computes it:
+    exp(-exp(ln(-ln S) -/+ z sqrt(var) / ln S)); [1, 1] while S = 1, [0, 0] once S = 0; a day with
+    n = d adds nothing to the variance.
+  Python twin: orchestration/stats.py (kaplan_meier).
+-#}
+{% macro km_curve(observations) -%}
+{%- set z = 1.959963984540054 -%}
+with km_days as (
+    select
+        stratum,
+        stratum_value,
+        day,
+        count(*) filter (where died) as n_events,
+        count(*) filter (where not died) as n_censored
+    from {{ observations }}
+    group by stratum, stratum_value, day
+    union all
+    -- the origin of the timeline, where every case is at risk
+    select stratum, stratum_value, least(0, min(day)) as day, 0 as n_events, 0 as n_censored
+    from {{ observations }}
+    group by stratum, stratum_value
+),
+
+km_table as (
+    select stratum, stratum_value, day, sum(n_events) as n_events, sum(n_censored) as n_censored
+    from km_days
+    group by stratum, stratum_value, day
+),
+
+km_at_risk as (
+    select
+        *,
+        sum(n_events + n_censored) over (
+            partition by stratum, stratum_value order by day desc
+            rows between unbounded preceding and current row
+        ) as n_at_risk,
+        row_number() over (partition by stratum, stratum_value order by day) as day_rank
+    from km_table
+),
+
+km_terms as (
+    select
+        *,
+        ln((n_at_risk - n_events)::double) - ln(n_at_risk::double) as log_term,
+        case
+            when n_at_risk > n_events then n_events::double / (n_at_risk::double * (n_at_risk - n_events)::double)
+            else 0.0
+        end as greenwood_term
+    from km_at_risk
+),
+
+km_term_lists as (
+    select stratum, stratum_value, list(log_term order by day) as log_terms
+    from km_terms
+    group by stratum, stratum_value
+),
+
+km_cumulative as (
+    select
+        t.stratum,
+        t.stratum_value,
+        t.day,
+        t.n_at_risk,
+        t.n_events,
+        t.n_censored,
+        list_reduce(l.log_terms[1:t.day_rank], lambda acc, x: acc + x) as log_survival,
+        sum(t.greenwood_term) over (
+            partition by t.stratum, t.stratum_value order by t.day
+            rows between unbounded preceding and current row
+        ) as greenwood
+    from km_terms as t
+    inner join km_term_lists as l
+        on l.stratum = t.stratum and l.stratum_value = t.stratum_value
+),
+
+km_estimate as (
+    select *, exp(log_survival) as survival
+    from km_cumulative
+)
+
+select
+    stratum,
+    stratum_value,
+    day::integer as day,
+    n_at_risk::integer as n_at_risk,
+    n_events::integer as n_events,
+    n_censored::integer as n_censored,
+    survival,
+    case
+        when survival >= 1 then 1.0
+        when survival <= 0 then 0.0
+        else exp(-exp(ln(-ln(survival)) - '{{ z }}'::double * sqrt(greenwood) / ln(survival)))
+    end as ci_lower,
+    case
+        when survival >= 1 then 1.0
+        when survival <= 0 then 0.0
+        else exp(-exp(ln(-ln(survival)) + '{{ z }}'::double * sqrt(greenwood) / ln(survival)))
+    end as ci_upper
+from km_estimate
+{%- endmacro %}

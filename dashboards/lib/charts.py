@@ -256,7 +256,7 @@ def _ref_band(fig: go.Figure, lo: float | None, hi: float | None, label: str = "
 def histogram_figure(hist: pd.DataFrame, *, title: str, unit: str, ref_low: float | None, ref_high: float | None,
                      per_group: dict[str, np.ndarray] | None = None, note: str | None = None,
                      ref_label: str = "Reference range", x_title: str | None = None,
-                     threshold: float | None = None, threshold_label: str = "") -> go.Figure:
+                     threshold: float | None = None, threshold_label: str = "", y_title: str = "Values") -> go.Figure:
     """Bars of ``hist`` (bin_start, bin_end, n); with ``per_group``, one line per group (% of its values)."""
     if hist.empty:
         return empty_figure(title, "No values in this cohort", note)
@@ -273,8 +273,8 @@ def histogram_figure(hist: pd.DataFrame, *, title: str, unit: str, ref_low: floa
     else:
         fig.add_bar(x=centres, y=hist["n"], width=width * 0.92, marker_color=PRIMARY, name="Cases",
                     customdata=np.stack([hist["bin_start"], hist["bin_end"]], axis=-1),
-                    hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} " + unit + ": %{y:,}<extra></extra>")
-        fig.update_yaxes(title="Values", tickformat=",")
+                    hovertemplate="%{customdata[0]:.3g}–%{customdata[1]:.3g} " + unit + ": %{y:,} " + y_title.lower() + "<extra></extra>")
+        fig.update_yaxes(title=y_title, tickformat=",")
     _ref_band(fig, ref_low, ref_high, ref_label)
     if threshold is not None:
         fig.add_vline(x=threshold, line_dash="dash", line_color="#D55E00", line_width=2,

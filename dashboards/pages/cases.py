@@ -55,10 +55,11 @@ if detail is None:
 
 case = detail["case"]
 st.divider()
-badges = [f":blue-badge[{ctx.label('source', case['source'])}]", f":gray-badge[Site {case['site_id']}]",
-          f":gray-badge[Revision {case['revision']}]"]
+badges = [f":gray-badge[Site {case['site_id']}]", f":gray-badge[Revision {case['revision']}]"]
 if case["is_synthetic"]:
     badges.insert(0, ":orange-badge[:material/science: Synthetic case]")
+else:
+    badges.insert(0, f":blue-badge[{ctx.label('source', case['source'])}]")
 st.subheader(f"Case {case_id}")
 st.markdown(" ".join(badges))
 
@@ -71,7 +72,7 @@ m[0].metric("Age, sex", f"{int(case['age_years'])}{'+' if case['age_years'] >= 9
 m[1].metric("Kidney status", ctx.label("kidney_status", case["kidney_status"]), border=True)
 m[2].metric("Outcome" + fu_text, "Died" if dead else ctx.label("vital_status", case["vital_status"]), border=True,
             help=None if not dead else "Cause: " + charts.cause_label(case["cause_of_death"], ctx.vocab))
-m[3].metric("Organs involved", f"{int(case['organ_count'])}" + (" (visceral)" if case["visceral_involvement"] else " (cutaneous only)"),
+m[3].metric("Organs involved" + (", visceral" if case["visceral_involvement"] else ", cutaneous only"), f"{int(case['organ_count'])}",
             border=True)
 
 note = "Synthetic case" if case["is_synthetic"] else None

@@ -22,8 +22,8 @@ with c1:
 row = opts.set_index("analyte").loc[analyte]
 with c2:
     units = st.segmented_control("Units", ["canonical", "si"], default="canonical", key="units", required=True,
-                                 format_func=lambda u: f"{row['canonical_unit']}" if u == "canonical" else f"SI ({row['si_unit']})",
-                                 bind="query-params")
+                                 format_func=lambda u: "Canonical" if u == "canonical" else "SI", bind="query-params",
+                                 help=f"Canonical: {row['canonical_unit']}; SI: {row['si_unit']}.")
 with c3:
     values = st.segmented_control("Values", ["baseline", "all"], default="baseline", key="values", required=True,
                                   format_func=lambda v: "Baseline" if v == "baseline" else "All", bind="query-params",
@@ -37,7 +37,8 @@ info = res["info"]
 ref = "–" if info["ref_high"] is None else f"{labels.fmt_num(info['ref_low'] or 0, 3 if info['ref_high'] < 10 else 1)}–{labels.fmt_num(info['ref_high'], 3 if info['ref_high'] < 10 else 1)} {info['unit']}"
 title = f"{info['label']} ({info['unit']})" + (f" by {labels.STRATA[stratum].lower()}" if stratum else "")
 ui.chart(charts.histogram_figure(res["histogram"], title=title, unit=info["unit"], ref_low=info["ref_low"], ref_high=info["ref_high"],
-                                 per_group=res["histograms"] or None, note=ctx.note, x_title=f"{info['label']} ({info['unit']})"),
+                                 per_group=res["histograms"] or None, note=ctx.note, x_title=f"{info['label']} ({info['unit']})",
+                                 y_title="Cases" if values != "all" else "Values"),
          key="hist")
 clipped = res["histogram"].attrs.get("clipped", 0) if not res["histogram"].empty else 0
 st.caption(f"{res['n_values']:,} values. Shaded: the analyte's default reference range ({ref}). "
@@ -66,7 +67,7 @@ capp = data.run(ctx.snap, queries.capp_queries, ctx.filter, si=si)
 thr = capp["threshold"]
 ui.chart(charts.histogram_figure(capp["histogram"], title=f"Calcium × phosphate product ({capp['unit']})", unit=capp["unit"],
                                  ref_low=None, ref_high=None, note=ctx.note, x_title=f"Ca × P ({capp['unit']})",
-                                 threshold=thr, threshold_label=f"{thr:.3g} {capp['unit']}"), key="capp")
+                                 threshold=thr, threshold_label=f"{thr:.3g} {capp['unit']}", y_title="Cases"), key="capp")
 st.caption(f"Baseline calcium × baseline phosphate of the {capp['n_values']:,} cases with both. "
            f"Threshold {thr:.3g} {capp['unit']} (KDOQI 2003: keep below 55 mg²/dL²); *above range* is the share above it.")
 out, cfg = summary_table(capp["summary"], capp["unit"], high_label=f"Above {thr:.3g} (%)", low=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
-import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration import audit
-from orchestration.contract.validate import Error, ParsedRecord, parse_submission, validate_record
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
 from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.paths import Home
 
@@ -82,7 +81,7 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
     return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
 
 
-def _payload(p: ParsedRecord, data: bytes | None) -> dict[str, Any]:
+def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
     """What was submitted, kept verbatim so that nothing is lost."""
     if p.obj is not None or (p.raw is None and p.record is not None):
         try:
@@ -93,7 +92,8 @@ def _payload(p: ParsedRecord, data: bytes | None) -> dict[str, Any]:
             return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
     if p.raw is not None:
         return {"payload": p.raw, "payload_encoding": "text"}
-    return {"payload": base64.b64encode(data or b"").decode(), "payload_encoding": "base64"}
+    raw = data.read() if isinstance(data, FileSource) else (data or b"")
+    return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
 
 
 class _LandingIndex:
@@ -313,13 +313,9 @@ def _land_chunk(
     return receipts
 
 
-def open_file(path: str | Path):
-    """A read-only memory map of a submission file (bytes for an empty file): the file is not read
-    into memory, and the operating system pages it in as records are parsed."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+def open_file(path: str | Path) -> FileSource:
+    """A submission file, streamed in slices and lines rather than read into memory."""
+    return FileSource(path)
 
 
 def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> list[Receipt]:

@@ -145,3 +145,29 @@ def test_cli_never_shows_a_traceback(home, tmp_path):
     assert p.returncode == 2 and "no such file" in p.stderr and "Traceback" not in p.stderr
     p = run_cli("sql", "SELECT 1", home=home)
     assert p.returncode != 0 and "Traceback" not in p.stderr and "registry build" in p.stderr
+
+
+@pytest.mark.parametrize("slice_size", [7, 64, 1 << 24])
+def test_not_utf8_position_is_exact_when_the_file_is_streamed(tmp_path, monkeypatch, slice_size):
+    from orchestration.contract import validate
+    from orchestration.contract.validate import FileSource, parse_submission
+
+    monkeypatch.setattr(validate, "_SLICE", slice_size)
+    good = json.dumps(record(case_id="UTF-1")).encode()
+    data = good + b"\n" + good + b"\n" + b'{"case_id": "\xc3\xa9t\xe9"}\n'  # é is fine, then a lone 0xe9
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(data)
+    for source in (FileSource(path), data):
+        (only,) = list(parse_submission(source, "latin1.jsonl"))
+        assert only.record is None
+        assert only.error.message == "file is not UTF-8 text: byte 0xe9 at line 3, column 17"
+
+
+def test_file_source_and_bytes_parse_alike(tmp_path):
+    from orchestration.contract.validate import FileSource, parse_submission
+
+    recs = [record(case_id=f"FS-{i}") for i in range(5)]
+    path = write_jsonl(tmp_path / "five.jsonl", recs)
+    a = [(p.record, p.obj) for p in parse_submission(FileSource(path), "five.jsonl")]
+    b = [(p.record, p.obj) for p in parse_submission(path.read_bytes(), "five.jsonl")]
+    assert a == b and [r for r, _ in a] == [1, 2, 3, 4, 5]

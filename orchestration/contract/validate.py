@@ -315,50 +315,110 @@ def _json_error(exc: json.JSONDecodeError, line_offset: int = 0) -> str:
 
 
 _BOM = b"\xef\xbb\xbf"
+_SLICE = 1 << 24
+
+
+class FileSource:
+    """A submission file read in slices and lines, never whole: a million-case file is streamed
+    with bounded memory (a memory map would count the whole file in the process's RSS)."""
+
+    def __init__(self, path) -> None:
+        from pathlib import Path
+
+        self.path = Path(path)
+
+    def __len__(self) -> int:
+        return self.path.stat().st_size
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def slices(self) -> Iterator[bytes]:
+        with open(self.path, "rb") as f:
+            while chunk := f.read(_SLICE):
+                yield chunk
+
+    def lines(self) -> Iterator[bytes]:
+        with open(self.path, "rb", buffering=1 << 20) as f:
+            yield from f
+
+
+def _slices(data) -> Iterator[bytes]:
+    if isinstance(data, FileSource):
+        yield from data.slices()
+    else:
+        for off in range(0, len(data), _SLICE):
+            yield data[off : off + _SLICE]
+
+
+def _lines(data) -> Iterator[bytes]:
+    if isinstance(data, FileSource):
+        yield from data.lines()
+        return
+    n, pos = len(data), 0
+    while pos < n:
+        nl = data.find(b"\n", pos)
+        nl = n if nl < 0 else nl + 1
+        yield data[pos:nl]
+        pos = nl
 
 
 def _utf8_error(data, source_file: str) -> ParsedRecord | None:
-    """Check that ``data`` (bytes or an mmap) is UTF-8, in slices, without decoding it all at once."""
+    """Check that ``data`` is UTF-8, slice by slice, without decoding it all at once."""
     decoder = codecs.getincrementaldecoder("utf-8")()
-    step = 1 << 24
-    n = len(data)
-    for off in range(0, n, step):
+    offset = 0  # bytes before the current slice
+    newlines = 0  # newlines before the current slice
+    last_nl = -1  # absolute offset of the last newline before the current slice
+    for chunk in _slices(data):
         try:
-            decoder.decode(data[off : off + step], final=off + step >= n)
+            decoder.decode(chunk, final=False)
         except UnicodeDecodeError:
-            # find the exact offset (error path only): decode the prefix up to the failing slice
-            prefix = bytes(data[: min(off + step, n)])
+            pending = decoder.getstate()[0]  # undecoded bytes carried over from the previous slice
+            window = pending + chunk
             try:
-                prefix.decode("utf-8")
-                pos = len(prefix)
+                window.decode("utf-8")
+                rel = len(window)
             except UnicodeDecodeError as exc:
-                pos = exc.start
-            line = data[:pos].count(b"\n") + 1
-            col = pos - (data.rfind(b"\n", 0, pos) + 1) + 1
-            byte = data[pos] if pos < n else 0
-            return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{byte:02x} at line {line}, column {col}"))
+                rel = exc.start
+            pos = offset - len(pending) + rel
+            prefix = window[:rel]
+            line = newlines + prefix.count(b"\n") + 1
+            nl_in = prefix.rfind(b"\n")
+            line_start = (offset - len(pending) + nl_in + 1) if nl_in >= 0 else last_nl + 1
+            byte = window[rel] if rel < len(window) else 0
+            return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{byte:02x} at line {line}, column {pos - line_start + 1}"))
+        newlines += chunk.count(b"\n")
+        nl = chunk.rfind(b"\n")
+        if nl >= 0:
+            last_nl = offset + nl
+        offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: it ends inside a character (byte {offset})"))
     return None
 
 
 def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
-    """Split a submission file into records. ``data`` is bytes or a read-only mmap of the file.
+    """Split a submission file into records. ``data`` is bytes or a :class:`FileSource`.
 
     A file is one case object, an array of case objects, or JSON Lines (one object per line). A line
     that is not JSON spoils only itself; a file that is not UTF-8, not JSON or truncated is reported
-    as a whole, with its line and column. JSON Lines are read line by line from the bytes, so a file
-    of a million cases is never decoded or held as objects all at once."""
+    as a whole, with its line and column. JSON Lines are read line by line, so a file of a million
+    cases is never decoded or held as objects all at once."""
     bad = _utf8_error(data, source_file)
     if bad is not None:
         yield bad
         return
-    start = 3 if data[:3] == _BOM else 0
-    if not bytes(data[start : start + 4096]).strip() and not bytes(data[start:]).strip():
-        yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))
-        return
     lower = source_file.lower()
     as_lines = lower.endswith((".jsonl", ".ndjson"))
     if not as_lines:
-        text = bytes(data[start:]).decode("utf-8")
+        whole = data.read() if isinstance(data, FileSource) else bytes(data)
+        text = whole.decode("utf-8-sig")
+        del whole
+        if not text.strip():
+            yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))
+            return
         try:
             doc = _loads(text)
         except json.JSONDecodeError as exc:
@@ -383,25 +443,24 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
             return
         del text
-    n = len(data)
-    pos = start
     lineno = 0
-    while pos < n:
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            nl = n
-        line = data[pos:nl]
-        pos = nl + 1
+    any_content = False
+    for line in _lines(data):
         lineno += 1
+        if lineno == 1 and line.startswith(_BOM):
+            line = line[3:]
         if not line.strip():
             continue
+        any_content = True
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            text = line.decode("utf-8")
+            text = line.decode("utf-8").rstrip("\r\n")
             try:
                 obj = json.loads(text)  # NaN / Infinity are read here and reported at their path
             except json.JSONDecodeError as exc:
                 yield ParsedRecord(source_file, lineno, raw=text, error=Error("$", f"line {lineno} " + _json_error(exc, lineno - 1)))
                 continue
         yield ParsedRecord(source_file, lineno, obj=obj)
+    if not any_content:
+        yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))

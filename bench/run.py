@@ -106,6 +106,8 @@ class ChildResult:
     tree_rss_mb: float | None  # largest sampled sum over the whole process tree
     started_at: float  # epoch seconds
     cpu_s: float | None = None  # user + system CPU seconds of the process tree
+    tree_anon_mb: float | None = None  # largest sampled sum of anonymous (not file-backed) RSS
+    top_processes: list[dict[str, Any]] = field(default_factory=list)  # the biggest processes of the tree
     other_cores: float | None = None  # cores busy with other processes of the machine during the step, on average
 
     def check(self, what: str) -> "ChildResult":
@@ -129,42 +131,85 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def _rss_bytes(pid: int) -> int:
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _statm(pid: int) -> tuple[int, int]:
+    """(resident, anonymous) bytes of one process; anonymous = resident minus file-backed/shared
+    pages (an ``mmap``-ed input file or the page cache of a library is file-backed)."""
     try:
         with open(f"/proc/{pid}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            v = f.read().split()
+        return int(v[1]) * _PAGE, (int(v[1]) - int(v[2])) * _PAGE
     except (OSError, ValueError, IndexError):
-        return 0
+        return 0, 0
 
 
-def tree_rss(pid: int) -> int:
-    """Resident bytes of ``pid`` and all its descendants (shared pages are counted per process)."""
-    total, todo, seen = 0, [pid], set()
+def _rss_bytes(pid: int) -> int:
+    return _statm(pid)[0]
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo, seen = [], [pid], set()
     while todo:
         p = todo.pop()
         if p in seen:
             continue
         seen.add(p)
-        total += _rss_bytes(p)
+        out.append(p)
         todo.extend(_children(p))
-    return total
+    return out
+
+
+def tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (shared pages are counted per process)."""
+    return sum(_rss_bytes(p) for p in _tree(pid))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            parts = [x.decode(errors="replace") for x in f.read().split(b"\0") if x]
+    except OSError:
+        return "?"
+    parts = [os.path.basename(parts[0]), *parts[1:]] if parts else []
+    return " ".join(parts)[:160]
 
 
 class _Sampler(threading.Thread):
+    """Samples the process tree of ``pid``: peak of the summed RSS, peak of the summed anonymous
+    RSS, and each process's own peak (to tell which one is the big one)."""
+
     def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL_S):
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval = pid, interval
+        self.peak = self.peak_anon = 0
+        self.per_process: dict[int, list[Any]] = {}  # pid -> [peak rss, peak anon, cmdline]
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            total = anon = 0
+            for p in _tree(self.pid):
+                r, a = _statm(p)
+                total, anon = total + r, anon + a
+                rec = self.per_process.get(p)
+                if rec is None:
+                    rec = self.per_process[p] = [0, 0, _cmdline(p)]
+                if r > rec[0]:  # re-read: the process may have exec'd since it was first seen (time -v -> registry)
+                    rec[0], rec[2] = r, _cmdline(p)
+                rec[1] = max(rec[1], a)
+            self.peak, self.peak_anon = max(self.peak, total), max(self.peak_anon, anon)
             self._stop_event.wait(self.interval)
 
     def stop(self) -> int:
         self._stop_event.set()
         self.join()
         return self.peak
+
+    def top(self, n: int = 3) -> list[dict[str, Any]]:
+        rows = sorted(self.per_process.values(), key=lambda r: r[0], reverse=True)[:n]
+        return [{"rss_mb": round(r / 2**20), "anon_mb": round(a / 2**20), "cmd": c} for r, a, c in rows if r]
 
 
 def _parse_maxrss_kb(text: str) -> int | None:
@@ -240,6 +285,8 @@ def run_child(
             started_at=started,
             cpu_s=cpu,
             other_cores=other,
+            tree_anon_mb=sampler.peak_anon / 2**20 if sampler.peak_anon else None,
+            top_processes=sampler.top(),
         )
 
 
@@ -604,6 +651,7 @@ class Measure:
     note: str = ""
     cpu_s: float | None = None
     other_cores: float | None = None
+    tree_anon_mb: float | None = None
     ratio: float | None = None
     target: str = ""
     verdict: str = ""
@@ -618,7 +666,9 @@ def _measure(key: str, label: str, r: ChildResult | None = None, **kw: Any) -> M
     if r is not None:
         m.seconds = r.seconds if m.seconds is None else m.seconds
         m.max_rss_mb, m.tree_rss_mb = r.max_rss_mb, r.tree_rss_mb
-        m.cpu_s, m.other_cores = r.cpu_s, r.other_cores
+        m.cpu_s, m.other_cores, m.tree_anon_mb = r.cpu_s, r.other_cores, r.tree_anon_mb
+        if r.top_processes:
+            m.detail["top_processes"] = r.top_processes
     return m
 
 
@@ -705,6 +755,7 @@ def bench_size(
         e2e = r_sub.seconds + r_build.seconds
         ms.append(Measure("end_to_end", "submit + build (end to end)", seconds=e2e,
                           max_rss_mb=_max(r_sub.max_rss_mb, r_build.max_rss_mb), tree_rss_mb=_max(r_sub.tree_rss_mb, r_build.tree_rss_mb),
+                          tree_anon_mb=_max(r_sub.tree_anon_mb, r_build.tree_anon_mb),
                           cpu_s=_sum(r_sub.cpu_s, r_build.cpu_s), other_cores=_max(r_sub.other_cores, r_build.other_cores)))
 
         log(f"{size:,} cases: incremental (one new case)")
@@ -724,10 +775,18 @@ def bench_size(
         else:
             raise BenchError(f"the new case {case_id} never became visible in the snapshot")
         total = time.perf_counter() - t0
-        details["incremental"] = {"case_id": case_id, "build_summary": inc_summary}
+        inc_dbt = dbt_details(home)
+        inc_tl = dagster_timeline(home, inc_summary.get("run_id", ""), r2.started_at)
+        details["incremental"] = {
+            "case_id": case_id,
+            "build_summary": inc_summary,
+            "dbt": {k: v for k, v in inc_dbt.items() if not k.startswith("_")},
+            "dagster": {k: v for k, v in inc_tl.items() if not k.startswith("_")},
+        }
         ms.append(Measure("incremental", "incremental: 1 new case, submit -> visible", seconds=total,
                           max_rss_mb=_max(r1.max_rss_mb, r2.max_rss_mb, r3.max_rss_mb),
                           tree_rss_mb=_max(r1.tree_rss_mb, r2.tree_rss_mb, r3.tree_rss_mb),
+                          tree_anon_mb=_max(r1.tree_anon_mb, r2.tree_anon_mb, r3.tree_anon_mb),
                           cpu_s=_sum(r1.cpu_s, r2.cpu_s, r3.cpu_s),
                           other_cores=_max(r1.other_cores, r2.other_cores, r3.other_cores)))
         ms.append(_measure("incremental.submit", "  incremental: submit", r1))
@@ -752,7 +811,9 @@ def bench_size(
         registry_steps = [m for m in ms if m.key in ("submit", "build", "incremental", "snapshot_connect")]
         ms.append(Measure("peak_rss", "peak RSS, any registry step", seconds=None,
                           max_rss_mb=_max(*(m.max_rss_mb for m in registry_steps)),
-                          tree_rss_mb=_max(*(m.tree_rss_mb for m in registry_steps))))
+                          tree_rss_mb=_max(*(m.tree_rss_mb for m in registry_steps)),
+                          tree_anon_mb=_max(*(m.tree_anon_mb for m in registry_steps)),
+                          detail={"top_processes": max((m for m in registry_steps), key=lambda m: m.tree_rss_mb or 0).detail.get("top_processes", [])}))
     finally:
         if keep:
             log(f"kept {d}")
@@ -818,8 +879,8 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
     lines = [
         f"Machine: {describe_machine(mach)}",
         "",
-        "| size | measure | seconds | × bare load | CPU s | peak RSS MB (largest process) | peak RSS MB (process tree) | target | verdict |",
-        "|---:|---|---:|---:|---:|---:|---:|---|---|",
+        "| size | measure | seconds | × bare load | CPU s | peak RSS MB (largest process) | peak RSS MB (process tree) | of which anonymous | target | verdict |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for res in results:
         for m in res["measures"].values():
@@ -827,7 +888,7 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
             s = _fmt(secs, 3 if secs is not None and secs < 1 else 2)
             lines.append(
                 f"| {res['size']:,} | {m['label'].strip()} | {s} | {_fmt(m['ratio'], 1)} | {_fmt(m['cpu_s'], 1)} | {_fmt(m['max_rss_mb'], 0)} | "
-                f"{_fmt(m['tree_rss_mb'], 0)} | {m['target']} | {m['verdict']} |"
+                f"{_fmt(m['tree_rss_mb'], 0)} | {_fmt(m.get('tree_anon_mb'), 0)} | {m['target']} | {m['verdict']} |"
             )
     notes = []
     for res in results:
@@ -845,6 +906,16 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
                 f"{res['size']:,}: dbt parse {_fmt(dbt.get('parse_s'))} s, execute {_fmt(dbt.get('execute_s'))} s, "
                 f"subprocess start-up {_fmt(dbt.get('before_dbt_log_s'))} s, event drain {_fmt(dbt.get('after_dbt_log_s'))} s "
                 f"(partial parse: {dbt.get('partial_parse', '?')})"
+            )
+        top = res["measures"].get("peak_rss", {}).get("detail", {}).get("top_processes")
+        if top:
+            notes.append(f"{res['size']:,}: biggest processes of the step with the highest peak: "
+                         + "; ".join(f"{t['cmd'][:70]} {t['rss_mb']} MB ({t['anon_mb']} anonymous)" for t in top))
+        idbt = res["details"].get("incremental", {}).get("dbt", {})
+        if idbt:
+            notes.append(
+                f"{res['size']:,}: incremental build: dbt parse {_fmt(idbt.get('parse_s'))} s, execute {_fmt(idbt.get('execute_s'))} s "
+                f"(partial parse: {idbt.get('partial_parse', '?')})"
             )
         dg = res["details"].get("dagster", {})
         if dg:

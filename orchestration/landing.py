@@ -143,7 +143,7 @@ class _LandingIndex:
         self.con.close()
 
 
-CHUNK_RECORDS = 20_000
+CHUNK_RECORDS = 10_000
 
 
 def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> list[Receipt]:

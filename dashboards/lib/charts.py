@@ -108,7 +108,7 @@ def kidney_figure(kidney: pd.DataFrame, vocab=None, note: str | None = None) -> 
     ))
     fig.update_yaxes(autorange="reversed", title=None, automargin=True)
     fig.update_xaxes(title="% of cases", ticksuffix="%", range=[0, 100])
-    return _layout(fig, "Kidney status at presentation", note, legend=False, height=300)
+    return _layout(fig, "Kidney status at presentation", note, legend=False, height=max(220, 100 + 34 * len(names)))
 
 
 # ----------------------------------------------------------------------------- mortality
@@ -159,7 +159,7 @@ def causes_figure(causes: pd.DataFrame, vocab=None, note: str | None = None) -> 
     ))
     fig.update_yaxes(autorange="reversed", title=None, automargin=True)
     fig.update_xaxes(title="Deaths", tickformat=",")
-    return _layout(fig, "Causes of death", note, legend=False, height=320)
+    return _layout(fig, "Causes of death", note, legend=False, height=max(220, 100 + 34 * len(names)))
 
 
 def cause_label(v: Any, vocab=None) -> str:
@@ -267,7 +267,7 @@ def histogram_figure(hist: pd.DataFrame, *, title: str, unit: str, ref_low: floa
         for i, (g, counts) in enumerate(per_group.items()):
             tot = max(int(np.sum(counts)), 1)
             fig.add_scatter(x=centres, y=100 * np.asarray(counts) / tot, mode="lines", name=f"{g} (n={tot:,})",
-                            line={"color": colour(i), "width": 2, "shape": "spline", "smoothing": 0.6},
+                            line={"color": colour(i), "width": 2, "shape": "hvh"},
                             hovertemplate="%{x:.3g} " + unit + ": %{y:.1f}%<extra>" + g + "</extra>")
         fig.update_yaxes(title="% of the group's values", ticksuffix="%")
     else:
@@ -356,8 +356,9 @@ def case_timeline_figure(case: dict, treatments: pd.DataFrame, labs: pd.DataFram
     if status == "dead" and end is not None and not pd.isna(end):
         fig.add_vline(x=float(end), line_dash="dash", line_color="#555", annotation_text="Death", annotation_position="top")
     fig.update_xaxes(title="Day relative to day 0 (first presentation)", zeroline=True, zerolinecolor="#999")
-    fig.update_yaxes(title=None, automargin=True, categoryorder="array", categoryarray=["Lab samples", "Treatments", "Course"])
-    return _layout(fig, title, note, height=260, legend=False)
+    tracks = [t for t in ("Lab samples", "Treatments", "Course") if (d["track"] == t).any()]
+    fig.update_yaxes(title=None, automargin=True, categoryorder="array", categoryarray=tracks)
+    return _layout(fig, title, note, height=150 + 45 * len(tracks), legend=False)
 
 
 # ----------------------------------------------------------------------------- quality
@@ -368,7 +369,7 @@ def completeness_figure(comp: pd.DataFrame) -> go.Figure:
     fig = go.Figure(go.Bar(
         y=d["field"], x=d["pct_known"] * 100, orientation="h",
         marker_color=["#D55E00" if p < 0.8 else ("#E69F00" if p < 0.95 else "#009E73") for p in d["pct_known"].fillna(0)],
-        text=[f"{100 * p:.1f}%" if p == p else "–" for p in d["pct_known"]], textposition="auto",
+        text=["–" if pd.isna(p) else f"{100 * p:.1f}%" for p in d["pct_known"]], textposition="auto",
         customdata=np.stack([d["n_known"], d["n_applicable"], d["applies_to"]], axis=-1),
         hovertemplate="%{y}: known for %{customdata[0]:,} of %{customdata[1]:,} %{customdata[2]}<extra></extra>",
     ))

@@ -38,7 +38,7 @@ for col in ("is_synthetic", "diabetes", "warfarin", "visceral_involvement"):
 n = listing["n_matching"]
 snap, flt = ctx.snap, ctx.filter
 ui.table(
-    shown, "cases", key="case_table", height=320, on_select=_pick_row, selection_mode="single-row",
+    shown, "cases", key="case_table", height=320 if len(shown) > 8 else "auto", on_select=_pick_row, selection_mode="single-row",
     csv=lambda: data.uncached(snap, queries.case_list, flt, search, None)["cases"],
     caption=(f"{n:,} matching cases" + (f"; showing the first {LIST_LIMIT:,} (real cases first): the download has all of them" if n > LIST_LIMIT else "")),
     column_config={"index_year": st.column_config.NumberColumn("Index year", format="%d")},
@@ -67,7 +67,8 @@ dead = case["vital_status"] == "dead"
 fu = case["followup_days"]
 fu_text = "" if pd.isna(fu) else f" at day {int(fu):,}"
 m = st.columns(4)
-m[0].metric("Age, sex", f"{int(case['age_years'])}{'+' if case['age_years'] >= 90 else ''} y, {ctx.label('sex', case['sex']).lower()}",
+sex = ctx.label("sex", case["sex"]).lower()
+m[0].metric("Age, " + ("sex unknown" if sex == "unknown" else sex), f"{int(case['age_years'])}{'+' if case['age_years'] >= 90 else ''} years",
             border=True)
 m[1].metric("Kidney status", ctx.label("kidney_status", case["kidney_status"]), border=True)
 m[2].metric("Outcome" + fu_text, "Died" if dead else ctx.label("vital_status", case["vital_status"]), border=True,

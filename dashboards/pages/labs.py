@@ -41,7 +41,7 @@ ui.chart(charts.histogram_figure(res["histogram"], title=title, unit=info["unit"
                                  y_title="Cases" if values != "all" else "Values"),
          key="hist")
 clipped = res["histogram"].attrs.get("clipped", 0) if not res["histogram"].empty else 0
-st.caption(f"{res['n_values']:,} values. Shaded: the analyte's default reference range ({ref}). "
+st.caption(f"{res['n_values']:,} value{'s' if res['n_values'] != 1 else ''}. Shaded: the analyte's default reference range ({ref}). "
            + (f"{clipped:,} values beyond the 0.5th–99.5th percentiles are drawn in the edge bins. " if clipped else "")
            + "% below / above range use each value's own range (the record's, else the default).")
 
@@ -68,7 +68,7 @@ thr = capp["threshold"]
 ui.chart(charts.histogram_figure(capp["histogram"], title=f"Calcium × phosphate product ({capp['unit']})", unit=capp["unit"],
                                  ref_low=None, ref_high=None, note=ctx.note, x_title=f"Ca × P ({capp['unit']})",
                                  threshold=thr, threshold_label=f"{thr:.3g} {capp['unit']}", y_title="Cases"), key="capp")
-st.caption(f"Baseline calcium × baseline phosphate of the {capp['n_values']:,} cases with both. "
+st.caption(f"Baseline calcium × baseline phosphate of the {capp['n_values']:,} case{'s' if capp['n_values'] != 1 else ''} with both. "
            f"Threshold {thr:.3g} {capp['unit']} (KDOQI 2003: keep below 55 mg²/dL²); *above range* is the share above it.")
 out, cfg = summary_table(capp["summary"], capp["unit"], high_label=f"Above {thr:.3g} (%)", low=False)
 ui.table(out, f"calcium_phosphate_product_{'si' if si else 'canonical'}", csv=capp["summary"].assign(unit=capp["unit"]),

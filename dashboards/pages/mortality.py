@@ -19,18 +19,18 @@ with c2:
 res = data.run(ctx.snap, queries.mortality_queries, ctx.filter, stratum)
 p = res["logrank_p"]
 with c3:
+    k = int((res["by_group"]["n_known_outcome"] > 0).sum())
     if p is None:
         st.caption("Log-rank test: pick a stratum with two groups or more.")
     else:
-        st.markdown(f"**Log-rank test** across {len(res['groups'])} groups: "
+        st.markdown(f"**Log-rank test** across {k} groups with a known outcome: "
                     f"p {'< 0.001' if p < 0.001 else '= ' + format(p, '.3f')}")
 
 by = res["by_group"]
 curves = res["curves"]
-max_day = float(curves["day"].quantile(0.995)) if not curves.empty else None
 title = "Kaplan–Meier survival" + (f" by {labels.STRATA[stratum].lower()}" if stratum else "")
 group_label = labels.STRATA[stratum] if stratum else "Group"
-ui.chart(charts.km_figure(curves, res["groups"], note=ctx.note, max_day=max_day, title=title, bands=bands,
+ui.chart(charts.km_figure(curves, res["groups"], note=ctx.note, title=title, bands=bands,
                           legend_title=group_label if stratum else None), key="km")
 
 st.markdown("**Number at risk**")

@@ -60,12 +60,6 @@ def _df(con: Con, sql: str, params: list[Any] | dict[str, Any] | None = None) ->
     return con.execute(sql, params if params is not None else []).df()
 
 
-def _cases(con: Con, f: CohortFilter, columns: list[str]) -> pd.DataFrame:
-    where, params = f.where()
-    cols = ", ".join(dict.fromkeys(columns))
-    return _df(con, f"SELECT {cols} FROM dim_cases WHERE {where}", params)
-
-
 def _numbered(sql: str) -> str:
     """``?`` placeholders as ``$p0, $p1, ...`` (to mix with named parameters)."""
     parts = sql.split("?")
@@ -163,14 +157,15 @@ def cohort_size(con: Con, f: CohortFilter) -> dict[str, int]:
 def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
     """Headline numbers (``summary``, one row) and counts by kidney status, index year and site."""
     where, params = f.where()
-    cases = _cases(con, f, ["age_years", "followup_days", "died"])
+    ages = con.execute(f"SELECT age_years FROM dim_cases WHERE {where}", params).fetchnumpy()["age_years"]
+    days, died, _, _ = _survival_input(con, f, None, None)
     n_cases, n_sites, n_female, n_syn = con.execute(
         f"SELECT count(*), count(DISTINCT site_id), count(*) FILTER (WHERE sex = 'female'), count(*) FILTER (WHERE is_synthetic) "
         f"FROM dim_cases WHERE {where}",
         params,
     ).fetchone()
-    age = stats.lab_summary(cases["age_years"])
-    surv = stats.survival_summary(cases["followup_days"], cases["died"])
+    age = stats.lab_summary(np.ma.filled(np.ma.asarray(ages, dtype=float), np.nan))
+    surv = stats.survival_summary(days, died)
     summary = {
         "n_cases": int(n_cases),
         "n_synthetic": int(n_syn),
@@ -201,23 +196,37 @@ def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------- mortality
 
 
-def _groups(level: pd.Series, stratum: str | None, vocab) -> tuple[list[str], np.ndarray]:
-    """Group labels in display order and each case's group number (levels with the same label, such
-    as a null and an 'unknown' kidney status, are one group, as in the marts)."""
-    if not stratum:
-        return ["All cases"], np.zeros(len(level), dtype=np.int64)
-    codes, uniques = pd.factorize(level.astype(object), use_na_sentinel=True)
-    levels = list(uniques) + ([None] if (codes < 0).any() else [])
-    order = sorted(range(len(levels)), key=lambda i: level_key(stratum, levels[i]))
-    names: list[str] = []
-    group_of_level = np.empty(len(levels), dtype=np.int64)
-    for i in order:
-        name = labels.stratum_value_label(stratum, levels[i], vocab)
-        if name not in names:
-            names.append(name)
-        group_of_level[i] = names.index(name)
-    codes = np.where(codes < 0, len(levels) - 1, codes)
-    return names, group_of_level[codes] if len(codes) else codes.astype(np.int64)
+def _survival_input(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(follow-up days, died as 1/0/NaN, group number, group labels) of the cohort's cases, sorted by
+    follow-up (which makes the statistics' own sorting nearly free). Groups are numbered in display
+    order; levels with the same label, such as a null and an 'unknown' kidney status, are one group,
+    as in the marts."""
+    where, params = f.where()
+    if stratum:
+        levels = [r[0] for r in con.execute(f"SELECT DISTINCT {stratum} FROM dim_cases WHERE {where}", params).fetchall()]
+        levels = sorted(levels, key=lambda v: level_key(stratum, v))
+        names: list[str] = []
+        group_of_level = []
+        for v in levels:
+            name = labels.stratum_value_label(stratum, v, vocab)
+            if name not in names:
+                names.append(name)
+            group_of_level.append(names.index(name))
+        # the null level sorts last, so a level's position among the non-null ones is its position
+        known = [(str(v).lower() if isinstance(v, bool) else str(v)) for v in levels if v is not None]
+        level_sql = f"coalesce(list_position($levels, CAST({stratum} AS VARCHAR)) - 1, {len(known)})"
+        sql = (f"SELECT followup_days AS days, died::TINYINT AS died, {level_sql} AS level FROM dim_cases "
+               f"WHERE {_numbered(where)} ORDER BY followup_days NULLS LAST")
+        rows = con.execute(sql, {"levels": known, **_named(params)}).fetchnumpy()
+        group = np.asarray(group_of_level, dtype=np.int64)[np.asarray(rows["level"], dtype=np.int64)] if len(levels) else np.zeros(0, np.int64)
+    else:
+        names = ["All cases"]
+        rows = con.execute(f"SELECT followup_days AS days, died::TINYINT AS died FROM dim_cases WHERE {where} "
+                           "ORDER BY followup_days NULLS LAST", params).fetchnumpy()
+        group = np.zeros(len(rows["days"]), dtype=np.int64)
+    days = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)
+    died = np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan)
+    return days, died, group, names
 
 
 def mortality_queries(con: Con, f: CohortFilter, stratum: str | None = None, vocab=None) -> dict[str, Any]:
@@ -225,14 +234,7 @@ def mortality_queries(con: Con, f: CohortFilter, stratum: str | None = None, voc
     with 95% CIs and case fatality by group (``by_group``), the log-rank p-value (``logrank_p``,
     ``None`` for one group) and causes of death (``causes``)."""
     vocab = vocab if vocab is not None else vocabulary(con)
-    where, params = f.where()
-    level = f", {stratum} AS level" if stratum else ""
-    cases = _df(con, f"SELECT followup_days, died{level} FROM dim_cases WHERE {where}", params)
-    names, group = _groups(cases["level"] if stratum else pd.Series([], dtype=object), stratum, vocab)
-    if not stratum:
-        group = np.zeros(len(cases), dtype=np.int64)
-    days = cases["followup_days"].to_numpy(dtype=float, na_value=np.nan)
-    died = cases["died"].to_numpy(dtype=float, na_value=np.nan)  # 1 dead, 0 alive, NaN unknown
+    days, died, group, names = _survival_input(con, f, stratum, vocab)
     known = ~np.isnan(died) & ~np.isnan(days)
     curves, rows, at_risk = [], [], {}
     for k, g in enumerate(names):
@@ -240,10 +242,11 @@ def mortality_queries(con: Con, f: CohortFilter, stratum: str | None = None, voc
         gd, ge = days[idx], died[idx]
         curves.append(stats.kaplan_meier(gd, ge).assign(group=g))
         rows.append({"group": g, **stats.survival_summary(gd, ge)})
-        kd = np.sort(days[idx[known[idx]]])
+        kd = days[idx[known[idx]]]  # sorted already
         at_risk[g] = [int(kd.size - np.searchsorted(kd, d, side="left")) for d in AT_RISK_DAYS]
     by_group = pd.DataFrame(rows)
     p = stats.logrank_p(days, died, group) if len(names) > 1 else None
+    where, params = f.where()
     causes = _df(
         con,
         f"SELECT cause_of_death, count(*) AS n FROM dim_cases WHERE ({where}) AND died GROUP BY 1 ORDER BY n DESC",
@@ -263,29 +266,40 @@ def mortality_queries(con: Con, f: CohortFilter, stratum: str | None = None, voc
 def organ_queries(con: Con, f: CohortFilter, stratum: str | None = "kidney_status") -> dict[str, Any]:
     """Organ frequency (``frequency``: cases with the organ, % of the cohort), pairwise co-occurrence
     (``cooccurrence``: cases with both organs) and cutaneous-only versus visceral by stratum
-    (``by_stratum``)."""
-    cond, cparams = _in_cohort(f)
-    ocond, _ = _in_cohort(f, "o.case_id")
+    (``by_stratum``).
+
+    One pass over ``fct_organ_involvement``: each case's set of organs as a bit mask, counted per
+    distinct mask (a few hundred); frequencies and pairs are then read off the masks."""
     n_cases = cohort_size(con, f)["n_cases"]
-    freq = _df(
-        con,
-        f"""SELECT o.organ, any_value(o.organ_group) AS organ_group, count(*) AS n,
-                   any_value(v.sort_order) AS sort_order
-            FROM fct_organ_involvement o LEFT JOIN vocabularies v ON v.vocabulary = 'organ' AND v.code = o.organ
-            WHERE {ocond} GROUP BY o.organ ORDER BY n DESC, o.organ""",
-        cparams,
-    )
+    ref = con.execute("SELECT code, code_group, sort_order FROM vocabularies WHERE vocabulary = 'organ' ORDER BY sort_order").fetchall()
+    present = [r[0] for r in con.execute("SELECT DISTINCT organ FROM fct_organ_involvement").fetchall()]
+    organs = [r[0] for r in ref] + sorted(o for o in present if o not in {r[0] for r in ref})
+    group_of = {r[0]: r[1] for r in ref}
+    order_of = {o: i + 1 for i, o in enumerate(organs)}
+    cond, cparams = _in_cohort(f)
+    masks = con.execute(
+        f"""SELECT mask, count(*) AS n FROM (
+                SELECT bit_or(1::UBIGINT << (list_position($organs, organ) - 1)::UBIGINT) AS mask
+                FROM fct_organ_involvement WHERE {_numbered(cond)} GROUP BY case_id)
+            GROUP BY mask""",
+        {"organs": organs, **_named(cparams)},
+    ).fetchall()
+    freq_n = dict.fromkeys(organs, 0)
+    pairs: dict[tuple[str, str], int] = {}
+    for mask, n in masks:
+        have = [o for i, o in enumerate(organs) if int(mask) >> i & 1]
+        for i, a in enumerate(have):
+            freq_n[a] += n
+            for b in have[i + 1:]:
+                key = (a, b) if a < b else (b, a)
+                pairs[key] = pairs.get(key, 0) + n
+    freq = pd.DataFrame(
+        [{"organ": o, "organ_group": group_of.get(o, "visceral"), "n": freq_n[o], "sort_order": order_of[o]} for o in organs if freq_n[o]],
+        columns=["organ", "organ_group", "n", "sort_order"],
+    ).sort_values(["n", "organ"], ascending=[False, True], ignore_index=True)
     freq["pct_of_cases"] = freq["n"] / max(n_cases, 1)
-    # pairs only among cases with two organs or more (most cases have skin alone)
+    co = pd.DataFrame([(a, b, n) for (a, b), n in sorted(pairs.items())], columns=["organ_a", "organ_b", "n"])
     where, params = f.where()
-    co = _df(
-        con,
-        f"""WITH o AS (SELECT case_id, organ FROM fct_organ_involvement
-                       WHERE case_id IN (SELECT case_id FROM dim_cases WHERE organ_count >= 2 AND {where}))
-            SELECT a.organ AS organ_a, b.organ AS organ_b, count(*) AS n
-            FROM o a JOIN o b ON a.case_id = b.case_id AND a.organ < b.organ GROUP BY ALL ORDER BY ALL""",
-        params,
-    )
     col = stratum or "'All cases'"
     by = _df(
         con,
@@ -307,11 +321,19 @@ def organ_queries(con: Con, f: CohortFilter, stratum: str | None = "kidney_statu
 # ---------------------------------------------------------------------------------- labs
 
 
+def _has_table(con: Con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
+                            [name]).fetchone()[0])
+
+
 def lab_options(con: Con) -> pd.DataFrame:
-    """Analytes with their label, units, default reference range, SI factor and number of cases with a value."""
+    """Analytes with their label, units, default reference range, SI factor and number of cases with a
+    (baseline) value in the registry, from ``mart_lab_distributions`` when it is published."""
+    counts = ("SELECT analyte, n AS n_cases FROM mart_lab_distributions" if _has_table(con, "mart_lab_distributions")
+              else "SELECT analyte, count(*) AS n_cases FROM fct_lab_results WHERE is_baseline GROUP BY 1")
     return _df(
         con,
-        """WITH n AS (SELECT analyte, count(*) FILTER (WHERE is_baseline) AS n_cases FROM fct_lab_results GROUP BY 1)
+        f"""WITH n AS ({counts})
            SELECT a.analyte, a.label, a.canonical_unit, a.si_unit, a.ref_low, a.ref_high, a.ref_source,
                   coalesce(u.factor, 1.0) AS si_factor, coalesce(n.n_cases, 0) AS n_cases
            FROM analytes a

@@ -383,9 +383,10 @@ def submissions_figure(subs: pd.DataFrame) -> go.Figure:
     if subs.empty:
         return empty_figure(title, "Nothing submitted yet")
     fig = go.Figure()
-    fig.add_bar(x=subs["day"], y=subs["n_accepted"], name="Accepted", marker_color="#009E73",
+    day_ms = 0.8 * 86_400_000  # bar width on a date axis is in milliseconds
+    fig.add_bar(x=subs["day"], y=subs["n_accepted"], name="Accepted", marker_color="#009E73", width=day_ms,
                 hovertemplate="%{x|%Y-%m-%d}: %{y:,} accepted<extra></extra>")
-    fig.add_bar(x=subs["day"], y=subs["n_quarantined"], name="Quarantined", marker_color="#D55E00",
+    fig.add_bar(x=subs["day"], y=subs["n_quarantined"], name="Quarantined", marker_color="#D55E00", width=day_ms,
                 hovertemplate="%{x|%Y-%m-%d}: %{y:,} quarantined<extra></extra>")
     fig.update_layout(barmode="stack")
     days = pd.to_datetime(subs["day"])

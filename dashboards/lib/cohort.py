@@ -30,7 +30,7 @@ says so in a banner with their number, and every chart title says so too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
@@ -258,10 +258,6 @@ def from_widgets(values: Mapping[str, Any], year_bounds: tuple[int, int] | None)
     return CohortFilter(**kw)
 
 
-def field_names() -> list[str]:
-    return [f.name for f in fields(CohortFilter)]
-
-
 __all__ = [
     "AGE_BANDS",
     "CohortFilter",
@@ -273,7 +269,6 @@ __all__ = [
     "SEXES",
     "TRI_LABELS",
     "TRI_STATE",
-    "field_names",
     "from_query",
     "from_widgets",
     "option_label",

@@ -212,16 +212,6 @@ def stratum_value_label(column: str, value: Any, vocab: Mapping[tuple[str, str],
     return value_label(column, value, vocab)
 
 
-def readable_frame(df: pd.DataFrame, vocab: Mapping[tuple[str, str], str] | None = None, *, coded: tuple[str, ...] = ()) -> pd.DataFrame:
-    """A copy of ``df`` for display: coded columns (``coded``, and yes/no columns) as labels, and
-    readable column names."""
-    out = df.copy()
-    for c in out.columns:
-        if c in coded or (c in BOOLEAN_COLUMNS and out[c].dtype != object):
-            out[c] = [value_label(c, v, vocab) for v in out[c]]
-    return out.rename(columns={c: pretty(c) for c in out.columns})
-
-
 def fmt_pct(x: Any, digits: int = 1) -> str:
     """0.4567 -> "45.7%" (proportions in, percent out); missing -> "–"."""
     if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)):

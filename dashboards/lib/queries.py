@@ -594,8 +594,8 @@ def quality_queries(con: Con) -> dict[str, Any]:
     ``submissions`` (records received per day)."""
     quarantine = _df(
         con,
-        """SELECT quarantined_at, quarantine_id, source_file, record, case_id, revision, n_errors, reasons, channel,
-                  is_resolved, resolved_at, resolution_note
+        """SELECT quarantined_at, case_id, revision, n_errors, reasons, source_file, record, channel,
+                  is_resolved, resolved_at, resolution_note, quarantine_id
            FROM quality_quarantine ORDER BY quarantined_at DESC, quarantine_id""",
     )
     submissions = _df(con, "SELECT day, n_accepted, n_quarantined FROM quality_submissions ORDER BY day")

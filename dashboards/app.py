@@ -42,7 +42,8 @@ pages = [
 page = st.navigation(pages)
 st.logo(str(HERE / "static" / "logo.png"), size="large")
 
-snap = data.current_snapshot()
+snap = data.current_snapshot()  # resolved once per run: the sidebar and the page read the same version
+st.session_state[ui.SNAPSHOT_STATE] = snap
 if snap is not None and page.url_path in ANALYSIS_PAGES:
     ui.cohort_sidebar(snap)
 ui.snapshot_caption(snap)

@@ -27,6 +27,7 @@ PLOTLY_CONFIG = {
     "toImageButtonOptions": {"format": "png", "scale": 2},
 }
 
+SNAPSHOT_STATE = "_snapshot"
 FILTER_STATE = "_cohort_filter"
 SIZE_STATE = "_cohort_size"
 
@@ -153,7 +154,7 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
     """Title, the cohort line and the synthetic-data banner; stops with a friendly message when
     nothing is published yet."""
     ensure_navigation()
-    snap = data.current_snapshot()
+    snap = st.session_state.get(SNAPSHOT_STATE) or data.current_snapshot()
     if snap is None:
         no_snapshot(title)
     vocab = data.run(snap, queries.vocabulary)

@@ -23,6 +23,9 @@ cases      :func:`case_list` (``f``, ``search``, ``limit``), :func:`case_detail`
            :func:`default_case` (``f``)
 quality    :func:`quality_queries` (not filtered: quarantine and submissions are registry-wide)
 ========== ===================================================================================
+
+:data:`PAGES` lists, per page, what it runs when it opens with its default settings, each as
+``fn(con, cohort_filter)`` (``bench/run.py`` times them).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from dashboards.lib import labels
-from dashboards.lib.cohort import AGE_BANDS, KIDNEY_STATUSES, CohortFilter
+from dashboards.lib.cohort import AGE_BANDS, KIDNEY_STATUSES, LESION_DISTRIBUTIONS, SEXES, CohortFilter
 from orchestration import stats
 
 Con = duckdb.DuckDBPyConnection
@@ -78,6 +81,12 @@ def _in_cohort(f: CohortFilter, column: str = "case_id") -> tuple[str, list[Any]
     return f"{column} IN (SELECT case_id FROM dim_cases WHERE {where})", params
 
 
+def _check_stratum(stratum: str | None) -> None:
+    """Strata are column names put into SQL: only the known ones are accepted."""
+    if stratum is not None and stratum not in labels.STRATA:
+        raise ValueError(f"unknown stratum {stratum!r}: one of {', '.join(labels.STRATA)}")
+
+
 def _num(v: Any) -> float | None:
     if v is None or v is pd.NA:
         return None
@@ -91,8 +100,8 @@ def _num(v: Any) -> float | None:
 _FIXED_ORDER = {
     "age_band": AGE_BANDS,
     "kidney_status": KIDNEY_STATUSES,
-    "sex": ("female", "male", "other", "unknown"),
-    "lesion_distribution": ("central", "peripheral", "mixed", "none"),
+    "sex": SEXES,
+    "lesion_distribution": LESION_DISTRIBUTIONS,
 }
 
 
@@ -201,6 +210,7 @@ def _survival_input(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tu
     follow-up (which makes the statistics' own sorting nearly free). Groups are numbered in display
     order; levels with the same label, such as a null and an 'unknown' kidney status, are one group,
     as in the marts."""
+    _check_stratum(stratum)
     where, params = f.where()
     if stratum:
         levels = [r[0] for r in con.execute(f"SELECT DISTINCT {stratum} FROM dim_cases WHERE {where}", params).fetchall()]
@@ -270,6 +280,7 @@ def organ_queries(con: Con, f: CohortFilter, stratum: str | None = "kidney_statu
 
     One pass over ``fct_organ_involvement``: each case's set of organs as a bit mask, counted per
     distinct mask (a few hundred); frequencies and pairs are then read off the masks."""
+    _check_stratum(stratum)
     n_cases = cohort_size(con, f)["n_cases"]
     ref = con.execute("SELECT code, code_group, sort_order FROM vocabularies WHERE vocabulary = 'organ' ORDER BY sort_order").fetchall()
     present = [r[0] for r in con.execute("SELECT DISTINCT organ FROM fct_organ_involvement").fetchall()]
@@ -408,6 +419,7 @@ def lab_queries(con: Con, f: CohortFilter, analyte: str = "calcium", *, si: bool
     """One analyte in the cohort: ``info`` (label, unit, default reference range in the chosen units),
     ``histogram`` (overall), ``histograms`` (per group, same bins, when stratified) and ``summary``
     (n, mean, SD, quartiles, % below/above the default range; overall first, then per group)."""
+    _check_stratum(stratum)
     info = _analyte(con, analyte, si)
     where, params = f.where("c")
     base = "AND l.is_baseline" if baseline_only else ""

@@ -23,7 +23,7 @@ with c3:
     if p is None:
         st.caption("Log-rank test: pick a stratum with two groups or more.")
     else:
-        st.markdown(f"**Log-rank test** across {k} groups with a known outcome: "
+        st.markdown(f"**Log-rank test** ({k} groups): "
                     f"p {'< 0.001' if p < 0.001 else '= ' + format(p, '.3f')}")
 
 by = res["by_group"]

@@ -107,7 +107,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from orchestration.pipeline import run_build
 
     home = _home(args)
-    summary = run_build(home)
+    summary = run_build(home, full_refresh=args.full_refresh)
     if args.format == "json":
         print(json.dumps(summary.as_dict(), default=str))
     else:
@@ -293,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("build", help="run the pipeline once through Dagster: ingest, dbt build, publish")
     s.add_argument("--format", choices=("text", "json"), default="text")
+    s.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
     s.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sql", help="query the published snapshot (read-only)")

@@ -85,7 +85,13 @@ def _ddl() -> list[str]:
             errors STRUCT(path VARCHAR, message VARCHAR)[], quarantined_at TIMESTAMPTZ, channel VARCHAR)""",
         """CREATE TABLE IF NOT EXISTS raw.quarantine_resolutions (
             quarantine_id VARCHAR, resolved_at TIMESTAMPTZ, note VARCHAR)""",
+        # Cases whose analyst-facing rows must be recomputed by the next dbt build (new versions,
+        # withdrawals). The per-case dbt models rebuild only these; cleared after a successful build.
+        """CREATE TABLE IF NOT EXISTS raw.pending_cases (case_id VARCHAR PRIMARY KEY)""",
     ]
+
+
+MEMORY_LIMIT = "1GB"  # keeps the pipeline well inside 2 GB at a million cases
 
 
 @dataclass
@@ -114,7 +120,7 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
     t0 = time.perf_counter()
     home.ensure()
     own = con is None
-    con = con or duckdb.connect(str(home.warehouse))
+    con = con or duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     res = IngestResult()
     try:
         ensure_schema(con)
@@ -156,7 +162,7 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
         CREATE OR REPLACE TEMP TABLE new_records AS
         SELECT parse_filename(filename, true) AS batch_id, * EXCLUDE (filename)
         FROM read_json({_quote_list(files)}, format = 'newline_delimited', columns = {cols_sql},
-                       filename = true, maximum_object_size = 67108864)
+                       filename = true, maximum_object_size = 33554432)
         -- a record version lands once, even if a crash let it into two batches
         QUALIFY row_number() OVER (PARTITION BY case_id, revision ORDER BY batch_id, record_index) = 1
         """
@@ -207,6 +213,7 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
             )
             """
         )
+    con.execute("INSERT OR IGNORE INTO raw.pending_cases SELECT DISTINCT case_id FROM new_records")
     con.execute(
         """
         INSERT INTO raw.ingested_batches
@@ -237,7 +244,7 @@ def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestRe
             SELECT quarantine_id, parse_filename(filename, true), source_file, record, case_id, revision, errors,
                    quarantined_at::TIMESTAMPTZ, channel
             FROM read_json({_quote_list(new)}, format = 'newline_delimited', columns = {cols}, filename = true,
-                           maximum_object_size = 268435456)
+                           maximum_object_size = 16777216)
             """
         ).fetchone()[0]
         res.quarantine_batches = len(new)
@@ -262,7 +269,25 @@ def _apply_withdrawals(con: duckdb.DuckDBPyConnection, home: Home) -> int:
     ids = sorted(withdrawn_case_ids(home))
     if not ids:
         return 0
-    removed = con.execute("DELETE FROM raw.case_records WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [ids]).fetchone()[0]
+    removed = con.execute(
+        "DELETE FROM raw.case_records WHERE case_id IN (SELECT unnest(?::VARCHAR[])) RETURNING case_id", [ids]
+    ).fetchall()
     for t in ("labs", "organs", "lesions", "treatments", "quarantine"):
         con.execute(f"DELETE FROM raw.{t} WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
-    return removed
+    gone = sorted({r[0] for r in removed})
+    if gone:  # their rows in the per-case marts must go too
+        con.execute("INSERT OR IGNORE INTO raw.pending_cases SELECT unnest(?::VARCHAR[])", [gone])
+    return len(removed)
+
+
+def clear_pending(home: Home) -> int:
+    """After a successful dbt build: the per-case models are up to date for every pending case."""
+    con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
+    try:
+        ensure_schema(con)
+        n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
+        con.execute("DELETE FROM raw.pending_cases")
+        con.execute("CHECKPOINT")
+        return n
+    finally:
+        con.close()

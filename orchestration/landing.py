@@ -273,7 +273,9 @@ def _land_chunk(
         atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
         index.add(keys)
     if quarantine:
-        entries = []
+        # metadata and reasons in quarantine/batches (what the warehouse loads), payloads verbatim
+        # in quarantine/payloads (never loaded into the warehouse), line for line
+        entries, payloads = [], []
         for i, (r, payload) in enumerate(quarantine):
             r.quarantine_id = f"{batch_id}-{i:06d}"
             entries.append(
@@ -287,11 +289,12 @@ def _land_chunk(
                         "errors": [e.as_dict() for e in r.errors],
                         "quarantined_at": now,
                         "channel": channel,
-                        **payload,
                     }
                 )
                 + b"\n"
             )
+            payloads.append(orjson.dumps({"quarantine_id": r.quarantine_id, "case_id": r.case_id, **payload}) + b"\n")
+        atomic_write(home.quarantine_payloads / f"{batch_id}.jsonl", b"".join(payloads), tmp_dir=home.tmp)
         atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
     audit.append(
         home,
@@ -325,11 +328,24 @@ def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> l
 # --------------------------------------------------------------------------- quarantine
 
 
+def _payloads(home: Home, batch_stem: str) -> dict[str, dict[str, Any]]:
+    f = home.quarantine_payloads / f"{batch_stem}.jsonl"
+    out = {}
+    if f.exists():
+        with open(f, "rb") as fh:
+            for line in fh:
+                if line.strip():
+                    p = orjson.loads(line)
+                    out[p["quarantine_id"]] = p
+    return out
+
+
 def quarantine_entries(home: Home, *, with_payload: bool = False, include_resolved: bool = True) -> list[dict[str, Any]]:
     """Every quarantined record, oldest first, with its resolution when it has one."""
     resolutions = {r["quarantine_id"]: r for r in _resolutions(home)}
     out = []
     for f in sorted(home.quarantine_batches.glob("*.jsonl")):
+        payloads = _payloads(home, f.stem) if with_payload else {}
         with open(f, "rb") as fh:
             for line in fh:
                 if not line.strip():
@@ -349,8 +365,9 @@ def quarantine_entries(home: Home, *, with_payload: bool = False, include_resolv
                     "resolution": res.get("note") if res else None,
                 }
                 if with_payload:
-                    item["payload"] = e.get("payload")
-                    item["payload_encoding"] = e.get("payload_encoding")
+                    p = payloads.get(e["quarantine_id"], {})
+                    item["payload"] = p.get("payload")
+                    item["payload_encoding"] = p.get("payload_encoding")
                 out.append(item)
     return out
 

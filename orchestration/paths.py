@@ -5,7 +5,8 @@ Layout (created on demand)::
     $REGISTRY_HOME/
       landing/batches/*.jsonl     accepted records, one immutable file per submission batch
       landing/index/*.parquet     (case_id, revision, content_hash) of each batch, for duplicate checks
-      quarantine/batches/*.jsonl  rejected records with every reason and the payload as submitted
+      quarantine/batches/*.jsonl  rejected records with every reason (loaded into the warehouse)
+      quarantine/payloads/*.jsonl the rejected payloads as submitted (never loaded into the warehouse)
       warehouse/registry.duckdb   the pipeline's own database (one writer: pipeline runs)
       published/versions/<id>/    immutable published snapshots (DuckDB file, Parquet, data dictionary)
       published/current           symlink to the newest version; switched atomically
@@ -58,6 +59,10 @@ class Home:
         return self.quarantine / "batches"
 
     @property
+    def quarantine_payloads(self) -> Path:
+        return self.quarantine / "payloads"
+
+    @property
     def quarantine_resolutions(self) -> Path:
         return self.quarantine / "resolutions"
 
@@ -104,6 +109,7 @@ class Home:
             self.landing_batches,
             self.landing_index,
             self.quarantine_batches,
+            self.quarantine_payloads,
             self.quarantine_resolutions,
             self.tmp,
             self.warehouse.parent,

@@ -65,7 +65,7 @@ def submission_totals(home: Home) -> dict[str, int]:
     return totals
 
 
-def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummary:
+def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False) -> BuildSummary:
     """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
     prepare_dagster_home(home)
     from dagster import DagsterInstance
@@ -76,7 +76,8 @@ def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummar
     log_path = home.dbt_dir / "logs" / "last_build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
-    with file_lock(home.locks / "pipeline.lock"), open(log_path, "w") as log, contextlib.redirect_stdout(log):
+    # serialise `registry build` invocations (each asset also takes the warehouse lock itself)
+    with file_lock(home.locks / "build.lock"), open(log_path, "w") as log, contextlib.redirect_stdout(log):
         with DagsterInstance.get() as instance:
             from orchestration.defs.sensors import WATERMARK_TAG, landing_watermark
 
@@ -89,7 +90,10 @@ def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummar
                 raise_on_error=False,
                 asset_selection=asset_selection,
                 tags=tags,
-                run_config={"loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "WARNING")}}}},
+                run_config={
+                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "WARNING")}}},
+                    "ops": {"registry_dbt_models": {"config": {"full_refresh": full_refresh}}},
+                },
             )
             steps: dict[str, float] = {}
             ingested = cases = 0
@@ -114,11 +118,10 @@ def run_build(home: Home, *, asset_selection: list | None = None) -> BuildSummar
                 for ev in result.all_events:
                     if ev.event_type_value == "STEP_FAILURE":
                         err = ev.event_specific_data.error
-                        error = f"{ev.step_key}: {err.message.strip().splitlines()[0] if err else 'failed'}"
+                        error = f"{ev.step_key}: {_failure_summary(err.message if err else 'failed')}"
                         break
     if error:
-        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-12:]
-        error += "\n    " + "\n    ".join(tail) + f"\n  (full dbt log: {log_path})"
+        error += f"\n  (full log: {log_path})"
     summary = BuildSummary(
         success=result.success,
         run_id=result.run_id,
@@ -146,3 +149,13 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
         elif ev.event_type_value in ("STEP_SUCCESS", "STEP_FAILURE") and ev.step_key in starts:
             out[ev.step_key] = entry.timestamp - starts[ev.step_key]
     return out
+
+
+def _failure_summary(message: str) -> str:
+    """The useful part of a step failure: dbt's own error lines when there are any, else the first line."""
+    text = message.strip()
+    if "Errors parsed from dbt logs:" in text:
+        part = text.split("Errors parsed from dbt logs:", 1)[1].split("Stack Trace:", 1)[0]
+        lines = [ln.strip() for ln in part.splitlines() if ln.strip()]
+        return "dbt build failed:\n    " + "\n    ".join(lines[:12])
+    return text.splitlines()[0] if text else "failed"

@@ -41,8 +41,11 @@ class PublishResult:
 
 
 def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Analyst-facing tables and views of the warehouse (views are materialised in the snapshot)."""
     rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' ORDER BY 1"
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
+        "UNION SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND schema_name = 'main' "
+        "AND NOT internal ORDER BY 1"
     ).fetchall()
     names = [r[0] for r in rows]
     return [n for n in names if n.startswith(PUBLISHED_PREFIXES) or n in REFERENCE_TABLES]
@@ -103,7 +106,7 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     if manifest_path and manifest_path.exists():
         manifest = json.loads(manifest_path.read_text())
     target = staging / DB_NAME
-    con = duckdb.connect(str(home.warehouse), read_only=True)
+    con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
     try:
         tables = published_tables(con)

@@ -93,6 +93,11 @@ def _purge_landing(home: Home, case_id: str) -> int:
 def _purge_quarantine(home: Home, case_id: str) -> int:
     purged = 0
     needle = orjson.dumps(case_id)
+    for f in sorted(home.quarantine_payloads.glob("*.jsonl")):
+        data = f.read_bytes()
+        if needle in data:
+            kept = [ln for ln in data.splitlines(keepends=True) if not (needle in ln and orjson.loads(ln).get("case_id") == case_id)]
+            atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
     for f in sorted(home.quarantine_batches.glob("*.jsonl")):
         data = f.read_bytes()
         if needle not in data:

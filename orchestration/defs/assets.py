@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from dagster import (
     AssetExecutionContext,
+    Config,
     AssetKey,
     AssetSpec,
     MaterializeResult,
@@ -18,8 +19,15 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt_project import DBT_PROJECT
 from orchestration.defs.resources import RegistryHome
-from orchestration.ingest import ingest
+from orchestration.fsutil import file_lock
+from orchestration.ingest import clear_pending, ingest
 from orchestration.publish import publish
+
+
+def warehouse_lock(home):
+    """One writer: every step that writes the warehouse holds this lock, whoever started the run
+    (`registry build`, the sensor, the Dagster UI)."""
+    return file_lock(home.locks / "warehouse.lock")
 
 RAW_TABLES = (
     "case_records",
@@ -48,7 +56,8 @@ RAW_TABLES = (
 def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
     """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
     home = registry.home()
-    res = ingest(home)
+    with warehouse_lock(home):
+        res = ingest(home)
     context.log.info(
         f"ingested {res.records} record versions from {res.batches} landing batches and "
         f"{res.quarantined} quarantined records in {res.seconds:.2f}s"
@@ -73,19 +82,29 @@ class RegistryDbtTranslator(DagsterDbtTranslator):
         return fqn[1] if len(fqn) > 2 else "dbt"
 
 
+class DbtBuildConfig(Config):
+    full_refresh: bool = False  # rebuild every incremental model from scratch
+
+
 @dbt_assets(
     manifest=DBT_PROJECT.manifest_path,
     project=DBT_PROJECT,
     dagster_dbt_translator=RegistryDbtTranslator(),
 )
-def registry_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, registry: RegistryHome):
-    """``dbt build``: seeds, models with enforced contracts, data tests and unit tests."""
+def registry_dbt_models(
+    context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, registry: RegistryHome
+):
+    """``dbt build``: seeds, models with enforced contracts, data tests and unit tests. The per-case
+    models are incremental: they recompute only the cases ingestion listed as pending."""
     home = registry.home()
     os.environ["REGISTRY_WAREHOUSE"] = str(home.warehouse)
     os.environ["DBT_LOG_PATH"] = str(home.dbt_dir / "logs")
+    args = ["build", *(["--full-refresh"] if config.full_refresh else [])]
     t0 = time.perf_counter()
-    yield from dbt.cli(["build"], context=context, target_path=home.dbt_dir / "target").stream()
-    context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s")
+    with warehouse_lock(home):
+        yield from dbt.cli(args, context=context, target_path=home.dbt_dir / "target").stream()
+        cleared = clear_pending(home)  # reached only when dbt build succeeded
+    context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s ({cleared} pending cases)")
 
 
 @asset(
@@ -99,7 +118,8 @@ def registry_dbt_models(context: AssetExecutionContext, dbt: DbtCliResource, reg
 )
 def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
     home = registry.home()
-    res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
+    with warehouse_lock(home):
+        res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
     context.log.info(f"published {res.version} in {res.seconds:.2f}s")
     return MaterializeResult(
         metadata={

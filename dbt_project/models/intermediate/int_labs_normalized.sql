@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns', pre_hook="{{ delete_pending_cases() }}") }}
+
 -- Labs of each case's current revision, converted to the analyte's canonical unit with the factor of
 -- seeds/reference/analyte_units.csv. The reported value and unit are kept beside the canonical ones.
 -- Reference range: the record's own (converted with the same factor) when it gives either limit,
@@ -6,6 +8,7 @@ with current_labs as (
     select l.*
     from {{ ref('stg_labs') }} l
     inner join {{ ref('int_cases_current') }} c using (case_id, revision)
+    where {{ pending_cases_filter('l.case_id') }}
 ),
 
 units as (

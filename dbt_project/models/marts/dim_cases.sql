@@ -1,5 +1,8 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns', pre_hook="{{ delete_pending_cases() }}") }}
+
 with cases as (
     select * from {{ ref('int_cases_current') }}
+    where {{ pending_cases_filter() }}
 ),
 
 vocab as (

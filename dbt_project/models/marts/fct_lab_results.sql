@@ -1,3 +1,6 @@
+-- A view: the rows live in the incremental table int_labs_normalized (the publisher materialises it).
+{{ config(materialized='view') }}
+
 select
     case_id,
     analyte,

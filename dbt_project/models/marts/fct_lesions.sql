@@ -1,3 +1,5 @@
+{{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns', pre_hook="{{ delete_pending_cases() }}") }}
+
 select
     l.case_id,
     l.site,
@@ -8,3 +10,4 @@ select
 from {{ ref('stg_lesions') }} l
 inner join {{ ref('int_cases_current') }} c using (case_id, revision)
 left join {{ ref('vocabularies') }} v on v.vocabulary = 'lesion_site' and v.code = l.site
+where {{ pending_cases_filter('l.case_id') }}

@@ -814,18 +814,28 @@ def bench_size(
                           tree_rss_mb=_max(*(m.tree_rss_mb for m in registry_steps)),
                           tree_anon_mb=_max(*(m.tree_anon_mb for m in registry_steps)),
                           detail={"top_processes": max((m for m in registry_steps), key=lambda m: m.tree_rss_mb or 0).detail.get("top_processes", [])}))
+    except BenchError as exc:
+        # what was measured before the failure is still worth reporting
+        exc.partial = _result(size, seed, ms, details, error=str(exc))  # type: ignore[attr-defined]
+        raise
     finally:
         if keep:
             log(f"kept {d}")
         else:
             shutil.rmtree(d, ignore_errors=True)
+    return _result(size, seed, ms, details)
 
-    bare = next(m.seconds for m in ms if m.key == "bare_load")
+
+def _result(size: int, seed: int, ms: list[Measure], details: dict[str, Any], error: str | None = None) -> dict[str, Any]:
+    bare = next((m.seconds for m in ms if m.key == "bare_load"), None)
     for m in ms:
         if m.seconds is not None and bare:
             m.ratio = m.seconds / bare
         apply_target(size, m)
-    return {"size": size, "seed": seed, "measures": {m.key: m.as_dict() for m in ms}, "details": details}
+    out = {"size": size, "seed": seed, "measures": {m.key: m.as_dict() for m in ms}, "details": details}
+    if error:
+        out["error"] = error
+    return out
 
 
 def _max(*xs: float | None) -> float | None:
@@ -890,6 +900,9 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
                 f"| {res['size']:,} | {m['label'].strip()} | {s} | {_fmt(m['ratio'], 1)} | {_fmt(m['cpu_s'], 1)} | {_fmt(m['max_rss_mb'], 0)} | "
                 f"{_fmt(m['tree_rss_mb'], 0)} | {_fmt(m.get('tree_anon_mb'), 0)} | {m['target']} | {m['verdict']} |"
             )
+        if res.get("error"):
+            first = res["error"].strip().splitlines()[0].replace("|", "/")
+            lines.append(f"| {res['size']:,} | **FAILED**: {first} | — | — | — | — | — | — | | FAIL |")
     notes = []
     for res in results:
         busy = [f"{m['label'].strip()} ({m['other_cores']:.2f} cores)" for m in res["measures"].values()
@@ -940,13 +953,20 @@ def run(
 ) -> dict[str, Any]:
     mach = machine()
     started = _dt.datetime.now(_dt.timezone.utc)
-    results = [bench_size(n, seed=seed, workdir=workdir, keep=keep, page_repeats=page_repeats, timeout=timeout) for n in sizes]
+    results = []
+    for n in sizes:
+        try:
+            results.append(bench_size(n, seed=seed, workdir=workdir, keep=keep, page_repeats=page_repeats, timeout=timeout))
+        except BenchError as exc:
+            log(f"{n:,} cases FAILED: {exc}")
+            results.append(getattr(exc, "partial", None) or {"size": n, "seed": seed, "measures": {}, "details": {}, "error": str(exc)})
     doc = {
         "started_at": started.isoformat(),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "machine": mach,
         "sizes": sizes,
         "results": results,
+        "failed": [r["size"] for r in results if r.get("error")],
         "markdown": markdown(results, mach),
     }
     if out is not None:
@@ -987,7 +1007,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sys.stdout.write(doc["markdown"])
     log(f"wrote {out}")
-    return 0
+    for r in doc["results"]:
+        if r.get("error"):
+            print(f"bench: {r['size']:,} cases failed: {r['error']}", file=sys.stderr)
+    return 1 if doc["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ def doc(tmp_path_factory):
 
 
 def test_json_structure_and_machine(doc):
-    assert set(doc) >= {"started_at", "finished_at", "machine", "sizes", "results", "markdown"}
+    assert set(doc) >= {"started_at", "finished_at", "machine", "sizes", "results", "failed", "markdown"}
+    assert doc["failed"] == [], doc["results"][0].get("error")
     m = doc["machine"]
     assert m["nproc"] >= 1 and m["cpu_model"] and m["memory_total_gb"] > 0
     assert m["versions"]["python"] and m["versions"]["duckdb"] and m["git_commit"]

@@ -20,9 +20,12 @@ DAGSTER_YAML = """\
 # Written by the registry. One pipeline run at a time: there is one writer.
 telemetry:
   enabled: false
-concurrency:
-  runs:
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
     max_concurrent_runs: 1
+    dequeue_interval_seconds: 1
 run_monitoring:
   enabled: true
   start_timeout_seconds: 180

@@ -44,3 +44,29 @@ def read(home: Home) -> Iterator[dict[str, Any]]:
         for line in f:
             if line.strip():
                 yield orjson.loads(line)
+
+
+def submission_counts(home: Home) -> dict[str, int]:
+    """Submissions by status (plus withdrawals), counted set-based: the log of a million-case
+    registry is hundreds of MB, read here in a fraction of a second."""
+    import duckdb
+
+    counts = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0, "withdrawals": 0}
+    if not home.audit_log.exists() or home.audit_log.stat().st_size == 0:
+        return counts
+    con = duckdb.connect(":memory:", config={"memory_limit": "512MB"})
+    try:
+        rows = con.execute(
+            "SELECT event, status, count(*) FROM read_json(?, format = 'newline_delimited', "
+            "columns = {'event': 'VARCHAR', 'status': 'VARCHAR'}) GROUP BY ALL",
+            [str(home.audit_log)],
+        ).fetchall()
+    finally:
+        con.close()
+    for event, status, n in rows:
+        if event == "submission":
+            counts["submitted"] += n
+            counts[status] = counts.get(status, 0) + n
+        elif event == "withdrawal":
+            counts["withdrawals"] += n
+    return counts

@@ -60,12 +60,8 @@ class BuildSummary:
 
 
 def submission_totals(home: Home) -> dict[str, int]:
-    totals = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0}
-    for e in audit.read(home):
-        if e.get("event") == "submission":
-            totals["submitted"] += 1
-            totals[e["status"]] = totals.get(e["status"], 0) + 1
-    return totals
+    c = audit.submission_counts(home)
+    return {k: c[k] for k in ("submitted", "accepted", "duplicate", "quarantined")}
 
 
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False) -> BuildSummary:
@@ -94,7 +90,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
                 asset_selection=asset_selection,
                 tags=tags,
                 run_config={
-                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "WARNING")}}},
+                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
                     "ops": {"registry_dbt_models": {"config": {"full_refresh": full_refresh}}},
                 },
             )

@@ -455,17 +455,19 @@ def lab_queries(con: Con, f: CohortFilter, analyte: str = "calcium", *, si: bool
 def capp_queries(con: Con, f: CohortFilter, *, si: bool = False) -> dict[str, Any]:
     """Calcium × phosphate product per case from the baseline values (cases with both):
     ``histogram``, ``summary`` (with % above the threshold), ``threshold`` and ``unit``."""
-    cond, cparams = _in_cohort(f, "ca.case_id")
+    where, cparams = f.where("ca")
+    cond = where
     factors = dict(con.execute(
         "SELECT a.analyte, coalesce(u.factor, 1.0) FROM analytes a LEFT JOIN analyte_units u "
         "ON u.analyte = a.analyte AND u.unit = a.si_unit WHERE a.analyte IN ('calcium', 'phosphate')"
     ).fetchall())
     scale = 1.0 / (factors.get("calcium", 4.008) * factors.get("phosphate", 3.097)) if si else 1.0
+    # dim_cases carries each case's baseline calcium x phosphate: a scan of one column, not a join of
+    # two slices of the lab table (430-850 ms at a million cases)
     vals = _df(
         con,
-        f"""WITH ca AS (SELECT case_id, value FROM fct_lab_results ca WHERE analyte = 'calcium' AND is_baseline AND {_numbered(cond)}),
-                 p AS (SELECT case_id, value FROM fct_lab_results WHERE analyte = 'phosphate' AND is_baseline)
-            SELECT ca.value * p.value * $scale AS capp FROM ca JOIN p USING (case_id)""",
+        f"SELECT calcium_phosphate_product * $scale AS capp FROM dim_cases ca "
+        f"WHERE calcium_phosphate_product IS NOT NULL AND {_numbered(cond)}",
         {"scale": scale, **_named(cparams)},
     )
     v = vals["capp"].to_numpy(dtype=float)

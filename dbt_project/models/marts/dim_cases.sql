@@ -31,6 +31,17 @@ lesions as (
     group by l.case_id
 ),
 
+baseline as (
+    -- each case's baseline calcium and phosphate (canonical mg/dL), for the Ca x P product
+    select
+        case_id,
+        max(value) filter (where analyte = 'calcium') as baseline_calcium,
+        max(value) filter (where analyte = 'phosphate') as baseline_phosphate
+    from {{ ref('int_labs_normalized') }}
+    where is_baseline and analyte in ('calcium', 'phosphate') and {{ pending_cases_filter() }}
+    group by case_id
+),
+
 final as (
     select
         c.case_id,
@@ -76,12 +87,16 @@ final as (
         c.malignancy,
         c.autopsy,
         c.wound_healing,
+        b.baseline_calcium,
+        b.baseline_phosphate,
+        b.baseline_calcium * b.baseline_phosphate as calcium_phosphate_product,
         c.n_revisions::integer as n_revisions,
         c.first_submitted_at,
         c.submitted_at as revision_submitted_at
     from cases c
     left join organs o using (case_id)
     left join lesions l using (case_id)
+    left join baseline b using (case_id)
 )
 
 select * from final

@@ -98,20 +98,23 @@ def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
 
 class _LandingIndex:
     """The (case_id, revision, content_hash) of everything already landed, in an in-memory DuckDB
-    table: loaded once per submission from the Parquet indexes, joined set-based against each chunk,
-    and extended with each chunk's accepted records."""
+    table: loaded from the Parquet indexes, joined set-based against each chunk, extended with each
+    chunk's accepted records, and refreshed (under the landing lock) with the batches other
+    submitters landed in the meantime."""
 
     def __init__(self, home: Home):
+        self.home = home
+        self.seen: set[str] = set()
         self.con = duckdb.connect(":memory:")
-        files = [str(f) for f in sorted(home.landing_index.glob("*.parquet"))]
-        if files:
+        self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
+
+    def refresh(self) -> None:
+        new = [f for f in sorted(self.home.landing_index.glob("*.parquet")) if f.name not in self.seen]
+        if new:
             self.con.execute(
-                "CREATE TABLE idx AS SELECT case_id, revision, any_value(content_hash) AS content_hash "
-                "FROM read_parquet(?) GROUP BY ALL",
-                [files],
+                "INSERT INTO idx SELECT case_id, revision, content_hash FROM read_parquet(?)", [[str(f) for f in new]]
             )
-        else:
-            self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
+            self.seen.update(f.name for f in new)
 
     def lookup(self, valid: list[_Valid]) -> tuple[dict[tuple[str, int], str], dict[str, int]]:
         """Existing hashes of this chunk's (case_id, revision) keys, and each case's highest revision."""
@@ -121,7 +124,7 @@ class _LandingIndex:
         self.con.register("chunk_keys", keys)
         try:
             rows = self.con.execute(
-                "SELECT i.case_id, i.revision, i.content_hash FROM idx i "
+                "SELECT DISTINCT i.case_id, i.revision, i.content_hash FROM idx i "
                 "WHERE i.case_id IN (SELECT DISTINCT case_id FROM chunk_keys)"
             ).fetchall()
         finally:
@@ -132,7 +135,8 @@ class _LandingIndex:
             max_rev[c] = max(r, max_rev.get(c, 0))
         return existing, max_rev
 
-    def add(self, index: pa.Table) -> None:
+    def add(self, index: pa.Table, batch_id: str) -> None:
+        self.seen.add(f"{batch_id}.parquet")
         self.con.register("new_keys", index)
         try:
             self.con.execute("INSERT INTO idx SELECT case_id, revision, content_hash FROM new_keys")
@@ -156,39 +160,41 @@ def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli"
 
 def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> Iterator[list[Receipt]]:
     """Like :func:`submit`, but yields the receipts chunk by chunk, so that a file of a million
-    records is processed in bounded memory. Each chunk is landed (one batch) before it is yielded.
-    The landing lock is held for the whole submission: concurrent submitters take turns."""
+    records is processed in bounded memory. Each chunk is validated, then classified and landed
+    under the landing lock (one batch), and only then yielded: the lock is never held while the
+    caller writes receipts, so a slow reader never blocks other submitters."""
     home.ensure()
     # Parsing builds many small, acyclic JSON containers; the cyclic garbage collector would rescan
     # the growing heap again and again (it more than doubled the time of a 100k-case file).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    index = _LandingIndex(home)
     try:
-        from orchestration.withdraw import withdrawn_case_ids
-
-        with file_lock(home.locks / "landing.lock"):
-            index = _LandingIndex(home)
-            try:
-                withdrawn = withdrawn_case_ids(home)
-                pending: list[tuple[ParsedRecord, Any]] = []
-                for name, data in files:
-                    for p in parse_submission(data, name):
-                        pending.append((p, data if p.record is None else None))
-                        if len(pending) >= CHUNK_RECORDS:
-                            yield _land_chunk(home, index, pending, withdrawn, channel)
-                            pending = []
-                if pending:
-                    yield _land_chunk(home, index, pending, withdrawn, channel)
-            finally:
-                index.close()
+        pending: list[tuple[ParsedRecord, Any]] = []
+        for name, data in files:
+            for p in parse_submission(data, name):
+                pending.append((p, data if p.record is None else None))
+                if len(pending) >= CHUNK_RECORDS:
+                    yield _land_chunk(home, index, pending, channel)
+                    pending = []
+        if pending:
+            yield _land_chunk(home, index, pending, channel)
     finally:
+        index.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _land_chunk(
-    home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], withdrawn: set[str], channel: str
-) -> list[Receipt]:
+def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str) -> list[Receipt]:
+    validated = _validate_chunk(parsed)
+    from orchestration.withdraw import withdrawn_case_ids
+
+    with file_lock(home.locks / "landing.lock"):
+        index.refresh()
+        return _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel)
+
+
+def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]]):
     receipts: list[Receipt] = []
     quarantine: list[tuple[Receipt, dict[str, Any]]] = []
     valid: list[_Valid] = []
@@ -204,14 +210,32 @@ def _land_chunk(
         receipts.append(r)
         if errors:
             quarantine.append((r, _payload(p, None)))
-        elif p.case_id in withdrawn:
-            r.errors = [Error("case_id", f"case {p.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
-            # the payload of a withdrawn patient is not kept, not even in quarantine
-            quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
         else:
             canon, h = content_hash(p.obj)
             valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
+    return receipts, quarantine, valid
 
+
+def _classify_and_write(
+    home: Home,
+    index: _LandingIndex,
+    receipts: list[Receipt],
+    quarantine: list[tuple[Receipt, dict[str, Any]]],
+    valid: list[_Valid],
+    withdrawn: set[str],
+    channel: str,
+) -> list[Receipt]:
+    if withdrawn:
+        kept = []
+        for v in valid:
+            if v.case_id in withdrawn:
+                r = receipts[v.seq]
+                r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
+                # the payload of a withdrawn patient is not kept, not even in quarantine
+                quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
+            else:
+                kept.append(v)
+        valid = kept
     existing, max_rev = index.lookup(valid)
     for v in valid:  # a conflict's advice accounts for higher revisions later in the same chunk
         max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
@@ -271,7 +295,7 @@ def _land_chunk(
         sink = pa.BufferOutputStream()
         pq.write_table(keys, sink)
         atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
-        index.add(keys)
+        index.add(keys, batch_id)
     if quarantine:
         # metadata and reasons in quarantine/batches (what the warehouse loads), payloads verbatim
         # in quarantine/payloads (never loaded into the warehouse), line for line

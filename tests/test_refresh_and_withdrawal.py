@@ -79,6 +79,8 @@ def test_two_concurrent_submitters_land_every_record(home, tmp_path):
     exe = str(__import__("pathlib").Path(sys.executable).with_name("registry"))
     env = {**__import__("os").environ, "REGISTRY_HOME": str(home.root)}
     procs = [subprocess.Popen([exe, "submit", "--format", "json", str(f)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for f in (a, b)]
+    # read one process's output to the end before the other's: a submitter that held the landing
+    # lock while writing receipts would block here (that bug once deadlocked this test)
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
     statuses = [r["status"] for out, _ in outs for r in json.loads(out)]

@@ -726,30 +726,6 @@ GRACE_S = 2.0
 PROCESS_MEMORY_CAP = int(float(os.environ.get("REGISTRY_SQL_PROCESS_MEMORY_GB", "3")) * 2**30)
 
 
-def _child(conn, sql: str, database: str, timeout_s: float, max_rows: int | None, memory_limit: str) -> None:
-    import resource
-
-    try:
-        resource.setrlimit(resource.RLIMIT_AS, (PROCESS_MEMORY_CAP, PROCESS_MEMORY_CAP))
-    except (ValueError, OSError):  # pragma: no cover - platform without RLIMIT_AS
-        pass
-    try:
-        res = run_query(sql, database=Path(database), timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, res.table.schema) as writer:
-            writer.write_table(res.table)
-        conn.send(("ok", res.elapsed_s, res.truncated))
-        conn.send_bytes(sink.getvalue().to_pybytes())
-    except QueryRefused as e:
-        conn.send(("refused", str(e)))
-    except MemoryError:
-        conn.send(("refused", f"query stopped: it needed more than the {memory_limit} memory limit"))
-    except BaseException as e:  # noqa: BLE001 - reported as one line by the parent
-        conn.send(("refused", _first_line(e)))
-    finally:
-        conn.close()
-
-
 def run_query_isolated(
     sql: str,
     *,
@@ -759,10 +735,11 @@ def run_query_isolated(
     max_rows: int | None = DEFAULT_DOWNLOAD_ROWS,
     memory_limit: str = "1GB",
 ) -> QueryResult:
-    """:func:`run_query` in a memory-capped child process with a hard deadline. Same arguments,
-    same result, same one-line :class:`QueryRefused` messages; the statement is classified here
-    first, so refused statements never start a process."""
-    import multiprocessing as mp
+    """:func:`run_query` in a memory-capped child process (``python -m orchestration.sqlworker``)
+    with a hard deadline. Same arguments, same result, same one-line :class:`QueryRefused`
+    messages; the statement is classified here first, so refused statements never start a process."""
+    import subprocess
+    import sys
 
     classify(sql)
     if database is None:
@@ -770,31 +747,40 @@ def run_query_isolated(
             database = snapshot.current_database(home or Home.from_env())
         except snapshot.NoSnapshot as e:
             raise QueryRefused(str(e)) from None
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(
-        target=_child, args=(child, sql, str(database), timeout_s, max_rows, memory_limit), daemon=True
+    request = json.dumps(
+        {
+            "sql": sql,
+            "database": str(database),
+            "timeout_s": float(timeout_s),
+            "max_rows": max_rows,
+            "memory_limit": memory_limit,
+            "memory_cap": PROCESS_MEMORY_CAP,
+        }
+    ).encode()
+    deadline = max(float(timeout_s), 0.0) + GRACE_S + 3.0  # + the child's start-up
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestration.sqlworker"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
-    started = time.perf_counter()
-    proc.start()
-    child.close()
-    deadline = started + max(float(timeout_s), 0.0) + GRACE_S + 3.0  # + process start-up
     try:
-        if not parent.poll(max(deadline - time.perf_counter(), 0.0)):
-            raise QueryRefused(_timeout_message(timeout_s))
-        try:
-            head = parent.recv()
-        except EOFError:
-            raise QueryRefused(f"query stopped: it needed more memory than the SQL console allows ({memory_limit})") from None
-        if head[0] != "ok":
-            raise QueryRefused(head[1])
-        _, elapsed, truncated = head
-        if not parent.poll(max(deadline - time.perf_counter(), 1.0)):
-            raise QueryRefused(_timeout_message(timeout_s))
-        table = pa.ipc.open_stream(parent.recv_bytes()).read_all()
-    finally:
-        parent.close()
-        if proc.is_alive():
-            proc.kill()
-        proc.join(5)
-    return QueryResult(columns=list(table.column_names), table=table, elapsed_s=elapsed, truncated=truncated, row_count=table.num_rows)
+        out, _ = proc.communicate(request, timeout=deadline)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise QueryRefused(_timeout_message(timeout_s)) from None
+    head, _, body = out.partition(b"\n")
+    if not head:
+        raise QueryRefused(f"query stopped: it needed more memory than the SQL console allows ({memory_limit})")
+    meta = json.loads(head)
+    if not meta["ok"]:
+        raise QueryRefused(meta["message"])
+    table = pa.ipc.open_stream(body).read_all()
+    return QueryResult(
+        columns=list(table.column_names),
+        table=table,
+        elapsed_s=meta["elapsed_s"],
+        truncated=meta["truncated"],
+        row_count=table.num_rows,
+    )

@@ -662,3 +662,10 @@ PAGES: dict[str, list] = {
     "cases": [cases_page],
     "quality": [quality_page],
 }
+
+
+def sql_schema(con: Con) -> pd.DataFrame:
+    """The /sql page's schema browser: every queryable table and column with its description."""
+    from dashboards.lib.sql_console import schema
+
+    return schema(con)

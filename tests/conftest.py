@@ -63,3 +63,27 @@ def run_cli(*args: str, home: Home, input: str | None = None, timeout: float = 6
 def write_jsonl(path: Path, records: list) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+# ----------------------------------------------------------------------------- browser tests
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless chromium, driven by Playwright (which cannot download its own browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    from dashboards import measure
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=str(measure.CHROMIUM), args=measure.CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    pg = ctx.new_page()
+    yield pg
+    ctx.close()

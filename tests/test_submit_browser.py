@@ -42,24 +42,6 @@ def server(home):
         yield base
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=str(measure.CHROMIUM), args=measure.CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
-    pg = ctx.new_page()
-    yield pg
-    ctx.close()
-
-
 # ----------------------------------------------------------------------------- driving the form
 
 

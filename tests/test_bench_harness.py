@@ -28,7 +28,7 @@ WITH_RSS = {"generate", "bare_load", "submit", "build", "end_to_end", "increment
 def doc(tmp_path_factory):
     d = tmp_path_factory.mktemp("bench")
     out = d / "result.json"
-    doc = bench.run([SIZE], out=out, workdir=d, page_repeats=1)
+    bench.run([SIZE], out=out, workdir=d, page_repeats=1)
     assert out.is_file()
     return json.loads(out.read_text())
 

@@ -47,7 +47,7 @@ def test_the_default_example_answers(app):
 
 
 @pytest.mark.parametrize("title,sql", sql_console.EXAMPLES, ids=[t for t, _ in sql_console.EXAMPLES])
-def test_every_example_query_answers(built, title, sql):
+def test_every_example_query_answers(built, title, sql):  # noqa: F811 - the fixture
     from orchestration import snapshot
 
     res = sql_console.run(sql, snapshot.current_database(built), timeout_s=30)

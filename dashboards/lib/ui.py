@@ -73,7 +73,6 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     key is the parameter name, see :mod:`dashboards.lib.cohort`). Returns the filter and keeps it
     (and the cohort's size) in the session for the page."""
     opts = data.run(snap, queries.filter_options)
-    vocab = data.run(snap, queries.vocabulary)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731

@@ -51,22 +51,25 @@ def submission_counts(home: Home) -> dict[str, int]:
     registry is hundreds of MB, read here in a fraction of a second."""
     import duckdb
 
-    counts = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0, "withdrawals": 0}
+    counts = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0, "withdrawals": 0,
+              "accepted_withdrawn": 0, "duplicate_withdrawn": 0, "quarantined_withdrawn": 0}
     if not home.audit_log.exists() or home.audit_log.stat().st_size == 0:
         return counts
     con = duckdb.connect(":memory:", config={"memory_limit": "512MB"})
     try:
         rows = con.execute(
-            "SELECT event, status, count(*) FROM read_json(?, format = 'newline_delimited', "
-            "columns = {'event': 'VARCHAR', 'status': 'VARCHAR'}) GROUP BY ALL",
+            "SELECT event, status, coalesce(withdrawn, false), count(*) FROM read_json(?, format = 'newline_delimited', "
+            "columns = {'event': 'VARCHAR', 'status': 'VARCHAR', 'withdrawn': 'BOOLEAN'}) GROUP BY ALL",
             [str(home.audit_log)],
         ).fetchall()
     finally:
         con.close()
-    for event, status, n in rows:
+    for event, status, withdrawn, n in rows:
         if event == "submission":
             counts["submitted"] += n
             counts[status] = counts.get(status, 0) + n
+            if withdrawn:  # the case was withdrawn since: its records were purged
+                counts[f"{status}_withdrawn"] = counts.get(f"{status}_withdrawn", 0) + n
         elif event == "withdrawal":
             counts["withdrawals"] += n
     return counts

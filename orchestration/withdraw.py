@@ -6,8 +6,8 @@
    (the only edit ever made to the landing zone: erasure overrides immutability), drops the case's
    quarantine entries (payloads included), and leaves a tombstone (case id, reason, time) in
    ``withdrawals/`` so that the case is never ingested again and a resubmission is refused;
-2. rewrites the audit log so that, for this case, only the withdrawal event (case id, reason, time)
-   remains;
+2. redacts the case's audit events to case id, revision, status and time (marked withdrawn: no file
+   name or record position) and appends the withdrawal (case id, reason, time);
 3. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
    snapshot is published, and every older snapshot version is removed.
 """
@@ -112,19 +112,29 @@ def _purge_quarantine(home: Home, case_id: str) -> int:
     return purged
 
 
-def _scrub_audit(home: Home, case_id: str) -> int:
+# What a withdrawn case's submission events keep: that the case was submitted, when, and with what
+# outcome; not which file or record it came from.
+_KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
+
+
+def _redact_audit(home: Home, case_id: str) -> int:
+    """Reduce the case's audit events to case id, revision, status and time, marked withdrawn."""
     if not home.audit_log.exists():
         return 0
+    needle = orjson.dumps(case_id)
     with file_lock(home.locks / "audit.lock"):
-        kept, purged = [], 0
+        out, redacted = [], 0
         with open(home.audit_log, "rb") as f:
             for line in f:
-                if line.strip() and orjson.loads(line).get("case_id") == case_id:
-                    purged += 1
-                    continue
-                kept.append(line)
-        atomic_write(home.audit_log, b"".join(kept), tmp_dir=home.tmp)
-    return purged
+                if needle in line:
+                    e = orjson.loads(line)
+                    if e.get("case_id") == case_id and e.get("event") != "withdrawal":
+                        e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
+                        line = orjson.dumps(e) + b"\n"
+                        redacted += 1
+                out.append(line)
+        atomic_write(home.audit_log, b"".join(out), tmp_dir=home.tmp)
+    return redacted
 
 
 def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> WithdrawResult:
@@ -138,7 +148,7 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
         quarantined = _purge_quarantine(home, case_id)
         tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
         atomic_write(withdrawals_dir(home) / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
-    purged_events = _scrub_audit(home, case_id)
+    purged_events = _redact_audit(home, case_id)
     audit.event(home, "withdrawal", case_id=case_id, reason=reason)
     result = WithdrawResult(case_id, landing, quarantined, purged_events)
     if build:

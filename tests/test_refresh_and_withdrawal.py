@@ -125,8 +125,12 @@ def test_withdrawal_leaves_no_trace_analysts_can_read(home, tmp_path):
 
     events = json.loads(run_cli("audit", "--format", "json", home=home).stdout)
     about = [e for e in events if e.get("case_id") == "LIT-AUTOPSY-002"]
-    assert [e["event"] for e in about] == ["withdrawal"]
-    assert set(about[0]) == {"at", "event", "case_id", "reason"}
+    # the audit shows the submissions and the withdrawal; of the case it keeps only ids, outcome and time
+    assert [e["event"] for e in about] == ["submission", "submission", "withdrawal"]
+    assert {e["status"] for e in about[:2]} == {"accepted", "quarantined"}
+    for e in about[:2]:
+        assert set(e) == {"at", "event", "case_id", "revision", "status", "withdrawn"} and e["withdrawn"] is True
+    assert set(about[2]) == {"at", "event", "case_id", "reason"}
     assert any(e["event"] == "submission" for e in events) and any(e["event"] == "build" for e in events)
 
     again = run_cli("submit", "--format", "json", str(seed), home=home)

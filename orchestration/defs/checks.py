@@ -24,9 +24,10 @@ def nothing_submitted_is_lost(registry: RegistryHome) -> AssetCheckResult:
     withdrawn = c["withdrawals"]
     passed = (
         submitted == counts["accepted"] + counts["duplicate"] + counts["quarantined"]
-        and counts["accepted"] == landed  # every audited acceptance is in the landing zone ...
+        # every audited acceptance is in the landing zone (except withdrawn cases, purged) ...
+        and counts["accepted"] - c["accepted_withdrawn"] == landed
         and landed == in_raw  # ... and in the warehouse
-        and counts["quarantined"] == n_quarantine  # every audited quarantine is kept
+        and counts["quarantined"] - c["quarantined_withdrawn"] == n_quarantine  # every quarantine is kept
     )
     return AssetCheckResult(
         passed=passed,

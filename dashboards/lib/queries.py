@@ -225,17 +225,23 @@ def _survival_input(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tu
         # the null level sorts last, so a level's position among the non-null ones is its position
         known = [(str(v).lower() if isinstance(v, bool) else str(v)) for v in levels if v is not None]
         level_sql = f"coalesce(list_position($levels, CAST({stratum} AS VARCHAR)) - 1, {len(known)})"
-        sql = (f"SELECT followup_days AS days, died::TINYINT AS died, {level_sql} AS level FROM dim_cases "
-               f"WHERE {_numbered(where)} ORDER BY followup_days NULLS LAST")
+        # one row per (day, outcome, level) with its count: a few thousand rows instead of one per case
+        sql = (f"SELECT followup_days AS days, died::TINYINT AS died, {level_sql} AS level, count(*) AS n FROM dim_cases "
+               f"WHERE {_numbered(where)} GROUP BY ALL ORDER BY followup_days NULLS LAST, died, level")
         rows = con.execute(sql, {"levels": known, **_named(params)}).fetchnumpy()
-        group = np.asarray(group_of_level, dtype=np.int64)[np.asarray(rows["level"], dtype=np.int64)] if len(levels) else np.zeros(0, np.int64)
+        n = np.asarray(rows["n"], dtype=np.int64)
+        group = (np.asarray(group_of_level, dtype=np.int64)[np.asarray(rows["level"], dtype=np.int64)] if len(levels)
+                 else np.zeros(0, np.int64))
+        group = np.repeat(group, n)
     else:
         names = ["All cases"]
-        rows = con.execute(f"SELECT followup_days AS days, died::TINYINT AS died FROM dim_cases WHERE {where} "
-                           "ORDER BY followup_days NULLS LAST", params).fetchnumpy()
-        group = np.zeros(len(rows["days"]), dtype=np.int64)
-    days = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)
-    died = np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan)
+        rows = con.execute(f"SELECT followup_days AS days, died::TINYINT AS died, count(*) AS n FROM dim_cases WHERE {where} "
+                           "GROUP BY ALL ORDER BY followup_days NULLS LAST, died", params).fetchnumpy()
+        n = np.asarray(rows["n"], dtype=np.int64)
+        group = np.zeros(int(n.sum()), dtype=np.int64)
+    # back to one entry per case (still sorted by follow-up), as orchestration.stats expects
+    days = np.repeat(np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan), n)
+    died = np.repeat(np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan), n)
     return days, died, group, names
 
 

@@ -126,12 +126,15 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
         ensure_schema(con)
         done = {r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()}
         new = [p for p in sorted(home.landing_batches.glob("*.jsonl")) if p.stem not in done]
+        from orchestration.withdraw import withdrawn_case_ids
+
+        withdrawn = sorted(withdrawn_case_ids(home))
         con.execute("BEGIN")
         try:
             if new:
-                _ingest_landing(con, new, res)
+                _ingest_landing(con, new, res, withdrawn)
             _ingest_quarantine(con, home, res)
-            res.withdrawn = _apply_withdrawals(con, home)
+            res.withdrawn = _apply_withdrawals(con, withdrawn)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
@@ -145,7 +148,7 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
     return res
 
 
-def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: IngestResult) -> None:
+def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: IngestResult, withdrawn: list[str]) -> None:
     columns = {
         "case_id": "VARCHAR",
         "revision": "BIGINT",
@@ -174,10 +177,7 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
         WHERE c.case_id = n.case_id AND c.revision = n.revision
         """
     )
-    from orchestration.withdraw import withdrawn_case_ids
-
-    withdrawn = sorted(withdrawn_case_ids(Home(files[0].parents[2])))
-    if withdrawn:
+    if withdrawn:  # a withdrawn case is never ingested, even if a batch still held it
         con.execute("DELETE FROM new_records WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [withdrawn])
     total = con.execute("SELECT count(*) FROM new_records").fetchone()[0]
     con.execute(
@@ -262,11 +262,8 @@ def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestRe
         )
 
 
-def _apply_withdrawals(con: duckdb.DuckDBPyConnection, home: Home) -> int:
+def _apply_withdrawals(con: duckdb.DuckDBPyConnection, ids: list[str]) -> int:
     """Delete withdrawn cases (consent withdrawn) from every raw table. Idempotent."""
-    from orchestration.withdraw import withdrawn_case_ids
-
-    ids = sorted(withdrawn_case_ids(home))
     if not ids:
         return 0
     removed = con.execute(

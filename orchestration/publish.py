@@ -138,17 +138,22 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     os.symlink(Path("versions") / version, tmp_link)
     os.replace(tmp_link, home.published_current)  # the atomic switch
     fsync_dir(home.published)
-    _prune(home)
+    prune(home)
     audit.event(home, "publish", version=version, tables=counts)
     return PublishResult(version, final, counts, time.perf_counter() - t0)
 
 
-def _prune(home: Home) -> None:
+def prune(home: Home, keep: int = KEEP_VERSIONS) -> int:
+    """Delete published versions but the newest ``keep`` (never the current one), and staging folders
+    abandoned for an hour (a publish in progress keeps its own). Returns how many versions went."""
     current = os.path.realpath(home.published_current)
     versions = sorted(p for p in home.published_versions.iterdir() if p.is_dir() and not p.name.startswith("."))
-    for old in versions[:-KEEP_VERSIONS]:
+    removed = 0
+    for old in versions[: max(len(versions) - keep, 0)]:
         if os.path.realpath(old) != current:
             shutil.rmtree(old, ignore_errors=True)
+            removed += 1
     for stale in home.published_versions.glob(".*.tmp"):
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
+    return removed

@@ -453,6 +453,16 @@ def open_console(database: Path, *, memory_limit: str = "1GB", threads: int = 2)
 # --------------------------------------------------------------------------------------------
 
 
+def _database(database: Path | None, home: Home | None) -> Path:
+    """The snapshot to query: the one given, else the current one of ``home`` (or $REGISTRY_HOME)."""
+    if database is not None:
+        return Path(database)
+    try:
+        return snapshot.current_database(home or Home.from_env())
+    except snapshot.NoSnapshot as e:
+        raise QueryRefused(str(e)) from None
+
+
 def run_query(
     sql: str,
     *,
@@ -468,11 +478,7 @@ def run_query(
     classify(sql)
     if max_rows is not None and max_rows < 0:
         raise QueryRefused("max_rows must not be negative")
-    if database is None:
-        try:
-            database = snapshot.current_database(home or Home.from_env())
-        except snapshot.NoSnapshot as e:
-            raise QueryRefused(str(e)) from None
+    database = _database(database, home)
     if not Path(database).is_file():
         raise QueryRefused(f"no published database at {database}")
     try:
@@ -742,11 +748,7 @@ def run_query_isolated(
     import sys
 
     classify(sql)
-    if database is None:
-        try:
-            database = snapshot.current_database(home or Home.from_env())
-        except snapshot.NoSnapshot as e:
-            raise QueryRefused(str(e)) from None
+    database = _database(database, home)
     request = json.dumps(
         {
             "sql": sql,

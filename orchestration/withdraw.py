@@ -14,16 +14,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.paths import Home
+from orchestration.publish import prune
 
 
 @dataclass
@@ -81,8 +82,6 @@ def _purge_landing(home: Home, case_id: str) -> int:
         if index_file.exists():
             table = pq.read_table(index_file)
             mask = [c != case_id for c in table.column("case_id").to_pylist()]
-            import pyarrow as pa
-
             kept_table = table.filter(pa.array(mask))
             sink = pa.BufferOutputStream()
             pq.write_table(kept_table, sink)
@@ -157,18 +156,5 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
         summary = run_build(home)
         result.build_success = summary.success
         if summary.success:
-            prune_old_snapshots(home)
+            prune(home, keep=1)  # older versions may still hold the withdrawn case
     return result
-
-
-def prune_old_snapshots(home: Home) -> int:
-    """Remove every published version but the current one (they may still hold a withdrawn case)."""
-    import shutil
-
-    current = os.path.realpath(home.published_current)
-    removed = 0
-    for v in home.published_versions.iterdir():
-        if os.path.realpath(v) != current:
-            shutil.rmtree(v, ignore_errors=True)
-            removed += 1
-    return removed

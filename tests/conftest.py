@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestration.paths import REPO_ROOT, SEED_CASES_DIR, Home
+from orchestration.config import REPO_ROOT, SEED_CASES_DIR, Home
 
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 

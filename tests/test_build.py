@@ -8,9 +8,9 @@ import json
 import duckdb
 import pytest
 
-from orchestration.generate import generate_records
-from orchestration.ingest import ingest
-from orchestration.paths import Home
+from orchestration.synthetic.generate import generate_records
+from orchestration.warehouse.ingest import ingest
+from orchestration.config import Home
 from tests.conftest import run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("build")]

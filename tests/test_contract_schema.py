@@ -12,7 +12,7 @@ import pytest
 from orchestration.contract import schema
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import validate_record
-from orchestration.paths import DBT_PROJECT_DIR
+from orchestration.config import DBT_PROJECT_DIR
 from tests.conftest import MINIMAL, seed_case
 
 

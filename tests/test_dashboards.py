@@ -1,7 +1,7 @@
 """The dashboards' page logic, with ``streamlit.testing.v1.AppTest``, over a registry built through
 the real ``registry`` command (the bundled autopsy case, 240 synthetic cases, one quarantined
 record). Charts are opaque to AppTest (the browser test looks at them); here every page must run
-without an exception, show the cohort's size, and agree with ``orchestration.stats`` and the marts."""
+without an exception, show the cohort's size, and agree with ``orchestration.analytics.stats`` and the marts."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import pytest
 
 from dashboards.lib import cohort, labels, queries
 from dashboards.lib.cohort import CohortFilter
-from orchestration import snapshot, stats
-from orchestration.generate import generate_records
-from orchestration.paths import REPO_ROOT, Home
+from orchestration.warehouse import snapshot
+from orchestration.analytics import stats
+from orchestration.synthetic.generate import generate_records
+from orchestration.config import REPO_ROOT, Home
 from tests.conftest import record, run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboards")]
@@ -361,7 +362,7 @@ def test_quality_page_lists_quarantine_and_completeness(app):
 
 
 def test_a_new_snapshot_is_picked_up_without_restart(app, built):
-    from orchestration.publish import publish
+    from orchestration.warehouse.publish import publish
 
     at = open_page(app, "overview")
     before = [c.value for c in at.sidebar.caption if "Snapshot" in c.value]

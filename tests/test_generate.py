@@ -13,8 +13,8 @@ import pytest
 
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import validate_record
-from orchestration.generate import CHUNK_SIZE, generate_records, write_jsonl
-from orchestration.paths import REFERENCE_DIR
+from orchestration.synthetic.generate import CHUNK_SIZE, generate_records, write_jsonl
+from orchestration.config import REFERENCE_DIR
 
 REF = load()
 SEED = 20_240_601

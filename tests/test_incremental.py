@@ -8,8 +8,8 @@ import json
 import duckdb
 import pytest
 
-from orchestration.generate import generate_records
-from orchestration.paths import Home
+from orchestration.synthetic.generate import generate_records
+from orchestration.config import Home
 from tests.conftest import run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("incremental")]

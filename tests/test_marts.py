@@ -3,7 +3,7 @@
 The expected figures are computed here from the *submitted records* (current revision of each
 accepted case), in plain Python with the reference CSVs -- not from the warehouse -- and with
 lifelines (Kaplan-Meier, its band, the median, the log-rank test) and numpy (quantiles). Then
-orchestration.stats, the dashboards' implementation, must reproduce the marts from dim_cases and
+orchestration.analytics.stats, the dashboards' implementation, must reproduce the marts from dim_cases and
 fct_lab_results.
 
 Two homes: a synthetic cohort of a few hundred cases plus hand-made edge cases, submitted in two
@@ -32,15 +32,15 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
-from orchestration import stats
-from orchestration.generate import generate_records
-from orchestration.paths import DBT_PROJECT_DIR, REFERENCE_DIR, Home
+from orchestration.analytics import stats
+from orchestration.synthetic.generate import generate_records
+from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR, Home
 from tests.conftest import record, run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("marts")]
 
 TOL = 1e-6  # what the marts promise against an independent computation
-EXACT = 1e-9  # orchestration.stats against the marts: the same definitions
+EXACT = 1e-9  # orchestration.analytics.stats against the marts: the same definitions
 
 # ----------------------------------------------------------------------------- reference data, read independently
 
@@ -459,7 +459,7 @@ def test_baseline_is_the_earliest_value_of_the_current_revision(main):
     assert base[("MARTS-LAB-2", "creatinine")][0] == pytest.approx(1020 / 88.4, rel=1e-3)
 
 
-# ----------------------------------------------------------------------------- orchestration.stats = the marts
+# ----------------------------------------------------------------------------- orchestration.analytics.stats = the marts
 
 
 def test_stats_reproduce_mortality_and_curves(registry):

@@ -17,9 +17,9 @@ import pytest
 
 from dashboards.lib import queries
 from dashboards.lib.cohort import CohortFilter
-from orchestration import snapshot
-from orchestration.generate import generate_records
-from orchestration.paths import Home
+from orchestration.warehouse import snapshot
+from orchestration.synthetic.generate import generate_records
+from orchestration.config import Home
 from tests.conftest import run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reading_safely")]

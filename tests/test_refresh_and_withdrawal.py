@@ -12,9 +12,9 @@ import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRequest, SkipReason, build_sensor_context
 
 from orchestration.defs import sensors
-from orchestration.generate import generate_records
-from orchestration.landing import submit
-from orchestration.paths import Home
+from orchestration.synthetic.generate import generate_records
+from orchestration.registry.landing import submit
+from orchestration.config import Home
 from tests.conftest import record, run_cli, seed_case, write_jsonl
 
 

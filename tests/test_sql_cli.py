@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from orchestration import snapshot
-from orchestration.paths import Home
+from orchestration.warehouse import snapshot
+from orchestration.config import Home
 from tests.conftest import run_cli
 from tests.test_sql_hardening import _publish
 

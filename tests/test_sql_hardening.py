@@ -12,9 +12,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from orchestration import snapshot, sqlconsole
-from orchestration.paths import Home
-from orchestration.sqlconsole import QueryRefused, classify, format_result, open_console, run_query
+from orchestration.warehouse import snapshot
+from orchestration.sql import console as sqlconsole
+from orchestration.config import Home
+from orchestration.sql.console import QueryRefused, classify, format_result, open_console, run_query
 
 # --------------------------------------------------------------------------------------------
 # A small fake published snapshot

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from dashboards.lib import sql_console
-from orchestration.paths import REPO_ROOT
+from orchestration.config import REPO_ROOT
 from tests.test_dashboards import built  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboards")]
@@ -48,7 +48,7 @@ def test_the_default_example_answers(app):
 
 @pytest.mark.parametrize("title,sql", sql_console.EXAMPLES, ids=[t for t, _ in sql_console.EXAMPLES])
 def test_every_example_query_answers(built, title, sql):  # noqa: F811 - the fixture
-    from orchestration import snapshot
+    from orchestration.warehouse import snapshot
 
     res = sql_console.run(sql, snapshot.current_database(built), timeout_s=30)
     assert res.row_count > 0, title

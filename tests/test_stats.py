@@ -1,4 +1,4 @@
-"""orchestration.stats against independent implementations: lifelines for survival, its band, the
+"""orchestration.analytics.stats against independent implementations: lifelines for survival, its band, the
 median and the log-rank test; numpy for quantiles; plain counting for the rest. Fast (no pipeline)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
-from orchestration import stats
+from orchestration.analytics import stats
 
 
 def lifelines_km(days, died) -> KaplanMeierFitter:

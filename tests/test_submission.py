@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from orchestration import audit
-from orchestration.landing import quarantine_entries, submit
+from orchestration.registry import audit
+from orchestration.registry.landing import quarantine_entries, submit
 from tests.conftest import record, run_cli, seed_case, write_jsonl
 
 

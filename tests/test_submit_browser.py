@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from dashboards import measure
-from orchestration.landing import quarantine_entries, submit
-from orchestration.paths import Home
+from orchestration.registry.landing import quarantine_entries, submit
+from orchestration.config import Home
 from tests.conftest import ARTIFACTS, record
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]

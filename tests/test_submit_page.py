@@ -2,7 +2,7 @@
 on an empty temporary home (nothing published: submitting needs only ``$REGISTRY_HOME``), and the
 form's logic in :mod:`dashboards.lib.case_form` directly.
 
-Every submission must land through :func:`orchestration.landing.submit` (the writer of ``registry
+Every submission must land through :func:`orchestration.registry.landing.submit` (the writer of ``registry
 submit``), and every error must read as the command line prints it."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from dashboards.lib import case_form as cf
-from orchestration import audit
+from orchestration.registry import audit
 from orchestration.contract.validate import Error, validate_record
-from orchestration.landing import quarantine_entries, submit
-from orchestration.paths import REPO_ROOT, Home
+from orchestration.registry.landing import quarantine_entries, submit
+from orchestration.config import REPO_ROOT, Home
 from tests.conftest import MINIMAL, record, run_cli, seed_case
 
 pytestmark = [pytest.mark.xdist_group("submit_page")]
@@ -466,7 +466,7 @@ def test_latest_record_reads_the_landing_zone(home):
 
 
 def test_batch_rows():
-    from orchestration.landing import Receipt
+    from orchestration.registry.landing import Receipt
 
     rows = cf.batch_rows([Receipt("f.jsonl", 2, "C-1", "quarantined", [Error("a", "b"), Error("c", "d")], 1, "q1")])
     assert rows == [{"file": "f.jsonl", "record": 2, "case_id": "C-1", "revision": 1, "status": "quarantined",

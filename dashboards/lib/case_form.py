@@ -11,7 +11,7 @@ lands on its widget without any translation:
 :func:`form_to_record` builds a case record v1 from that state, :func:`record_to_form` goes back
 (pre-filling from a quarantined payload or from the latest accepted revision, :func:`latest_record`),
 and :func:`errors_by_field` places each error of :func:`orchestration.contract.validate.validate_record`
-at its widget. Submitting goes through :func:`orchestration.landing.submit`, the writer that
+at its widget. Submitting goes through :func:`orchestration.registry.landing.submit`, the writer that
 ``registry submit`` and batch upload use too: one validator, one landing zone.
 """
 
@@ -29,7 +29,7 @@ import orjson
 from orchestration.contract.model import CaseRecord
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import Error, show
-from orchestration.paths import REFERENCE_DIR, Home
+from orchestration.config import REFERENCE_DIR, Home
 
 REF = load()
 

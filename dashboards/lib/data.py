@@ -21,8 +21,8 @@ from typing import Any, Callable
 import duckdb
 import streamlit as st
 
-from orchestration import snapshot
-from orchestration.paths import Home
+from orchestration.warehouse import snapshot
+from orchestration.config import Home
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
 """Every query and statistic the dashboards show, as plain functions of a DuckDB connection.
 
 ``con`` is a connection with the published snapshot attached and selected (tables by bare name,
-see :func:`orchestration.snapshot.connect`); ``f`` is a :class:`~dashboards.lib.cohort.CohortFilter`.
+see :func:`orchestration.warehouse.snapshot.connect`); ``f`` is a :class:`~dashboards.lib.cohort.CohortFilter`.
 Nothing here imports Streamlit: the pages cache these results (``dashboards.lib.data``), tests and the
 benchmark call them directly. Filtering, grouping and counting run in DuckDB; only the columns a
 statistic needs reach pandas. Every statistic of a filtered cohort (Kaplan–Meier, survival at fixed
-days, log-rank, numeric summaries, mortality by stratum) comes from :mod:`orchestration.stats`,
+days, log-rank, numeric summaries, mortality by stratum) comes from :mod:`orchestration.analytics.stats`,
 the implementation the marts use, so the pages agree with ``mart_*`` for the standard strata.
 
 Which page calls what (each ``*_queries`` function returns a dict of DataFrames and numbers):
@@ -39,7 +39,7 @@ import pandas as pd
 
 from dashboards.lib import labels
 from dashboards.lib.cohort import AGE_BANDS, KIDNEY_STATUSES, LESION_DISTRIBUTIONS, SEXES, CohortFilter
-from orchestration import stats
+from orchestration.analytics import stats
 
 Con = duckdb.DuckDBPyConnection
 
@@ -239,7 +239,7 @@ def _survival_input(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tu
                            "GROUP BY ALL ORDER BY followup_days NULLS LAST, died", params).fetchnumpy()
         n = np.asarray(rows["n"], dtype=np.int64)
         group = np.zeros(int(n.sum()), dtype=np.int64)
-    # back to one entry per case (still sorted by follow-up), as orchestration.stats expects
+    # back to one entry per case (still sorted by follow-up), as orchestration.analytics.stats expects
     days = np.repeat(np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan), n)
     died = np.repeat(np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan), n)
     return days, died, group, names
@@ -416,7 +416,7 @@ def histogram(values: np.ndarray, *, extra: tuple[float | None, ...] = (), bins:
 
 
 def _summary_rows(groups: list[tuple[str, Any, Any, Any]]) -> pd.DataFrame:
-    """One :func:`orchestration.stats.lab_summary` row per (group, values, ref_low, ref_high)."""
+    """One :func:`orchestration.analytics.stats.lab_summary` row per (group, values, ref_low, ref_high)."""
     return pd.DataFrame([{"group": g, **stats.lab_summary(v, lo, hi)} for g, v, lo, hi in groups])
 
 

@@ -1,5 +1,5 @@
 """The /sql page's logic, without Streamlit: example questions, the schema browser's contents and
-running a query on the shared hardened engine (orchestration.sqlconsole), exactly as
+running a query on the shared hardened engine (orchestration.sql.console), exactly as
 `registry sql` does: same statement rules, same isolation, same one-line messages."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from orchestration import sqlconsole
+from orchestration.sql import console as sqlconsole
 
 DISPLAY_ROWS = 1_000  # rows drawn on the page
 DOWNLOAD_ROWS = int(os.environ.get("REGISTRY_SQL_DOWNLOAD_ROWS", 100_000))  # rows in the CSV download

@@ -1,11 +1,11 @@
 """/sql: a read-only SQL console over the published snapshot, on the same hardened engine as
-`registry sql` (orchestration.sqlconsole): one read statement at a time, a memory-capped child
+`registry sql` (orchestration.sql.console): one read statement at a time, a memory-capped child
 process, a timeout, results with row count, time and CSV download; errors as a message."""
 
 import streamlit as st
 
 from dashboards.lib import data, queries, sql_console, ui
-from orchestration.sqlconsole import QueryRefused
+from orchestration.sql.console import QueryRefused
 
 ctx = ui.start_page(
     "SQL",

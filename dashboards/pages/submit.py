@@ -1,7 +1,7 @@
 """/submit: registry staff submit cases. A case report form (new cases, edits as the next revision,
 corrections of quarantined records), batch upload of .json / .jsonl files, and the open quarantine.
 
-Everything goes through :func:`orchestration.landing.submit` and the one validator, like
+Everything goes through :func:`orchestration.registry.landing.submit` and the one validator, like
 ``registry submit``; the form's logic (record <-> widgets, errors at their fields, reading the landing
 zone) is in :mod:`dashboards.lib.case_form`. The page needs only ``$REGISTRY_HOME``: it works before
 anything is published.
@@ -22,8 +22,8 @@ import streamlit as st
 from dashboards.lib import case_form as cf
 from dashboards.lib import data, ui
 from orchestration.contract.validate import validate_record
-from orchestration.landing import ACCEPTED, DUPLICATE, QUARANTINED, quarantine_entries, resolve_quarantine, submit
-from orchestration.paths import Home
+from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, quarantine_entries, resolve_quarantine, submit
+from orchestration.config import Home
 
 ui.ensure_navigation()  # keep: runs this page inside app.py on a fresh server (see its docstring)
 
@@ -206,7 +206,7 @@ def _load_existing() -> None:
     home = data.home()
     rec = cf.latest_record(home, cid)
     if rec is None:
-        from orchestration.withdraw import withdrawn_case_ids
+        from orchestration.services.withdraw import withdrawn_case_ids
 
         S["cf_load_msg"] = (f"Case {cid} was withdrawn from the registry (consent withdrawn) and cannot be edited."
                             if cid in withdrawn_case_ids(home) else

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestration.paths import REFERENCE_DIR
+from orchestration.config import REFERENCE_DIR
 
 _SPACES = re.compile(r"\s+")
 

@@ -19,9 +19,9 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt_project import DBT_PROJECT
 from orchestration.defs.resources import RegistryHome
-from orchestration.fsutil import file_lock
-from orchestration.ingest import clear_pending, ingest
-from orchestration.publish import publish
+from orchestration.registry.fsutil import file_lock
+from orchestration.warehouse.ingest import clear_pending, ingest
+from orchestration.warehouse.publish import publish
 
 
 def warehouse_lock(home):

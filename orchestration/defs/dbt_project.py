@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dagster_dbt import DbtProject
 
-from orchestration.paths import DBT_PROJECT_DIR
+from orchestration.config import DBT_PROJECT_DIR
 
 # dagster-dbt runs `dbt` as a subprocess and its preparer looks it up on PATH: make sure the dbt of
 # this interpreter's environment is found first, however the process was started.

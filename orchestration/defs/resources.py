@@ -9,7 +9,7 @@ from dagster_dbt import DbtCliResource
 from packaging import version
 
 from orchestration.defs.dbt_project import DBT_PROJECT
-from orchestration.paths import Home
+from orchestration.config import Home
 
 
 class RegistryHome(ConfigurableResource):

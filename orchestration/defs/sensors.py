@@ -27,8 +27,8 @@ from dagster import (
     sensor,
 )
 
-from orchestration import audit
-from orchestration.paths import Home
+from orchestration.registry import audit
+from orchestration.config import Home
 
 WATERMARK_TAG = "registry/landing_watermark"
 RETRY_AFTER_S = 20

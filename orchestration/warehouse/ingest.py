@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 
 from orchestration.contract.reference import load
-from orchestration.paths import Home
+from orchestration.config import Home
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -126,7 +126,7 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
         ensure_schema(con)
         done = {r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()}
         new = [p for p in sorted(home.landing_batches.glob("*.jsonl")) if p.stem not in done]
-        from orchestration.withdraw import withdrawn_case_ids
+        from orchestration.services.withdraw import withdrawn_case_ids
 
         withdrawn = sorted(withdrawn_case_ids(home))
         con.execute("BEGIN")

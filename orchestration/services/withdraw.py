@@ -22,9 +22,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
-from orchestration.paths import Home
-from orchestration.publish import prune
+from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.config import Home
+from orchestration.warehouse.publish import prune
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _redact_audit(home: Home, case_id: str) -> int:
 
 
 def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> WithdrawResult:
-    from orchestration import audit
+    from orchestration.registry import audit
 
     home.ensure()
     if not reason.strip():
@@ -151,7 +151,7 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
     audit.event(home, "withdrawal", case_id=case_id, reason=reason)
     result = WithdrawResult(case_id, landing, quarantined, purged_events)
     if build:
-        from orchestration.pipeline import run_build
+        from orchestration.services.build import run_build
 
         summary = run_build(home)
         result.build_success = summary.success

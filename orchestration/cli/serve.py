@@ -22,7 +22,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestration.paths import DASHBOARDS_DIR, REPO_ROOT, Home
+from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
 
 #: Seconds each child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
@@ -108,7 +108,7 @@ class _Terminate(Exception):
 
 def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagster: bool = True) -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
-    from orchestration.pipeline import prepare_dagster_home
+    from orchestration.services.build import prepare_dagster_home
 
     prepare_dagster_home(home)
     env = _env(home)

@@ -29,10 +29,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration import audit
+from orchestration.registry import audit
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
-from orchestration.fsutil import atomic_write, file_lock, stamp, utcnow
-from orchestration.paths import Home
+from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.config import Home
 
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
 
@@ -186,7 +186,7 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
 
 def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str) -> list[Receipt]:
     validated = _validate_chunk(parsed)
-    from orchestration.withdraw import withdrawn_case_ids
+    from orchestration.services.withdraw import withdrawn_case_ids
 
     with file_lock(home.locks / "landing.lock"):
         index.refresh()

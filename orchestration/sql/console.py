@@ -50,8 +50,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration import snapshot
-from orchestration.paths import Home
+from orchestration.warehouse import snapshot
+from orchestration.config import Home
 
 __all__ = [
     "DEFAULT_DISPLAY_ROWS",
@@ -741,7 +741,7 @@ def run_query_isolated(
     max_rows: int | None = DEFAULT_DOWNLOAD_ROWS,
     memory_limit: str = "1GB",
 ) -> QueryResult:
-    """:func:`run_query` in a memory-capped child process (``python -m orchestration.sqlworker``)
+    """:func:`run_query` in a memory-capped child process (``python -m orchestration.sql.worker``)
     with a hard deadline. Same arguments, same result, same one-line :class:`QueryRefused`
     messages; the statement is classified here first, so refused statements never start a process."""
     import subprocess
@@ -761,7 +761,7 @@ def run_query_isolated(
     ).encode()
     deadline = max(float(timeout_s), 0.0) + GRACE_S + 3.0  # + the child's start-up
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestration.sqlworker"],
+        [sys.executable, "-m", "orchestration.sql.worker"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

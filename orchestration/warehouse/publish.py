@@ -21,10 +21,10 @@ from typing import Any
 
 import duckdb
 
-from orchestration import audit
-from orchestration.fsutil import fsync_dir, stamp, utcnow
-from orchestration.paths import Home
-from orchestration.snapshot import DB_NAME
+from orchestration.registry import audit
+from orchestration.registry.fsutil import fsync_dir, stamp, utcnow
+from orchestration.config import Home
+from orchestration.warehouse.snapshot import DB_NAME
 
 # Analyst-facing relations: marts, dimensions, facts, quality views and the reference seeds.
 PUBLISHED_PREFIXES = ("dim_", "fct_", "mart_", "quality_")

@@ -22,7 +22,7 @@ def main() -> int:
         pass
     import pyarrow as pa
 
-    from orchestration import sqlconsole
+    from orchestration.sql import console as sqlconsole
 
     out = sys.stdout.buffer
     try:

@@ -12,9 +12,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration import audit
-from orchestration.fsutil import file_lock
-from orchestration.paths import Home
+from orchestration.registry import audit
+from orchestration.registry.fsutil import file_lock
+from orchestration.config import Home
 
 DAGSTER_YAML = """\
 # Written by the registry. One pipeline run at a time: there is one writer.

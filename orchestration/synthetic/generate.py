@@ -43,7 +43,7 @@ import numpy as np
 import orjson
 
 from orchestration.contract.reference import Analyte, load, unit_key
-from orchestration.paths import REFERENCE_DIR
+from orchestration.config import REFERENCE_DIR
 
 __all__ = ["CHUNK_SIZE", "SITES", "calibration", "generate_records", "write_jsonl"]
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from orchestration.paths import SEED_CASES_DIR, Home
+from orchestration.config import SEED_CASES_DIR, Home
 
 
 class UserError(Exception):
@@ -42,7 +42,7 @@ def _receipt_line(r) -> list[str]:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestration.landing import open_file, submit_iter
+    from orchestration.registry.landing import open_file, submit_iter
 
     home = _home(args)
     files = []
@@ -104,7 +104,7 @@ def _print_summary(s) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from orchestration.pipeline import run_build
+    from orchestration.services.build import run_build
 
     home = _home(args)
     summary = run_build(home, full_refresh=args.full_refresh)
@@ -119,8 +119,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from orchestration import snapshot
-    from orchestration.sqlconsole import QueryRefused, format_result, run_query_isolated
+    from orchestration.warehouse import snapshot
+    from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()
@@ -143,7 +143,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from orchestration.landing import quarantine_entries
+    from orchestration.registry.landing import quarantine_entries
 
     home = _home(args)
     entries = quarantine_entries(home, include_resolved=not args.unresolved)
@@ -162,7 +162,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from orchestration.generate import write_jsonl
+    from orchestration.synthetic.generate import write_jsonl
 
     if args.cases < 0:
         raise UserError("--cases must be zero or more")
@@ -194,7 +194,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
-    from orchestration.withdraw import withdraw
+    from orchestration.services.withdraw import withdraw
 
     home = _home(args)
     if not args.reason.strip():
@@ -213,7 +213,7 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from orchestration import audit
+    from orchestration.registry import audit
 
     home = _home(args)
     events = list(audit.read(home))
@@ -236,13 +236,13 @@ def seed_case_files() -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.landing import submit
-    from orchestration.pipeline import run_build
+    from orchestration.registry.landing import submit
+    from orchestration.services.build import run_build
 
     home = _home(args).ensure()
     empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))
     if empty:
-        from orchestration.generate import write_jsonl
+        from orchestration.synthetic.generate import write_jsonl
 
         synthetic = home.tmp / f"demo-synthetic-{args.cases}-seed{args.seed}.jsonl"
         write_jsonl(synthetic, args.cases, args.seed)
@@ -267,7 +267,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _serve(home: Home, args: argparse.Namespace) -> int:
     try:
-        from orchestration.serve import serve
+        from orchestration.cli.serve import serve
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.paths import Home
+from orchestration.config import Home
 
 DB_NAME = "registry.duckdb"
 

@@ -15,30 +15,11 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 
 
-class UserError(Exception):
-    """A problem the user can fix; printed as one line."""
-
-
-def _home(args: argparse.Namespace) -> Home:
-    if getattr(args, "home", None):
-        os.environ["REGISTRY_HOME"] = str(Path(args.home).resolve())
-    return Home.from_env()
-
-
 # --------------------------------------------------------------------------- submit
-
-
-def _receipt_line(r) -> list[str]:
-    where = f"{r.file}" + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
-    case = r.case_id or "-"
-    rev = f" r{r.revision}" if r.revision is not None else ""
-    lines = [f"{r.status.upper():<12} {where}  {case}{rev}"]
-    for e in r.errors:
-        lines.append(f"    {e.path}: {e.message}")
-    return lines
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -346,6 +327,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)
+
+    # Other ways in and out: each format registers its sub-commands under these three.
+    s = sub.add_parser("import", help="import cases from REDCap, spreadsheets or FHIR R4 bundles (same checks as submit)")
+    import_sub = s.add_subparsers(dest="import_format", required=True, metavar="FORMAT")
+    s = sub.add_parser("export", help="export the registry's current records for REDCap or a spreadsheet")
+    export_sub = s.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
+    s = sub.add_parser("template", help="write an empty submission template")
+    template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
+    # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
+    _ = (import_sub, export_sub, template_sub)
     return p
 
 

@@ -1,0 +1,30 @@
+"""What every ``registry`` sub-command shares: the one-line user error, the registry home of a
+command line, and how a receipt is printed."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from orchestration.config import Home
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+def home_from_args(args: argparse.Namespace) -> Home:
+    if getattr(args, "home", None):
+        os.environ["REGISTRY_HOME"] = str(Path(args.home).resolve())
+    return Home.from_env()
+
+
+def receipt_lines(r) -> list[str]:
+    where = f"{r.file}" + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
+    case = r.case_id or "-"
+    rev = f" r{r.revision}" if r.revision is not None else ""
+    lines = [f"{r.status.upper():<12} {where}  {case}{rev}"]
+    for e in r.errors:
+        lines.append(f"    {e.path}: {e.message}")
+    return lines

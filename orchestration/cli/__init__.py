@@ -1,5 +1,1 @@
-"""The `registry` command and `registry serve`."""
-
-from orchestration.cli.main import main
-
-__all__ = ["main"]
+"""The `registry` command (main.py) and `registry serve` (serve.py)."""

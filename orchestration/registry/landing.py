@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -87,8 +88,6 @@ def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
         except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            import json
-
             return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
     if p.raw is not None:
         return {"payload": p.raw, "payload_encoding": "text"}

@@ -60,6 +60,9 @@ class Conversion:
     where: dict[str, str] = field(default_factory=dict)  # contract path -> FHIR coordinates
     explained: set[str] = field(default_factory=set)  # contract paths whose absence an error explains
     notices: list[str] = field(default_factory=list)  # not errors: what was read but not imported
+    # the patient's identifier values, names, telecom and address parts (lower case), kept in memory
+    # only, so that the caller can keep them out of what it stores (e.g. a file name)
+    secrets: set[str] = field(default_factory=set, repr=False)
 
 
 # --------------------------------------------------------------------------- code lists
@@ -380,6 +383,7 @@ class _Converter:
         if doc is None:
             return self.out
         self.parse(doc)
+        self.out.secrets = set(self.b.secrets)
         rec: dict[str, Any] = {"schema_version": 1, "revision": 1, "site_id": self.site_id, "source": self.source}
         patient = self.patient_resource()
         self.case_identity(rec, patient)

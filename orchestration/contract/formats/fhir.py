@@ -230,10 +230,14 @@ def _validation_errors(label: str, exc: ValidationError) -> list[Error]:
     for e in exc.errors(include_url=False):
         where = _loc(e.get("loc", ()))
         msg = e.get("msg", "is not valid")
-        if e.get("type") == "extra_forbidden":
+        kind = e.get("type", "")
+        if kind == "extra_forbidden":
             msg = "is not an element of this FHIR R4 resource (an R5 or misspelt element?)"
+        elif kind == "string_pattern_mismatch":
+            msg = "is not a valid FHIR string of its type (empty, or not of the required form)"
         elif msg.startswith("Value error, "):
             msg = msg[len("Value error, ") :]
+        msg = re.sub(r"[\x00-\x1f\x7f]", " ", msg)
         out.append(Error(f"{label}.{where}" if where else label, msg))
     return out
 
@@ -601,7 +605,13 @@ class _Converter:
             d = self.day(when, f"{label}.{elem}", "procedure date")
             b = classify(p.code, "diagnosis_basis")
             t = classify(p.code, "treatment")
-            modalities.update(classify(p.code, "dialysis_modality"))
+            modality = classify(p.code, "dialysis_modality")
+            modalities.update(modality)
+            if rec.get("kidney", {}).get("status") == "dialysis":
+                # chronic dialysis is the kidney status (with its modality), not a treatment of this illness
+                t = [x for x in t if x not in modality]
+                if modality:
+                    continue
             if "biopsy" in b:
                 basis.append((0, d, "biopsy", label))
                 for site in p.bodySite or []:

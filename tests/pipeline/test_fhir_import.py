@@ -157,7 +157,7 @@ def test_bad_input_gives_fhir_coordinates_and_neighbours_land(imported, tmp_path
     assert "calciphylaxis" in r["code.json"]["errors"][0]["message"]
     assert [e["path"] for e in r["missing.json"]["errors"]] == ["Patient.gender"]
     assert r["broken.json"]["status"] == "quarantined" and r["broken.json"]["errors"][0]["path"] == "Bundle"
-    assert re.search(r"not valid JSON: .* at line \d+, column \d+", r["broken.json"]["errors"][0]["message"])
+    assert re.search(r"not valid JSON: .* \(line \d+, column \d+\)", r["broken.json"]["errors"][0]["message"])
     # the text format says the same in one line per problem, and a missing file is a usage error
     p = import_fhir(home, str(files[0]), "--site", "EGH")
     assert "Observation/obs-pthrp.valueQuantity.code (labs[20].unit): \"pmol/L\" is not accepted for pthrp" in p.stdout

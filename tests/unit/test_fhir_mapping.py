@@ -381,3 +381,8 @@ def test_r4_bundles_are_read_with_r4_models_not_r5():
 def test_searchset_and_transaction_bundles_are_read():
     for kind in ("searchset", "transaction"):
         assert convert_bundle(data(complete_resources(), type=kind), site_id="DE-TEST", case_id_key=KEY).errors == []
+
+
+def test_bmi_observation_gives_patient_bmi():
+    bmi = observation("o-bmi", "39156-5", 31.4, "kg/m2")
+    assert convert(complete_resources() + [bmi]).record["patient"]["bmi"] == 31.4

@@ -42,6 +42,7 @@ from orchestration.contract.validate import Error
 UCUM = "http://unitsofmeasure.org"
 LOINC = "http://loinc.org"
 CAUSE_OF_DEATH_LOINC = {"69453-9", "79378-6"}  # Cause of death [US Standard Certificate of Death]; Cause of death
+BMI_LOINC = "39156-5"  # Body mass index (BMI) [Ratio]
 BUNDLE_TYPES = ("collection", "transaction", "searchset")
 USED = ("Patient", "Encounter", "Condition", "Observation", "Procedure", "MedicationStatement", "MedicationRequest", "Medication")
 # Encounter.class codes (v3 ActCode) of an admission or a first presentation, preferred for day 0
@@ -306,7 +307,7 @@ class _Converter:
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
-            self.error("Bundle", f"file is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}")
+            self.error("Bundle", f"file is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
             return None
         except RecursionError:
             self.error("Bundle", "file is not readable JSON: nested too deeply")
@@ -691,6 +692,11 @@ class _Converter:
             if any(c in CAUSE_OF_DEATH_LOINC for c in loincs):
                 causes = classify(o.valueCodeableConcept, "cause_of_death")
                 self._cause = causes[0] if causes else "other"
+                continue
+            if BMI_LOINC in loincs and o.valueQuantity is not None and o.valueQuantity.value is not None:
+                if "bmi" not in rec.get("patient", {}):  # the first BMI of the bundle
+                    rec.setdefault("patient", {})["bmi"] = float(o.valueQuantity.value)
+                    self.out.where["patient.bmi"] = f"{label}.valueQuantity.value"
                 continue
             analyte = next((to_analyte[c] for c in loincs if c in to_analyte), None)
             if analyte is None:

@@ -182,7 +182,7 @@ def test_kidney_status(conditions, status):
 
 
 def test_end_stage_disease_alone_does_not_choose_a_status():
-    res = replace(complete_resources(), "c-dial", None)
+    res = [r for r in complete_resources() if r["id"] not in ("c-dial", "pr-hd")]
     c = convert(res)
     assert "status" not in c.record["kidney"]
     assert "Condition/c-eskd.code" in paths(c)
@@ -386,3 +386,12 @@ def test_searchset_and_transaction_bundles_are_read():
 def test_bmi_observation_gives_patient_bmi():
     bmi = observation("o-bmi", "39156-5", 31.4, "kg/m2")
     assert convert(complete_resources() + [bmi]).record["patient"]["bmi"] == 31.4
+
+
+def test_end_stage_disease_with_a_dialysis_procedure_is_dialysis():
+    res = replace(complete_resources(), "c-dial", None)  # N18.6 and a hemodialysis Procedure, no Z99.2
+    c = convert(res)
+    assert c.record["kidney"] == {"status": "dialysis", "dialysis_modality": "hemodialysis"}
+    res = [r for r in complete_resources() if r["id"] not in ("c-eskd", "c-dial")]
+    res.append(condition("k", {"text": "End-stage renal disease on hemodialysis"}))
+    assert convert(res).record["kidney"]["status"] == "dialysis"

@@ -571,12 +571,18 @@ class _Converter:
                 comorb[k] = True
             if not kid and not com:
                 self.notice(f"{label}.code: {_display(c.code)} is not a registry kidney status or comorbidity; not imported")
+        if "esrd" in statuses and "dialysis" not in statuses:
+            # end-stage disease with a dialysis Procedure in the bundle is end-stage disease on dialysis
+            for plabel, p in self.b.by_type["Procedure"]:
+                if p.status not in ("entered-in-error", "not-done") and classify(p.code, "dialysis_modality"):
+                    statuses["dialysis"] = f"{plabel}"
+                    break
         kidney: dict[str, Any] = {}
         chosen = next((s for s in KIDNEY_ORDER if s in statuses), None)
         if "esrd" in statuses and chosen not in ("transplant", "dialysis", "aki"):
             self.error(
                 f"{statuses['esrd']}.code",
-                "end-stage kidney disease is coded but neither dialysis (ICD-10-CM Z99.2) nor a kidney transplant (Z94.0): kidney.status (required) cannot be chosen",
+                "end-stage kidney disease is coded but neither dialysis (ICD-10-CM Z99.2, or a dialysis Procedure) nor a kidney transplant (Z94.0): kidney.status (required) cannot be chosen",
                 explains="kidney.status",
             )
         elif chosen is None:
@@ -589,6 +595,7 @@ class _Converter:
         else:
             kidney["status"] = chosen
             self.out.where["kidney.status"] = f"{statuses[chosen]}.code"
+            self.out.where["kidney"] = f"{statuses[chosen]}"
         rec["kidney"] = kidney
         if comorb:
             rec["comorbidities"] = dict(sorted(comorb.items()))

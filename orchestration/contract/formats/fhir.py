@@ -421,6 +421,9 @@ class _Converter:
             rec["case_id"] = self.case_id
             return
         idents = [i for i in ((patient.identifier or []) if patient is not None else []) if i.value]
+        if patient is None:
+            self.out.explained.add("case_id")  # the missing or invalid Patient is reported already
+            return
         if not idents:
             self.error("Patient.identifier", "is missing, so the case has no registry identity: give --case-id", explains="case_id")
             return

@@ -395,3 +395,24 @@ def test_end_stage_disease_with_a_dialysis_procedure_is_dialysis():
     res = [r for r in complete_resources() if r["id"] not in ("c-eskd", "c-dial")]
     res.append(condition("k", {"text": "End-stage renal disease on hemodialysis"}))
     assert convert(res).record["kidney"]["status"] == "dialysis"
+
+
+def _statement(id, code, status="active", start=None):
+    ms = {"resourceType": "MedicationStatement", "id": id, "status": status, "subject": {"reference": "Patient/p1"}, "medicationCodeableConcept": code}
+    if start:
+        ms["effectivePeriod"] = {"start": start}
+    return ms
+
+
+def test_medications_before_day_zero_are_exposures():
+    res = complete_resources() + [
+        _statement("ms-warf", cc((ATC, "B01AA03", "warfarin")), start="2018-06-01"),
+        _statement("ms-ca", {"text": "Calcium acetate 667 mg"}, start="2020-01-01"),
+        _statement("ms-pred", cc((ATC, "H02AB06", "prednisolone")), status="not-taken"),
+        _statement("ms-cina", cc((ATC, "H05BX01", "cinacalcet")), start="2021-03-12"),  # after day 0: a treatment
+        _statement("ms-iron", cc((ATC, "B03AC02", "iron sucrose"))),  # no date: not known to be before day 0
+    ]
+    c = convert(res)
+    assert c.record["exposures"] == {"warfarin": True, "calcium_based_binder": True, "corticosteroids": False}
+    assert {"treatment": "cinacalcet", "day": 2} in c.record["treatments"]
+    assert any("ms-iron" in n and "no date" in n for n in c.notices)

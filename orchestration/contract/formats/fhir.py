@@ -640,9 +640,10 @@ class _Converter:
                     self.out.where[f"treatments[{i}].day"] = f"{label}.{elem}"
             if not b and not t:
                 self.notice(f"{label}.code: {_display(p.code)} is not a registry treatment, biopsy or autopsy; not imported")
+        exposures: dict[str, bool] = {}
         for rt in ("MedicationStatement", "MedicationRequest"):
             for label, m in self.b.by_type[rt]:
-                if m.status in ("entered-in-error", "cancelled", "not-taken"):
+                if m.status in ("entered-in-error", "cancelled"):
                     continue
                 cc = m.medicationCodeableConcept
                 elem = "medicationCodeableConcept"
@@ -656,16 +657,38 @@ class _Converter:
                 else:
                     when, when_elem = m.authoredOn, "authoredOn"
                 t = classify(cc, "treatment")
-                if not t:
-                    self.notice(f"{label}.{elem}: {_display(cc)} is not a registry treatment; not imported")
+                x = classify(cc, "exposure")
+                if "warfarin" in x and "other_anticoagulant" in x:
+                    x.remove("other_anticoagulant")
+                if rt == "MedicationStatement" and m.status == "not-taken":
+                    # the patient does not take it: a known "no" for an exposure, nothing for a treatment
+                    for code in x:
+                        exposures.setdefault(code, False)
+                    if not x:
+                        self.notice(f"{label}.{elem}: {_display(cc)} (not taken) is not a registry exposure; not imported")
                     continue
                 d = self.day(when, f"{label}.{when_elem}", "medication date")
+                if x and d is not None and d < 0:
+                    # started before day 0: an exposure (warfarin, calcium-based binder, ...), not a treatment of this illness
+                    for code in x:
+                        exposures[code] = True
+                    continue
+                if not t:
+                    if x and d is None:
+                        self.notice(f"{label}.{elem}: {_display(cc)} has no date, so it is not known to be an exposure before day 0; not imported")
+                    elif not x:
+                        self.notice(f"{label}.{elem}: {_display(cc)} is not a registry treatment or exposure; not imported")
+                    else:
+                        self.notice(f"{label}.{elem}: {_display(cc)} started on or after day 0, so it is not an exposure; not imported")
+                    continue
                 for code in t:
                     i = len(treatments)
                     treatments.append({"treatment": code, **({"day": d} if d is not None else {})})
                     self.out.where[f"treatments[{i}]"] = label
                     if d is not None:
                         self.out.where[f"treatments[{i}].day"] = f"{label}.{when_elem}"
+        if exposures:
+            rec["exposures"] = dict(sorted(exposures.items()))
         if treatments:
             rec["treatments"] = treatments
         if rec.get("kidney", {}).get("status") == "dialysis" and len(modalities) == 1:

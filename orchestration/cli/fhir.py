@@ -68,7 +68,7 @@ def cmd_import_fhir(args: argparse.Namespace) -> int:
             print("\n".join(_clean(ln) for ln in lines))
         total = sum(counts.values())
         print(
-            f"{total} bundles: {counts['accepted']} accepted, {counts['duplicate']} duplicates, {counts['quarantined']} quarantined",
+            f"{total} bundle{'' if total == 1 else 's'}: {counts['accepted']} accepted, {counts['duplicate']} duplicates, {counts['quarantined']} quarantined",
             file=sys.stderr,
         )
     return 1 if counts["quarantined"] else 0

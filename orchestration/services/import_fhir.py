@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import secrets as _secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 from orchestration.config import Home
-from orchestration.contract.formats.fhir import Conversion, convert_bundle
+from orchestration.contract.formats.fhir import Conversion, convert_bundle, looks_like_a_date
 from orchestration.registry.landing import Converted, Receipt, submit
 
 KEY_NAME = "fhir_case_id.key"
-_DATE_LIKE = re.compile(r"(19|20)\d{2}[-_.]?(0[1-9]|1[0-2])[-_.]?([0-2]\d|3[01])")
 
 
 @dataclass
@@ -63,7 +61,7 @@ def case_id_key(home: Home) -> bytes:
 def _stored_name(given: str, n: int, conv: Conversion, bundle_secrets: set[str]) -> str:
     base = Path(given).name or f"bundle-{n}.json"
     low = base.lower()
-    if _DATE_LIKE.search(base) or any(s in low for s in bundle_secrets) or any(ch.isspace() and ch != " " for ch in base):
+    if looks_like_a_date(base) or any(s in low for s in bundle_secrets) or any(ch.isspace() and ch != " " for ch in base):
         return f"bundle-{n}.json"
     return base
 

@@ -416,3 +416,8 @@ def test_medications_before_day_zero_are_exposures():
     assert c.record["exposures"] == {"warfarin": True, "calcium_based_binder": True, "corticosteroids": False}
     assert {"treatment": "cinacalcet", "day": 2} in c.record["treatments"]
     assert any("ms-iron" in n and "no date" in n for n in c.notices)
+
+
+def test_resource_ids_with_dates_are_not_shown():
+    c = convert(complete_resources() + [observation("creat-2021-03-11", "2160-0", 1, "mg/dL", date=None)])
+    assert [e.path for e in c.errors] == ["Observation(Bundle.entry[12]).effective[x]"]

@@ -50,6 +50,7 @@ ADMISSION_CLASSES = ("IMP", "ACUTE", "NONAC", "EMER", "OBSENC", "PRENC")
 KIDNEY_ORDER = ("transplant", "dialysis", "aki", "ckd")  # the status chosen when several are coded
 _SAFE_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _RESOURCE_TYPE = re.compile(r"^[A-Za-z]{1,40}$")
+_DATE_LIKE = re.compile(r"(18|19|20)\d{2}[-_.]?(0[1-9]|1[0-2])[-_.]?([0-2]\d|3[01])")
 
 
 @dataclass
@@ -174,13 +175,12 @@ class _Bundle:
         self.by_ref: dict[str, Any] = {}
         self.secrets: set[str] = set()
 
-    def label(self, resource: Any, entry: int) -> str:
-        rt = resource.get_resource_type()
+    def label(self, rt: str, rid: Any, entry: int) -> str:
+        """``Observation/obs-7``; the entry's position instead when the id could identify the patient
+        (it contains a date or one of the patient's identifiers, names, telecom values or address parts)."""
         if rt == "Patient":
             return "Patient"
-        rid = resource.id or ""
-        low = rid.lower()
-        if rid and _SAFE_ID.match(rid) and not any(s in low for s in self.secrets):
+        if isinstance(rid, str) and _SAFE_ID.match(rid) and not _DATE_LIKE.search(rid) and not any(s in rid.lower() for s in self.secrets):
             return f"{rt}/{rid}"
         return f"{rt}(Bundle.entry[{entry}])"
 
@@ -359,13 +359,9 @@ class _Converter:
             try:
                 model = get_fhir_model_class(rt).model_validate(res)
             except ValidationError as exc:
-                rid = res.get("id")
-                label = f"{rt}/{rid}" if isinstance(rid, str) and _SAFE_ID.match(rid) and not any(s in rid.lower() for s in self.b.secrets) else f"{rt}(Bundle.entry[{i}])"
-                if rt == "Patient":
-                    label = "Patient"
-                self.out.errors.extend(_validation_errors(label, exc))
+                self.out.errors.extend(_validation_errors(self.b.label(rt, res.get("id"), i), exc))
                 continue
-            label = self.b.label(model, i)
+            label = self.b.label(rt, model.id, i)
             self.b.by_type[rt].append((label, model))
             if model.id:
                 self.b.by_ref[f"{rt}/{model.id}"] = model
@@ -845,6 +841,11 @@ class _Converter:
                 out["autopsy"] = True
         self.out.where["outcome.followup_days"] = self.out.where.get("outcome.followup_days", "Patient.deceased[x]")
         return out
+
+
+def looks_like_a_date(text: str) -> bool:
+    """True when ``text`` holds something like a calendar date (2019-11-04, 20191104, 2019_11_04)."""
+    return _DATE_LIKE.search(text) is not None
 
 
 def _status(cc) -> str | None:

@@ -421,3 +421,36 @@ def test_medications_before_day_zero_are_exposures():
 def test_resource_ids_with_dates_are_not_shown():
     c = convert(complete_resources() + [observation("creat-2021-03-11", "2160-0", 1, "mg/dL", date=None)])
     assert [e.path for e in c.errors] == ["Observation(Bundle.entry[12]).effective[x]"]
+
+
+def test_every_code_list_row_maps_to_a_registry_code():
+    from orchestration.contract.model import REF
+    from orchestration.contract.reference import load_fhir_codes
+
+    allowed = {
+        "calciphylaxis": {"calciphylaxis"},
+        "kidney": set(REF.codes("kidney_status")) | {"esrd"},
+        "dialysis_modality": set(REF.codes("dialysis_modality")),
+        "comorbidity": set(REF.codes("comorbidity")),
+        "exposure": set(REF.codes("exposure")),
+        "organ": set(REF.codes("organ")),
+        "lesion_site": set(REF.codes("lesion_site")),
+        "treatment": set(REF.codes("treatment")),
+        "diagnosis_basis": {"biopsy", "autopsy"},
+        "cause_of_death": set(REF.codes("cause_of_death")),
+        "analyte": set(REF.analytes),
+    }
+    rows = load_fhir_codes()
+    assert len(rows) > 200
+    for r in rows:
+        assert r.maps_to in allowed[r.kind], r
+        assert r.match in ("exact", "prefix", "word") and (r.match == "word") == (r.system == "text"), r
+
+
+def test_ucum_codes_are_unambiguous_per_analyte():
+    from orchestration.contract.model import REF
+
+    for a in REF.analytes.values():
+        codes = [c for u in a.units for c in u.ucum]
+        assert len(codes) == len(set(codes)), a.code
+        assert a.units[0].ucum, f"{a.code}: its canonical unit has no UCUM code"

@@ -13,7 +13,7 @@ import pytest
 from orchestration.config import REPO_ROOT, Home
 from orchestration.contract.model import REF
 from orchestration.contract.reference import unit_key
-from tests.conftest import run_cli, seed_case
+from tests.support import run_cli, seed_case
 
 BUNDLE = REPO_ROOT / "seeds" / "examples" / "seed-case.fhir.json"
 

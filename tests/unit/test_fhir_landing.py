@@ -9,7 +9,7 @@ import stat
 import orjson
 
 from orchestration.registry import audit
-from orchestration.registry.landing import quarantine_entries
+from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services.import_fhir import case_id_key, import_bundles, key_path
 from tests.unit.fhir_bundles import FAMILY, MRN, PHONE, STREET, complete_resources, condition, cc, data, observation, patient, replace
 

@@ -35,6 +35,8 @@ def cmd_import_fhir(args: argparse.Namespace) -> int:
             raise UserError(f"--index-date must be a calendar date YYYY-MM-DD, not {json.dumps(args.index_date)}") from None
     if args.case_id is not None and len(args.bundles) > 1:
         raise UserError("--case-id names one case: give it with one bundle only")
+    if args.revision < 1:
+        raise UserError("--revision must be 1 or more")
     if args.source not in REF.codes("source"):
         raise UserError(f"--source must be one of {', '.join(REF.codes('source'))}")
     bundles = []
@@ -47,7 +49,9 @@ def cmd_import_fhir(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UserError(f"{p}: cannot be read ({exc.strerror})") from None
     home = home_from_args(args)
-    results = import_bundles(home, bundles, site_id=args.site, index_date=index_date, case_id=args.case_id, source=args.source)
+    results = import_bundles(
+        home, bundles, site_id=args.site, index_date=index_date, case_id=args.case_id, source=args.source, revision=args.revision
+    )
     counts = {"accepted": 0, "duplicate": 0, "quarantined": 0}
     for res in results:
         counts[res.receipt.status] += 1
@@ -85,6 +89,8 @@ def register(import_sub) -> None:
     s.add_argument("--site", required=True, metavar="SITE_ID", help="the reporting site's registry code")
     s.add_argument("--index-date", metavar="YYYY-MM-DD", help="day 0 (default: the start of the admission Encounter)")
     s.add_argument("--case-id", metavar="ID", help="the case's registry id (default: a keyed hash of the Patient identifier)")
+    s.add_argument("--revision", type=int, default=1, metavar="N",
+                   help="the records' revision (default 1): a corrected export of a case already in the registry is its next revision")
     s.add_argument("--source", default="chart_review", metavar="SOURCE", help="record source (default chart_review)")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.set_defaults(func=cmd_import_fhir)

@@ -74,6 +74,7 @@ def import_bundles(
     index_date: dt.date | None = None,
     case_id: str | None = None,
     source: str = "chart_review",
+    revision: int = 1,
 ) -> list[ImportResult]:
     """Convert and submit each (path as given, bytes) bundle; one receipt per bundle, in order."""
     home.ensure()
@@ -81,7 +82,7 @@ def import_bundles(
     files: list[tuple[str, Converted]] = []
     notices: list[list[str]] = []
     for n, (given, data) in enumerate(bundles, start=1):
-        conv = convert_bundle(data, site_id=site_id, index_date=index_date, case_id=case_id, case_id_key=key, source=source)
+        conv = convert_bundle(data, site_id=site_id, index_date=index_date, case_id=case_id, case_id_key=key, source=source, revision=revision)
         name = _stored_name(given, n, conv, conv.secrets)
         files.append(
             (name, Converted(conv.record, tuple(conv.errors), dict(conv.where), frozenset(conv.explained), record=0 if conv.record is not None else None))

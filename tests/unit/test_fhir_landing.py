@@ -102,3 +102,13 @@ def test_landed_record_is_the_constructed_one(home):
     [batch] = list(home.landing_batches.glob("*.jsonl"))
     row = orjson.loads(batch.read_bytes().splitlines()[0])
     assert row["channel"] == "fhir" and row["record"]["kidney"]["status"] == "dialysis"
+
+
+def test_a_corrected_export_is_the_next_revision(home):
+    first = complete_resources()
+    [a] = import_bundles(home, [("a.json", data(first))], site_id="DE-TEST")
+    changed = replace(first, "o-plt", observation("o-plt", "777-3", 250, "10*3/uL"))
+    [b] = import_bundles(home, [("a.json", data(changed))], site_id="DE-TEST")
+    assert b.receipt.status == "quarantined" and "revision 2" in b.receipt.errors[0].message
+    [c] = import_bundles(home, [("a.json", data(changed))], site_id="DE-TEST", revision=2)
+    assert (c.receipt.status, c.receipt.case_id, c.receipt.revision) == ("accepted", a.receipt.case_id, 2)

@@ -252,7 +252,8 @@ def _number(v: Decimal | float | int) -> int | float:
 
 
 class _Converter:
-    def __init__(self, *, site_id: str, source: str, index_date: dt.date | None, case_id: str | None, case_id_key: bytes | None):
+    def __init__(self, *, site_id: str, source: str, index_date: dt.date | None, case_id: str | None, case_id_key: bytes | None, revision: int = 1):
+        self.revision = revision
         self.site_id = site_id
         self.source = source
         self.index_date = index_date
@@ -385,7 +386,7 @@ class _Converter:
             return self.out
         self.parse(doc)
         self.out.secrets = set(self.b.secrets)
-        rec: dict[str, Any] = {"schema_version": 1, "revision": 1, "site_id": self.site_id, "source": self.source}
+        rec: dict[str, Any] = {"schema_version": 1, "revision": self.revision, "site_id": self.site_id, "source": self.source}
         patient = self.patient_resource()
         self.case_identity(rec, patient)
         calc = self.calciphylaxis_conditions()
@@ -870,10 +871,12 @@ def convert_bundle(
     case_id: str | None = None,
     case_id_key: bytes | None = None,
     source: str = "chart_review",
+    revision: int = 1,
 ) -> Conversion:
     """Convert one FHIR R4 Bundle (its file's bytes) into one contract-v1 record.
 
     ``index_date`` overrides day 0 (otherwise the start of the admission Encounter); ``case_id``
-    overrides the case id (otherwise HMAC-SHA256 of the Patient identifier under ``case_id_key``).
+    overrides the case id (otherwise HMAC-SHA256 of the Patient identifier under ``case_id_key``);
+    ``revision`` is the record's revision (a corrected export of a case already in the registry).
     The result's record is ``None`` when the bundle cannot be read at all."""
-    return _Converter(site_id=site_id, source=source, index_date=index_date, case_id=case_id, case_id_key=case_id_key).convert(data)
+    return _Converter(site_id=site_id, source=source, index_date=index_date, case_id=case_id, case_id_key=case_id_key, revision=revision).convert(data)

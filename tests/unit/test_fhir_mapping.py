@@ -454,3 +454,10 @@ def test_ucum_codes_are_unambiguous_per_analyte():
         codes = [c for u in a.units for c in u.ucum]
         assert len(codes) == len(set(codes)), a.code
         assert a.units[0].ucum, f"{a.code}: its canonical unit has no UCUM code"
+
+
+def test_living_patient_follow_up_counts_the_discharge():
+    enc = encounter()
+    enc["period"]["end"] = "2021-04-02T11:00:00+01:00"
+    res = replace(replace(complete_resources(), "p1", patient(deceasedDateTime=..., deceasedBoolean=False)), "e1", enc)
+    assert convert(res).record["outcome"] == {"vital_status": "alive", "followup_days": 23}

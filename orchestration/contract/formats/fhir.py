@@ -824,6 +824,10 @@ class _Converter:
             )
         elif patient.deceasedBoolean is False:
             out["vital_status"] = "alive"
+            for _lbl, e in self.b.by_type["Encounter"]:  # a discharge is a contact too
+                end = _as_date(e.period.end) if e.period is not None and e.period.end is not None else None
+                if end is not None and self.day0 is not None:
+                    self.event_days.append((end - self.day0).days)
             if self.day0 is not None and self.event_days:
                 out["followup_days"] = max(0, max(self.event_days))  # the last dated event of the bundle: the last contact it shows
             else:

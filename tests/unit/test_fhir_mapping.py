@@ -461,3 +461,9 @@ def test_living_patient_follow_up_counts_the_discharge():
     enc["period"]["end"] = "2021-04-02T11:00:00+01:00"
     res = replace(replace(complete_resources(), "p1", patient(deceasedDateTime=..., deceasedBoolean=False)), "e1", enc)
     assert convert(res).record["outcome"] == {"vital_status": "alive", "followup_days": 23}
+
+
+def test_days_are_counted_on_day_zeros_clock():
+    res = replace(complete_resources(), "e1", encounter("2021-03-10T23:30:00-05:00"))
+    res = replace(res, "o-plt", observation("o-plt", "777-3", 210, "10*3/uL", date="2021-03-11T04:35:00Z"))
+    assert convert(res).record["labs"][1]["day"] == 0  # 23:35 in New York, the evening of admission

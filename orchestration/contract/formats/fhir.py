@@ -262,6 +262,7 @@ class _Converter:
         self.out = Conversion(record=None)
         self.b = _Bundle()
         self.day0: dt.date | None = None
+        self.tz: dt.tzinfo | None = None  # the time zone of day 0's dateTime, when it has one
         self.event_days: list[int] = []
 
     # -- reporting
@@ -275,11 +276,14 @@ class _Converter:
 
     # -- dates
     def day(self, value: Any, path: str, what: str) -> int | None:
-        """Whole days from day 0 to ``value`` (a FHIR date or dateTime, read as the local date it
-        was recorded with). Reports a partial date; never quotes the date."""
+        """Whole days from day 0 to ``value`` (a FHIR date or dateTime; a dateTime with a time zone
+        is read on day 0's clock, otherwise as the local date it was recorded with). Reports a
+        partial date; never quotes the date."""
         if value is None:
             return None
         if isinstance(value, dt.datetime):
+            if self.tz is not None and value.tzinfo is not None:
+                value = value.astimezone(self.tz)  # on day 0's clock: a result at 04:35Z is still day 0 in New York
             d = value.date()
         elif isinstance(value, dt.date):
             d = value
@@ -484,6 +488,8 @@ class _Converter:
             self.out.explained |= {"outcome.followup_days"}
             return
         self.day0 = d
+        if isinstance(start, dt.datetime) and start.tzinfo is not None:
+            self.tz = start.tzinfo
 
     def _label_of(self, resource) -> str:
         for lbl, r in self.b.by_type[resource.get_resource_type()]:

@@ -431,6 +431,7 @@ def test_every_code_list_row_maps_to_a_registry_code():
         "calciphylaxis": {"calciphylaxis"},
         "kidney": set(REF.codes("kidney_status")) | {"esrd"},
         "dialysis_modality": set(REF.codes("dialysis_modality")),
+        "dialysis": {"dialysis"},
         "comorbidity": set(REF.codes("comorbidity")),
         "exposure": set(REF.codes("exposure")),
         "organ": set(REF.codes("organ")),
@@ -467,3 +468,16 @@ def test_days_are_counted_on_day_zeros_clock():
     res = replace(complete_resources(), "e1", encounter("2021-03-10T23:30:00-05:00"))
     res = replace(res, "o-plt", observation("o-plt", "777-3", 210, "10*3/uL", date="2021-03-11T04:35:00Z"))
     assert convert(res).record["labs"][1]["day"] == 0  # 23:35 in New York, the evening of admission
+
+
+def test_dialysis_of_unknown_modality():
+    generic = procedure("pr-hd", cc((SCT, "265764009", "Renal dialysis")))
+    res = replace(replace(complete_resources(), "c-dial", None), "pr-hd", generic)  # ESKD + a dialysis of unknown kind
+    c = convert(res)
+    assert c.record["kidney"] == {"status": "dialysis"} and c.errors == []
+    res = [r for r in complete_resources() if r["id"] not in ("c-eskd", "c-dial", "pr-hd")] + [
+        condition("k", cc((CM, "N17.9", "AKI"))), generic]
+    c = convert(res)
+    assert c.record["kidney"] == {"status": "aki"} and "treatments" in c.record
+    assert {"treatment": "sodium_thiosulfate", "day": 3} in c.record["treatments"] and len(c.record["treatments"]) == 1
+    assert any("pr-hd" in n and "does not say hemodialysis" in n for n in c.notices)

@@ -580,7 +580,7 @@ class _Converter:
         if "esrd" in statuses and "dialysis" not in statuses:
             # end-stage disease with a dialysis Procedure in the bundle is end-stage disease on dialysis
             for plabel, p in self.b.by_type["Procedure"]:
-                if p.status not in ("entered-in-error", "not-done") and classify(p.code, "dialysis_modality"):
+                if p.status not in ("entered-in-error", "not-done") and (classify(p.code, "dialysis_modality") or classify(p.code, "dialysis")):
                     statuses["dialysis"] = f"{plabel}"
                     break
         kidney: dict[str, Any] = {}
@@ -624,8 +624,11 @@ class _Converter:
             if rec.get("kidney", {}).get("status") == "dialysis":
                 # chronic dialysis is the kidney status (with its modality), not a treatment of this illness
                 t = [x for x in t if x not in modality]
-                if modality:
+                if modality or classify(p.code, "dialysis"):
                     continue
+            elif not t and classify(p.code, "dialysis"):
+                self.notice(f"{label}.code: {_display(p.code)} does not say hemodialysis or peritoneal dialysis; not imported as a treatment")
+                continue
             if "biopsy" in b:
                 basis.append((0, d, "biopsy", label))
                 for site in p.bodySite or []:

@@ -481,3 +481,17 @@ def test_dialysis_of_unknown_modality():
     assert c.record["kidney"] == {"status": "aki"} and "treatments" in c.record
     assert {"treatment": "sodium_thiosulfate", "day": 3} in c.record["treatments"] and len(c.record["treatments"]) == 1
     assert any("pr-hd" in n and "does not say hemodialysis" in n for n in c.notices)
+
+
+def test_a_contained_medication_is_read():
+    mr = {
+        "resourceType": "MedicationRequest",
+        "id": "m-c",
+        "status": "active",
+        "intent": "order",
+        "subject": {"reference": "Patient/p1"},
+        "contained": [{"resourceType": "Medication", "id": "med", "code": cc((ATC, "M05BA03", "pamidronic acid"))}],
+        "medicationReference": {"reference": "#med"},
+        "authoredOn": "2021-03-11",
+    }
+    assert {"treatment": "bisphosphonate", "day": 1} in convert(complete_resources() + [mr]).record["treatments"]

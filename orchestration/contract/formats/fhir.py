@@ -654,7 +654,11 @@ class _Converter:
                 cc = m.medicationCodeableConcept
                 elem = "medicationCodeableConcept"
                 if cc is None and m.medicationReference is not None:
-                    med = self.resolve(m.medicationReference)
+                    ref = m.medicationReference.reference or ""
+                    if ref.startswith("#"):  # a Medication contained in this resource
+                        med = next((r for r in (m.contained or []) if getattr(r, "id", None) == ref[1:]), None)
+                    else:
+                        med = self.resolve(m.medicationReference)
                     cc = med.code if med is not None and med.get_resource_type() == "Medication" else None
                     elem = "medicationReference"
                 if rt == "MedicationStatement":

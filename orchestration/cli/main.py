@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import fhir as fhir_cli
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import receipt_lines as _receipt_line
@@ -375,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
     # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
     _ = (import_sub, export_sub, template_sub)
+    fhir_cli.register(import_sub)
     return p
 
 

@@ -463,7 +463,7 @@ class _Case:
         self.cid = cid
         self.rows: dict[str, list[int]] = {p: [] for p in PARTS}
         self.record: dict[str, Any] = {"schema_version": 1}
-        where = f"{CASES}!{case_row}" if case_row is not None else f"case {cid}"
+        where = f"{CASES}!row {case_row}" if case_row is not None else f"case {cid}"
         self.conv = Converted(where=where, record=self.record, locate=self.locate)
 
     def cell_coord(self, sheet: str, row: int, column: str | None) -> str:
@@ -537,7 +537,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
             owner = by_id.get(cid)
             if owner is None:
                 if not cid:
-                    conv = Converted(where=f"{part}!{rownum}", record={}, locate=lambda p, part=part, r=rownum: f"{part}!row {r}", only_own_errors=True)
+                    conv = Converted(where=f"{part}!row {rownum}", record={}, locate=lambda p, part=part, r=rownum: f"{part}!row {r}", only_own_errors=True)
                     conv.problem(f"{part}!{_letter(j)}{rownum}", "has values but no case_id", True)
                     loose.append(conv)
                 else:

@@ -442,12 +442,12 @@ def _decode(cell: Cell, v: Any, fmt: str, conv: Converted, path: str) -> tuple[b
         conv.messages[path] = f"{show(_as_text(v))} is not yes, no or unknown"
         return True, _as_text(v)
     if cell.kind == MULTI:
-        codes = [x.strip() for x in re.split(r"[,;]", _as_text(v)) if x.strip()]
+        codes = [x.strip() for x in re.split(r"[,;]", unescape_text(_as_text(v))) if x.strip()]
         return (True, codes) if codes else (False, None)
     if cell.kind == UNIT:
-        return True, _as_text(v).strip()
+        return True, unescape_text(_as_text(v).strip())
     # CHOICE
-    t = _as_text(v).strip()
+    t = unescape_text(_as_text(v).strip())
     if t in cell.codes:
         return True, t
     for code, label in cell.choice_labels():

@@ -122,14 +122,14 @@ def fetch_redcap_api(url: str, token: str, *, timeout: float = 60) -> bytes:
         raise ImportProblem(f"--api-url {url!r} is not an http(s) URL")
     if parsed.scheme == "http" and not _is_local(parsed.hostname):
         raise ImportProblem("--api-url must use https (the token would cross the network in clear text)")
-    if not url.endswith("/"):
-        url += "/"
+    if not parsed.path.endswith("/api/"):
+        raise ImportProblem(f"--api-url must end with /api/ (REDCap's API endpoint), e.g. https://{parsed.hostname}/api/")
+    if len(token) != 32 or not token.isalnum():
+        raise ImportProblem("the token file must hold the project's 32-character REDCap API token")
     try:
         project = Project(url, token, timeout=timeout)
-    except AssertionError as exc:
-        msg = exc.args[0] if exc.args else "invalid URL or token"
-        msg = " ".join(str(x) for x in msg) if isinstance(msg, tuple) else str(msg)
-        raise ImportProblem(msg.replace("Error! ", "")) from None
+    except AssertionError:  # PyCap's message would repeat the token: never print it
+        raise ImportProblem("REDCap refused the URL or token format") from None
     try:
         text = project.export_records(format_type="csv", raw_or_label="raw", export_data_access_groups=True)
     except RedcapError as exc:

@@ -26,7 +26,7 @@ import orjson
 from redcap import Project
 from redcap.request import RedcapError
 
-from orchestration.config import Home
+from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract.formats import redcap, xlsx
 from orchestration.contract.formats.flat import Converted
 from orchestration.contract.validate import Error
@@ -179,6 +179,39 @@ def import_csv_sheets(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Fo
     if not converted:
         return _land_unreadable(home, name, b"", "csv", "has no cases (cases.csv is empty or missing)", "csv")
     return _land(home, name, converted, "csv")
+
+
+# ----------------------------------------------------------------------------- the /submit page
+
+
+def import_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[FormatReceipt]:
+    """Land uploaded REDCap exports, workbooks and CSV sheets (for the ``/submit`` page): a
+    ``.xlsx`` is a workbook; a ``.csv`` with a ``record_id`` column is a REDCap export; the other
+    ``.csv`` files are sheets of the template (``cases.csv``, ``labs.csv``, ...), imported together.
+    JSON files are not handled here: they go to :func:`~orchestration.registry.landing.submit`."""
+    out: list[FormatReceipt] = []
+    sheets = []
+    for name, data in files:
+        low = name.lower()
+        if low.endswith((".xlsx", ".xlsm")):
+            out += import_xlsx(home, name, data)
+        elif (low.endswith(".csv") and _first_line(data).startswith(b"record_id")) or xlsx.sheet_of(name) is None:
+            out += import_redcap(home, name, data)
+        else:
+            sheets.append((name, data))
+    if sheets:
+        out += import_csv_sheets(home, sheets)
+    return out
+
+
+def _first_line(data: bytes) -> bytes:
+    return bytes(data[:4096]).removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip().strip(b'"')
+
+
+def template_xlsx() -> bytes:
+    """The spreadsheet template (for the download on ``/submit``), with the seed case as example."""
+    examples = [orjson.loads(p.read_bytes()) for p in sorted(SEED_CASES_DIR.glob("*.json"))]
+    return xlsx.write_workbook([], example=examples)
 
 
 # ----------------------------------------------------------------------------- export

@@ -188,6 +188,28 @@ def test_shipped_examples_are_the_seed_case(tmp_path):
     assert canon([c.record for c in xlsx.read_workbook((examples / "seed-case.xlsx").read_bytes())]) == canon([seed_case()])
 
 
+def test_uploads_on_the_submit_page_are_dispatched_by_kind(tmp_path):
+    from orchestration.services.imports import import_uploads, template_xlsx
+
+    home = Home(tmp_path / "home").ensure()
+    examples = REPO_ROOT / "seeds" / "examples"
+    sheets = xlsx.write_csv_sheets([dict(seed_case(), case_id="CSV-1")])
+    files = [
+        ("seed-case.redcap.csv", (examples / "seed-case.redcap.csv").read_bytes()),
+        ("seed-case.xlsx", (examples / "seed-case.xlsx").read_bytes()),
+        *sheets.items(),
+        ("notes.txt", b"hello"),
+    ]
+    receipts = import_uploads(home, files)
+    assert [(r.receipt.file, r.status) for r in receipts] == [
+        ("seed-case.redcap.csv", "accepted"),
+        ("seed-case.xlsx", "duplicate"),
+        ("notes.txt", "quarantined"),
+        (" + ".join(sheets), "accepted"),
+    ]
+    assert "LIT-AUTOPSY-002" in [c.value for row in openpyxl.load_workbook(io.BytesIO(template_xlsx()))["example"].iter_rows() for c in row]
+
+
 # ----------------------------------------------------------------------------- the REDCap API (PyCap)
 
 TOKEN = "0123456789ABCDEF0123456789ABCDEF"

@@ -88,6 +88,12 @@ def test_export_never_writes_a_formula():
     assert [canon(c.record) for c in back] == [canon(r) for r in records]
 
 
+def test_control_characters_do_not_break_an_export():
+    rec = dict(copy.deepcopy(MINIMAL), citation="bell\x07 and nul\x00")
+    (back,) = xlsx.read_workbook(xlsx.write_workbook([rec]))
+    assert back.record["citation"] == "bell\ufffd and nul\ufffd"
+
+
 def _book(records, edit) -> bytes:
     wb = openpyxl.load_workbook(io.BytesIO(xlsx.write_workbook(records)))
     edit(wb)

@@ -352,6 +352,8 @@ class _Builder:
                 self.conv.problem(self.coord(CASE_FORM, None, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", raw)
                 continue
             form, cell, _ = hit
+            if cell.kind == MULTI and raw.strip().casefold() in ("0", "unchecked"):
+                continue  # REDCap exports unchecked boxes of other instruments on every row
             if form != CASE_FORM:
                 self.conv.problem(self.coord(CASE_FORM, None, col), f"belongs to the repeating instrument {form}: give it on a row with redcap_repeat_instrument = {form}", raw)
                 continue
@@ -382,6 +384,8 @@ class _Builder:
             if col is None or raw is None or raw == "" or col in _ADMIN_COLUMNS or col.endswith(_ADMIN_SUFFIXES):
                 continue
             hit = owner.get(col)
+            if hit is not None and hit[0] != part and hit[1].kind == MULTI and raw.strip().casefold() in ("0", "unchecked"):
+                continue
             if hit is None:
                 self.conv.problem(self.coord(part, instance, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", raw)
             elif hit[0] != part:
@@ -420,7 +424,7 @@ class _Builder:
                         raw = values.get(cell.variable, "")
                         other = values.get("lab_unit_other", "")
                         code = raw.strip()
-                        if code == OTHER_UNIT or (code == "" and other):
+                        if code == OTHER_UNIT or code == dict(unit_choices())[OTHER_UNIT] or (code == "" and other):
                             if other:
                                 item["unit"] = unescape_text(other)
                                 unit_var = "lab_unit_other"

@@ -24,6 +24,7 @@ from pathlib import PurePath
 from typing import Any, Iterable
 
 from openpyxl import Workbook, load_workbook
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 from openpyxl.workbook.defined_name import DefinedName
@@ -201,6 +202,8 @@ def _write_sheet(ws, sheet: str, rows: list[list[Any]], *, italic: bool = False)
             if v is None:
                 continue
             c = ws.cell(row=r, column=j)
+            if isinstance(v, str) and ILLEGAL_CHARACTERS_RE.search(v):
+                v = ILLEGAL_CHARACTERS_RE.sub("\ufffd", v)  # XLSX cannot hold control characters
             c.value = v
             if isinstance(v, str):
                 c.data_type = "s"  # never a formula

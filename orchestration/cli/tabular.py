@@ -8,6 +8,9 @@
     registry export xlsx OUT.xlsx                the registry's current records as a workbook
     registry template xlsx OUT.xlsx              the empty workbook, with drop-downs and an example sheet
 
+Like ``main.py``, the handlers import the services they run (duckdb, pyarrow, openpyxl, PyCap)
+when they run, so that ``registry --help`` and the other commands stay quick.
+
 Imports print the same receipts, summary and exit codes as ``registry submit`` (0 all landed,
 1 some quarantined, 2 unreadable input), with errors in the format's coordinates.
 """

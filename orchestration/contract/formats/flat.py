@@ -165,8 +165,7 @@ def _item_fields() -> dict[str, tuple[Cell, ...]]:
         "lesions": (
             Cell("lesion_site", "site", ("site",), CHOICE, "Lesion site", "lesion_site", required=True),
             Cell("lesion_laterality", "laterality", ("laterality",), CHOICE, "Laterality", "laterality"),
-            Cell("lesion_features", "features", ("features",), MULTI, "Features", "lesion_feature",
-),
+            Cell("lesion_features", "features", ("features",), MULTI, "Features", "lesion_feature"),
         ),
         "treatments": (
             Cell("treatment", "treatment", ("treatment",), CHOICE, "Treatment", "treatment", required=True),

@@ -94,9 +94,10 @@ def _bad_redcap_export(tmp_path: Path) -> tuple[Path, int]:
     case18 = next(r for r in rows if r["record_id"] == "18" and not r["redcap_repeat_instrument"])
     case18["kidney_status"] = "failing"  # record 18: an unknown code
     case18["age_years"] = ""  # and a missing required field
+    case18["patient_name"] = "Jane Doe"  # and a column a site added: refused, its value not kept
     p = tmp_path / "export.csv"
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=redcap.export_columns(), restval="")
+    w = csv.DictWriter(buf, fieldnames=redcap.export_columns() + ["patient_name"], restval="")
     w.writeheader()
     w.writerows(rows)
     p.write_text(buf.getvalue())
@@ -111,6 +112,8 @@ def test_bad_redcap_records_are_named_in_redcap_words_and_neighbours_land(tmp_pa
     assert f'record 17, labs #{instance}, lab_unit: "pmol/L" is not accepted for pthrp (accepted: pg/mL, ng/L)' in r.stdout
     assert 'record 18, case, kidney_status: "failing" is not an accepted value' in r.stdout
     assert "record 18, case, age_years: is required but missing" in r.stdout
+    assert "record 18, case, patient_name: unknown field" in r.stdout
+    assert not [p for p in home.root.rglob("*") if p.is_file() and b"Jane Doe" in p.read_bytes()]
     assert "5 records: 3 accepted, 0 duplicates, 2 quarantined" in r.stderr
     assert {x["case_id"] for x in current_records(home)} == {"RC-001", "RC-002", "RC-005"}
     r = cli(home, "import", "redcap", str(export), "--format", "json")

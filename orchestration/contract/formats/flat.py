@@ -263,6 +263,10 @@ def parse_number(s: str, kind: str) -> Any:
 
 # ----------------------------------------------------------------------------- conversion result
 
+# The value of a column that is not part of the contract is not kept, not even in quarantine: such
+# columns are where identifiers (a name, a hospital number) hide.
+WITHHELD = "(value of an unknown column: not kept)"
+
 
 @dataclass
 class Converted:

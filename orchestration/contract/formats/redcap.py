@@ -31,6 +31,7 @@ from orchestration.contract.formats.flat import (
     PARTS,
     TEXT,
     UNIT,
+    WITHHELD,
     YESNO,
     Cell,
     Converted,
@@ -349,7 +350,7 @@ class _Builder:
                 continue
             hit = owner.get(col)
             if hit is None:
-                self.conv.problem(self.coord(CASE_FORM, None, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", raw)
+                self.conv.problem(self.coord(CASE_FORM, None, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", WITHHELD)
                 continue
             form, cell, _ = hit
             if cell.kind == MULTI and raw.strip().casefold() in ("0", "unchecked"):
@@ -387,7 +388,7 @@ class _Builder:
             if hit is not None and hit[0] != part and hit[1].kind == MULTI and raw.strip().casefold() in ("0", "unchecked"):
                 continue
             if hit is None:
-                self.conv.problem(self.coord(part, instance, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", raw)
+                self.conv.problem(self.coord(part, instance, col), "unknown field (not in the registry's REDCap dictionary; identifiers are not accepted)", WITHHELD)
             elif hit[0] != part:
                 self.conv.problem(self.coord(part, instance, col), f"belongs to the instrument {hit[0]}, not {part}", raw)
             else:

@@ -38,6 +38,7 @@ from orchestration.contract.formats.flat import (
     PARTS,
     TEXT,
     UNIT,
+    WITHHELD,
     YESNO,
     Cell,
     Converted,
@@ -508,7 +509,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
                 v, fmt = vals[j - 1] if j - 1 < len(vals) else (None, "General")
                 if name not in known_case:
                     if not _blank(v):
-                        c.conv.problem(f"{CASES}!{_letter(j)}{rownum}", f"unknown column {show(name)} (not part of case record v1; identifiers are not accepted)", _as_text(v))
+                        c.conv.problem(f"{CASES}!{_letter(j)}{rownum}", f"unknown column {show(name)} (not part of case record v1; identifiers are not accepted)", WITHHELD)
                     continue
                 cell = cells_of(CASES)[name]
                 present, value = _decode(cell, v, fmt, c.conv, ".".join(cell.path))
@@ -556,7 +557,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
                 cell = cells.get(name)
                 if cell is None:
                     if not _blank(v):
-                        owner.conv.problem(f"{part}!{_letter(jj)}{rownum}", f"unknown column {show(name)} (not part of case record v1)", _as_text(v))
+                        owner.conv.problem(f"{part}!{_letter(jj)}{rownum}", f"unknown column {show(name)} (not part of case record v1; identifiers are not accepted)", WITHHELD)
                     continue
                 present, value = _decode(cell, v, fmt, owner.conv, f"{part}[{idx}].{cell.path[0]}")
                 if present:

@@ -45,9 +45,30 @@ class FormatReceipt:
     errors: list[Error] = field(default_factory=list)  # path = the format's coordinate
     json_paths: list[str] = field(default_factory=list)
 
+    # the attributes of a landing Receipt, so that a page shows both kinds with the same code
     @property
     def status(self) -> str:
         return self.receipt.status
+
+    @property
+    def file(self) -> str:
+        return self.receipt.file
+
+    @property
+    def record(self) -> int | None:
+        return self.receipt.record
+
+    @property
+    def case_id(self) -> str | None:
+        return self.receipt.case_id
+
+    @property
+    def revision(self) -> int | None:
+        return self.receipt.revision
+
+    @property
+    def quarantine_id(self) -> str | None:
+        return self.receipt.quarantine_id
 
     def as_dict(self) -> dict[str, Any]:
         d = self.receipt.as_dict()

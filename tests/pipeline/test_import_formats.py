@@ -210,6 +210,10 @@ def test_uploads_on_the_submit_page_are_dispatched_by_kind(tmp_path):
         ("notes.txt", "quarantined"),
         (" + ".join(sheets), "accepted"),
     ]
+    from dashboards.lib.case_form import batch_rows  # the /submit page's results table takes these receipts as they are
+
+    rows = batch_rows(receipts)
+    assert rows[2]["reasons"].startswith("notes.txt: ") and rows[0]["case_id"] == "LIT-AUTOPSY-002"
     assert "LIT-AUTOPSY-002" in [c.value for row in openpyxl.load_workbook(io.BytesIO(template_xlsx()))["example"].iter_rows() for c in row]
 
 

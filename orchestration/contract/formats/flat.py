@@ -196,7 +196,8 @@ def _unit_code(unit: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", s.lower()).strip("_")
 
 
-def unit_choices() -> list[tuple[str, str]]:
+@functools.cache
+def unit_choices() -> tuple[tuple[str, str], ...]:
     """Every unit spelling of the reference table, once, as (code, spelling), then 'other'."""
     seen: dict[str, str] = {}
     for a in REF.analytes.values():
@@ -205,7 +206,7 @@ def unit_choices() -> list[tuple[str, str]]:
             if code in seen and seen[code] != u.unit:  # pragma: no cover - guarded by a test
                 raise ValueError(f"two units share the code {code}: {seen[code]!r} and {u.unit!r}")
             seen.setdefault(code, u.unit)
-    return [*seen.items(), (OTHER_UNIT, "other spelling (type it below)")]
+    return (*seen.items(), (OTHER_UNIT, "other spelling (type it below)"))
 
 
 def units_of(analyte: str) -> tuple[str, ...]:

@@ -213,7 +213,10 @@ def _write_sheet(ws, sheet: str, rows: list[list[Any]], *, italic: bool = False)
             if font is not None:
                 c.font = font
     for j, name in enumerate(cols, start=1):
-        ws.column_dimensions[get_column_letter(j)].width = max(10, min(len(name) + 2, 32))
+        dim = ws.column_dimensions[get_column_letter(j)]
+        dim.width = max(10, min(len(name) + 2, 32))
+        if kinds[j - 1] in (TEXT, CHOICE, UNIT, MULTI):
+            dim.number_format = "@"  # text: a case ID typed as 0017 stays 0017
 
 
 def _how_to(ws) -> None:

@@ -193,7 +193,7 @@ def test_a_wrong_unit_is_named_in_redcap_words_and_neighbours_are_clean():
 
 
 def test_unknown_codes_missing_fields_unknown_columns_and_bad_yes_no():
-    rows = _case_rows("5", sex="robot", age_years="", comorb_diabetes="7", patient_name="Jane Doe")
+    rows = _case_rows("5", sex="robot", age_years="", comorb_diabetes="7", patient_name="Jane Doe", onset_day="2024-03-07")
     rows[-1]["treatment"] = "leeches"
     (conv,) = redcap.read_export(_export(rows))
     errors = _mapped(conv)
@@ -202,6 +202,8 @@ def test_unknown_codes_missing_fields_unknown_columns_and_bad_yes_no():
     assert "record 5, case, age_years: is required but missing" in errors
     assert 'record 5, case, comorb_diabetes: "7" is not a choice (1 = yes, 0 = no, 9 = unknown)' in errors
     assert any(e.startswith("record 5, case, patient_name: unknown field") for e in errors)
+    assert any(e.startswith("record 5, case, onset_day: is a calendar date") for e in errors)
+    assert b"Jane" not in orjson.dumps(conv.record) and b"2024-03-07" not in orjson.dumps(conv.record)
     assert any(e.startswith(f"record 5, treatments #{n_treat}, treatment: \"leeches\" is not an accepted value") for e in errors)
 
 

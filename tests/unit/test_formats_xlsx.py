@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import datetime
 import io
 
 import openpyxl
@@ -133,6 +134,8 @@ def test_orphan_rows_unknown_columns_and_bad_yes_no():
         cases.cell(row=1, column=cases.max_column + 1).value = "patient_name"
         cases.cell(row=2, column=cases.max_column).value = "Jane Doe"
         cases.cell(row=2, column=xlsx.columns("cases").index("autopsy") + 1).value = "maybe"
+        day = xlsx.columns("treatments").index("day") + 1
+        wb["treatments"].cell(row=2, column=day).value = datetime.datetime(2024, 3, 7)  # Excel made a date of it
 
     converted = xlsx.read_workbook(_book([seed_case()], edit))
     assert len(converted) == 2
@@ -140,6 +143,9 @@ def test_orphan_rows_unknown_columns_and_bad_yes_no():
     assert any("patient_name" in e and "unknown column" in e for e in errors)
     autopsy = openpyxl.utils.get_column_letter(xlsx.columns("cases").index("autopsy") + 1)
     assert f'cases!{autopsy}2: "maybe" is not yes, no or unknown' in errors
+    day = openpyxl.utils.get_column_letter(xlsx.columns("treatments").index("day") + 1)
+    assert any(e.startswith(f"treatments!{day}2: is a calendar date") for e in errors)
+    assert "2024" not in orjson.dumps(converted[0].record).decode()
     orphan = _mapped(converted[1])
     assert len(orphan) == 1 and orphan[0].startswith("labs!A") and "has no row in sheet cases" in orphan[0]
 

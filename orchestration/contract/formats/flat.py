@@ -262,6 +262,15 @@ def parse_number(s: str, kind: str) -> Any:
     return v
 
 
+_DATE = re.compile(r"^\s*(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[./-]\d{1,2}[./-]\d{2,4})([ T]\d{1,2}:\d{2}(:\d{2})?)?\s*$")
+DATE_MESSAGE = "is a calendar date: not accepted (give a whole number of days relative to day 0; only the year of day 0 is kept)"
+
+
+def is_calendar_date(s: str) -> bool:
+    """A whole cell that is a calendar date (2024-03-07, 07/03/2024, 7.3.24): never lands, not even in quarantine."""
+    return bool(_DATE.match(s))
+
+
 # ----------------------------------------------------------------------------- conversion result
 
 # The value of a column that is not part of the contract is not kept, not even in quarantine: such

@@ -24,6 +24,7 @@ from typing import Any, Iterable
 from orchestration.config import REPO_ROOT
 from orchestration.contract.formats.flat import (
     CHOICE,
+    DATE_MESSAGE,
     INTEGER,
     MULTI,
     NUMBER,
@@ -40,6 +41,7 @@ from orchestration.contract.formats.flat import (
     escape_text,
     format_number,
     get_path,
+    is_calendar_date,
     item_cell,
     item_fields,
     parse_number,
@@ -322,9 +324,12 @@ class _Builder:
             return self.coord(CASE_FORM, None, cell.variable)
         return self.coord(CASE_FORM) + ("" if top in ("comorbidities", "exposures") else f" ({path})")
 
-    def decode(self, cell: Cell, raw: str, path_for_error: str) -> tuple[bool, Any]:
+    def decode(self, cell: Cell, raw: str, path_for_error: str, where: str) -> tuple[bool, Any]:
         """A REDCap value -> (present, value). Unreadable values stay as written."""
         if raw == "":
+            return False, None
+        if is_calendar_date(raw):
+            self.conv.problem(where, DATE_MESSAGE)  # a calendar date never lands, not even in quarantine
             return False, None
         if cell.kind == TEXT:
             return True, unescape_text(raw)
@@ -365,7 +370,7 @@ class _Builder:
                 continue
             self.case_seen[col] = (raw, line)
             path = ".".join(cell.path)
-            present, value = self.decode(cell, raw, path)
+            present, value = self.decode(cell, raw, path, self.coord(CASE_FORM, None, cell.variable))
             if present:
                 set_path(self.record, cell.path, value)
 
@@ -439,7 +444,7 @@ class _Builder:
                     elif cell.variable == "lab_unit_other":
                         continue
                     else:
-                        present, value = self.decode(cell, values.get(cell.variable, ""), p)
+                        present, value = self.decode(cell, values.get(cell.variable, ""), p, self.coord(part, inst, cell.variable))
                         if present:
                             item[cell.path[0]] = value
                 if part == "labs":

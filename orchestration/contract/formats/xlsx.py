@@ -32,6 +32,7 @@ from openpyxl.worksheet.datavalidation import DataValidation
 
 from orchestration.contract.formats.flat import (
     CHOICE,
+    DATE_MESSAGE,
     INTEGER,
     MULTI,
     NUMBER,
@@ -47,6 +48,7 @@ from orchestration.contract.formats.flat import (
     escape_text,
     format_number,
     get_path,
+    is_calendar_date,
     item_cell,
     item_fields,
     parse_number,
@@ -421,8 +423,11 @@ def _as_text(v: Any) -> str:
     return str(v)
 
 
-def _decode(cell: Cell, v: Any, fmt: str, conv: Converted, path: str) -> tuple[bool, Any]:
+def _decode(cell: Cell, v: Any, fmt: str, conv: Converted, path: str, where: str) -> tuple[bool, Any]:
     if _blank(v):
+        return False, None
+    if isinstance(v, (_dt.datetime, _dt.date)) or (isinstance(v, str) and is_calendar_date(v)):
+        conv.problem(where, DATE_MESSAGE)  # a calendar date never lands, not even in quarantine
         return False, None
     if cell.kind == TEXT:
         return True, unescape_text(v) if isinstance(v, str) else _as_text(v)
@@ -515,7 +520,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
                         c.conv.problem(f"{CASES}!{_letter(j)}{rownum}", f"unknown column {show(name)} (not part of case record v1; identifiers are not accepted)", WITHHELD)
                     continue
                 cell = cells_of(CASES)[name]
-                present, value = _decode(cell, v, fmt, c.conv, ".".join(cell.path))
+                present, value = _decode(cell, v, fmt, c.conv, ".".join(cell.path), f"{CASES}!{_letter(j)}{rownum}")
                 if present:
                     set_path(c.record, cell.path, value)
             cid = c.record.get("case_id")
@@ -562,7 +567,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
                     if not _blank(v):
                         owner.conv.problem(f"{part}!{_letter(jj)}{rownum}", f"unknown column {show(name)} (not part of case record v1; identifiers are not accepted)", WITHHELD)
                     continue
-                present, value = _decode(cell, v, fmt, owner.conv, f"{part}[{idx}].{cell.path[0]}")
+                present, value = _decode(cell, v, fmt, owner.conv, f"{part}[{idx}].{cell.path[0]}", f"{part}!{_letter(jj)}{rownum}")
                 if present:
                     item[cell.path[0]] = value
             owner.record.setdefault(part, []).append(item)

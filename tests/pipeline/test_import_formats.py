@@ -284,3 +284,20 @@ def test_import_from_the_redcap_api(tmp_path, stub_api):
     assert r.returncode == 2 and "permissions" in r.stderr and "F" * 32 not in r.stderr
     r = cli(home, "import", "redcap", "--api-url", "http://redcap.example.org/api/", "--token-file", str(token))
     assert r.returncode == 2 and "https" in r.stderr
+
+
+def test_export_reads_the_latest_revision_and_skips_withdrawn_cases(tmp_path):
+    from orchestration.registry.landing import submit
+    from orchestration.services.imports import export_redcap
+    from orchestration.services.withdraw import withdraw
+
+    home = Home(tmp_path / "home").ensure()
+    first = dict(seed_case(), case_id="REV-1", revision=1)
+    second = dict(seed_case(), case_id="REV-1", revision=2, onset_day=-50)
+    gone = dict(seed_case(), case_id="GONE-1")
+    receipts = submit(home, [("a.json", orjson.dumps([first, gone])), ("b.json", orjson.dumps([second]))])
+    assert [r.status for r in receipts] == ["accepted"] * 3
+    withdraw(home, "GONE-1", "consent withdrawn", build=False)
+    assert canon(current_records(home)) == canon([second])
+    data, n = export_redcap(home)
+    assert n == 1 and [c.record for c in redcap.read_export(data)] == [second]

@@ -6,8 +6,8 @@ quarantine and audit as ``registry submit``; the audit records the channel (``re
 ``csv``). Every receipt's errors are then mapped from JSON paths (``labs[2].unit``) to the format's
 coordinates (``record 17, labs #3, lab_unit`` or ``labs!D7``).
 
-A file that cannot be read at all is quarantined whole, with its bytes kept (base64) and the reason
-in the receipt: nothing is lost, and nothing of it lands.
+A file that cannot be read at all is quarantined whole with the reason (its content is not kept,
+only its size and SHA-256: it may be anything, and nothing of it lands).
 
 Export reads the registry's current records from the landing zone: for each case the highest
 accepted revision (withdrawn cases are purged from the landing zone and skipped). It needs no build
@@ -16,7 +16,7 @@ and gives back exactly what was submitted, so exporting and importing again yiel
 
 from __future__ import annotations
 
-import base64
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -113,9 +113,11 @@ def _land(home: Home, name: str, converted: Sequence[Converted], channel: str) -
 
 
 def _land_unreadable(home: Home, name: str, data: bytes, fmt: str, problem: str, channel: str) -> list[FormatReceipt]:
-    """Quarantine a file that cannot be read, whole: its bytes are kept (base64) in the quarantine
-    payload; the receipt gives the reason in the format's words."""
-    kept = [fmt, problem, base64.b64encode(bytes(data)).decode()]
+    """Quarantine a file that cannot be read, whole, with the reason in the format's words. Its
+    content is not kept, only its size and SHA-256: an unreadable upload may be anything (a
+    hospital's patient list), and it cannot be corrected in the quarantine anyway: the site fixes
+    the file and imports it again."""
+    kept = [fmt, problem, {"bytes": len(data), "sha256": hashlib.sha256(bytes(data)).hexdigest()}]
     (r,) = submit(home, [(name, orjson.dumps([kept]))], channel=channel)
     r.record = None
     return [FormatReceipt(r, "whole file", [Error(name, problem)], ["$"])]

@@ -148,6 +148,8 @@ def test_broken_files_are_quarantined_whole_with_a_clear_reason(tmp_path, fmt, n
     assert current_records(home) == []
     (q,) = json.loads(cli(home, "quarantine", "--format", "json").stdout)
     assert q["case_id"] is None
+    kept = b"".join(p.read_bytes() for p in home.root.rglob("*") if p.is_file())
+    assert data[:12] not in kept and b"Jane Doe" not in kept  # the unreadable content is not kept
 
 
 def test_bad_workbook_rows_are_named_by_cell_and_neighbours_land(tmp_path):

@@ -227,6 +227,20 @@ def import_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Forma
     return out
 
 
+UPLOAD_TYPES = ("json", "jsonl", "xlsx", "csv")
+
+
+def submit_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Any]:
+    """Everything uploaded on ``/submit`` in one call: JSON and JSON Lines go to
+    :func:`~orchestration.registry.landing.submit` (channel ``upload``), REDCap exports, workbooks
+    and CSV sheets to :func:`import_uploads`. The receipts of both kinds have the same attributes
+    (``file``, ``record``, ``case_id``, ``revision``, ``status``, ``errors``, ``quarantine_id``)."""
+    as_json = [(n, d) for n, d in files if n.lower().endswith((".json", ".jsonl", ".ndjson"))]
+    others = [(n, d) for n, d in files if not n.lower().endswith((".json", ".jsonl", ".ndjson"))]
+    out: list[Any] = list(submit(home, as_json, channel="upload")) if as_json else []
+    return out + (import_uploads(home, others) if others else [])
+
+
 def _first_line(data: bytes) -> bytes:
     return bytes(data[:4096]).removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip().strip(b'"')
 

@@ -213,6 +213,10 @@ def test_uploads_on_the_submit_page_are_dispatched_by_kind(tmp_path):
         (" + ".join(sheets), "accepted"),
     ]
     from dashboards.lib.case_form import batch_rows  # the /submit page's results table takes these receipts as they are
+    from orchestration.services.imports import submit_uploads
+
+    mixed = submit_uploads(home, [("more.json", orjson.dumps(dict(seed_case(), case_id="JSON-1"))), files[0]])
+    assert [(r.file, r.status) for r in mixed] == [("more.json", "accepted"), ("seed-case.redcap.csv", "duplicate")]
 
     rows = batch_rows(receipts)
     assert rows[2]["reasons"].startswith("notes.txt: ") and rows[0]["case_id"] == "LIT-AUTOPSY-002"

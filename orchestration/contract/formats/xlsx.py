@@ -221,7 +221,7 @@ def _write_sheet(ws, sheet: str, rows: list[list[Any]], *, italic: bool = False)
             dim.number_format = "@"  # text: a case ID typed as 0017 stays 0017
 
 
-def _how_to(ws) -> None:
+def _how_to(ws, *, example: bool) -> None:
     lines: list[tuple[str, ...]] = [
         ("How to fill this workbook (calciphylaxis case registry, case record version 1)",),
         ("",),
@@ -231,7 +231,7 @@ def _how_to(ws) -> None:
         ("Labs: the value and unit as the laboratory printed them; the unit must be one accepted for the analyte (the drop-down lists them; other spellings of the same unit are fine).",),
         ("Lesion features: codes separated by commas, e.g. livedo, ulcer.",),
         ("Every case needs at least one row in organs (the organs with calcific vasculopathy; skin for cutaneous calciphylaxis).",),
-        ("The sheet example holds the registry's seed case; it is not imported.",),
+        ("The sheet example holds the registry's seed case; it is not imported." if example else "",),
         ("Import: registry import xlsx FILE.xlsx (or the CSV files cases.csv, labs.csv, ... of these sheets). An error names the sheet and cell, e.g. labs!D7.",),
         ("",),
         ("sheet", "column", "required", "what to enter"),
@@ -292,7 +292,7 @@ def write_workbook(records: Iterable[dict[str, Any]], *, example: list[dict[str,
         ws = wb.create_sheet(sheet)
         _write_sheet(ws, sheet, rows[sheet])
         _validations(ws, sheet, ranges, max(TEMPLATE_ROWS, len(rows[sheet]) + 1 + 500))
-    _how_to(wb.create_sheet(HOW_TO, 0))
+    _how_to(wb.create_sheet(HOW_TO, 0), example=bool(example))
     if example:
         _example(wb.create_sheet(EXAMPLE, 1), example)
     wb.move_sheet(LISTS, len(wb.sheetnames))

@@ -31,7 +31,7 @@ from orchestration.contract.formats import redcap, xlsx
 from orchestration.contract.formats.flat import Converted
 from orchestration.contract.validate import Error
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, Receipt, submit
-from orchestration.services.withdraw import withdrawn_case_ids
+from orchestration.registry.withdrawals import withdrawn_case_ids
 
 CHANNELS = ("redcap", "xlsx", "csv")
 

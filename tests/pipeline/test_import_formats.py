@@ -22,7 +22,7 @@ from orchestration.config import REPO_ROOT, Home
 from orchestration.contract.formats import redcap, xlsx
 from orchestration.services.imports import current_records
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import seed_case, write_jsonl
+from tests.support import seed_case, write_jsonl
 
 N_CASES = 300
 

@@ -15,7 +15,7 @@ from orchestration.contract.formats.flat import unit_choices
 from orchestration.contract.model import REF
 from orchestration.contract.validate import validate_record
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import MINIMAL, seed_case
+from tests.support import MINIMAL, seed_case
 
 FIELD_TYPES = {"text", "notes", "dropdown", "radio", "checkbox", "calc", "file", "yesno", "truefalse", "descriptive", "slider", "sql"}
 VALIDATION_TYPES = {"", "integer", "number", "date_ymd", "datetime_ymd", "email", "phone", "time", "zipcode"}

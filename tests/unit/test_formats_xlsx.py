@@ -14,7 +14,7 @@ from orchestration.contract.formats import xlsx
 from orchestration.contract.model import REF
 from orchestration.contract.validate import validate_record
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import MINIMAL, seed_case
+from tests.support import MINIMAL, seed_case
 
 
 def canon(rec) -> bytes:

@@ -136,11 +136,13 @@ def cmd_import_xlsx(args: argparse.Namespace) -> int:
     sheets = [f for f in args.files if f.lower().endswith(".csv")]
     if books and sheets:
         raise UserError("give either workbooks (.xlsx) or CSV files of the sheets, not both")
+    data = [(f, _read(f)) for f in args.files]  # every file readable before anything lands
     receipts = []
-    for f in books:
-        receipts += imports.import_xlsx(home, f, _read(f))
+    for f, d in data:
+        if f in books:
+            receipts += imports.import_xlsx(home, f, d)
     if sheets:
-        receipts += imports.import_csv_sheets(home, [(f, _read(f)) for f in sheets])
+        receipts += imports.import_csv_sheets(home, [(f, d) for f, d in data if f in sheets])
     return _report(receipts, args.format)
 
 

@@ -17,6 +17,7 @@ and gives back exactly what was submitted, so exporting and importing again yiel
 from __future__ import annotations
 
 import hashlib
+import json
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -94,7 +95,11 @@ def counts(receipts: Iterable[FormatReceipt]) -> dict[str, int]:
 def _land(home: Home, name: str, converted: Sequence[Converted], channel: str) -> list[FormatReceipt]:
     if not converted:
         return []
-    payload = orjson.dumps([c.record for c in converted])
+    records = [c.record for c in converted]
+    try:
+        payload = orjson.dumps(records)
+    except TypeError:  # a whole number beyond 64 bits, as typed: the validator reports it at its place
+        payload = json.dumps(records).encode()
     out = []
     for r in submit(home, [(name, payload)], channel=channel):
         conv = converted[r.record] if r.record is not None and r.record < len(converted) else None

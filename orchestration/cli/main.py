@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestration.cli import fhir as fhir_cli
+from orchestration.cli import tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import receipt_lines as _receipt_line
@@ -374,9 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_sub = s.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
     s = sub.add_parser("template", help="write an empty submission template")
     template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
-    # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
-    _ = (import_sub, export_sub, template_sub)
+    # each format module adds its sub-commands to these groups
     fhir_cli.register(import_sub)
+    tabular.register(import_sub, export_sub, template_sub)
     return p
 
 

@@ -11,7 +11,7 @@ import orjson
 from orchestration.registry import audit
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services.import_fhir import case_id_key, import_bundles, key_path
-from tests.unit.fhir_bundles import FAMILY, MRN, PHONE, STREET, complete_resources, condition, cc, data, observation, patient, replace
+from tests.unit.fhir_bundles import FAMILY, MRN, PHONE, STREET, cc, complete_resources, condition, data, observation, patient, replace
 
 SECRETS = (MRN, FAMILY, "Philippa", PHONE, STREET, "2021-03", "1951-03-20")
 

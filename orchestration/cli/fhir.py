@@ -82,7 +82,7 @@ def register(import_sub) -> None:
         "fhir",
         help="import FHIR R4 bundles (collection, transaction or searchset), one case per bundle",
         description="Convert each FHIR R4 Bundle into one de-identified case record and submit it (same checks, "
-        "receipts and quarantine as `registry submit`). See docs/import-fhir.md.",
+        "receipts and quarantine as `registry submit`). See docs/import.md (FHIR R4).",
     )
     s.add_argument("bundles", nargs="+", metavar="BUNDLE.json")
     s.add_argument("--site", required=True, metavar="SITE_ID", help="the reporting site's registry code")

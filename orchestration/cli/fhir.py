@@ -11,8 +11,6 @@ import unicodedata
 from pathlib import Path
 
 from orchestration.cli.common import UserError, home_from_args, receipt_lines
-from orchestration.contract.model import REF
-from orchestration.services.import_fhir import import_bundles
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -24,6 +22,9 @@ def _clean(line: str) -> str:
 
 def cmd_import_fhir(args: argparse.Namespace) -> int:
     # imported here, as main.py does for every command, so that `registry` starts fast (fhir.resources, pydantic models)
+    from orchestration.contract.model import REF  # here: fhir.resources load slowly, other commands start fast
+    from orchestration.services.import_fhir import import_bundles  # here: fhir.resources load slowly, other commands start fast
+
     index_date = None
     if args.index_date is not None:
         try:
@@ -82,7 +83,7 @@ def register(import_sub) -> None:
         "fhir",
         help="import FHIR R4 bundles (collection, transaction or searchset), one case per bundle",
         description="Convert each FHIR R4 Bundle into one de-identified case record and submit it (same checks, "
-        "receipts and quarantine as `registry submit`). See docs/import.md (FHIR R4).",
+        "receipts and quarantine as `registry submit`). See docs/import-fhir.md.",
     )
     s.add_argument("bundles", nargs="+", metavar="BUNDLE.json")
     s.add_argument("--site", required=True, metavar="SITE_ID", help="the reporting site's registry code")

@@ -27,7 +27,7 @@ from dagster import (
     sensor,
 )
 
-from orchestration.registry import audit
+from orchestration.registry import audit, journal
 from orchestration.config import Home
 
 WATERMARK_TAG = "registry/landing_watermark"
@@ -44,14 +44,19 @@ def landing_watermark(home: Home) -> str | None:
     """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
     resolution or a withdrawal (all named by the same sortable stamp)."""
     newest = None
+    entries = {}
     for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.root / "withdrawals"):
-        if not d.exists():
-            continue
-        for entry in d.iterdir():
-            name = entry.name
+        entries[d] = [e.name for e in d.iterdir()] if d.exists() else []
+    # listed after the batches: a batch whose submission has not committed yet is not a watermark
+    # (a build tagged with it would skip it for good)
+    pending = journal.pending_batches(home)
+    for d, names in entries.items():
+        for name in names:
             if name.startswith("."):
                 continue
             stem = name.split(".", 1)[0]
+            if stem in pending:
+                continue
             if newest is None or stem > newest:
                 newest = stem
     return newest

@@ -22,6 +22,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from orchestration.registry import journal
 from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.config import Home
 from orchestration.warehouse.publish import prune
@@ -143,6 +144,7 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
     if not reason.strip():
         raise ValueError("a reason is required")
     with file_lock(home.locks / "landing.lock"):
+        journal.recover(home)  # an interrupted submission's batch is indexed (or gone) before the purge
         landing = _purge_landing(home, case_id)
         quarantined = _purge_quarantine(home, case_id)
         tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}

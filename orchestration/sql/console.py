@@ -35,6 +35,7 @@ import base64
 import csv
 import datetime as _dt
 import decimal
+import getpass
 import io
 import json
 import os
@@ -52,6 +53,7 @@ import pyarrow as pa
 
 from orchestration.warehouse import snapshot
 from orchestration.config import Home
+from orchestration.sql import limits
 
 __all__ = [
     "DEFAULT_DISPLAY_ROWS",
@@ -740,15 +742,39 @@ def run_query_isolated(
     timeout_s: float = 30.0,
     max_rows: int | None = DEFAULT_DOWNLOAD_ROWS,
     memory_limit: str = "1GB",
+    user: str | None = None,
 ) -> QueryResult:
     """:func:`run_query` in a memory-capped child process (``python -m orchestration.sql.worker``)
     with a hard deadline. Same arguments, same result, same one-line :class:`QueryRefused`
-    messages; the statement is classified here first, so refused statements never start a process."""
+    messages; the statement is classified here first, so refused statements never start a process.
+
+    At most a configured number of these run at once, per ``user`` (the signed-in user of the
+    dashboards; the OS user by default) and overall (see ``limits.py``): a query waits for a free
+    slot, then is refused with one line."""
+    classify(sql)
+    database = _database(database, home)
+    slot_home = home or Home.from_env()
+    who = user if user else _os_user()
+    try:
+        with limits.slot(slot_home, who):
+            return _run_in_worker(sql, database, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
+    except limits.ConsoleBusy as exc:
+        raise QueryRefused(str(exc)) from None
+    except ValueError as exc:  # a bad limit in the configuration
+        raise QueryRefused(str(exc)) from None
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return f"uid-{os.getuid()}"
+
+
+def _run_in_worker(sql: str, database: Path, *, timeout_s: float, max_rows: int | None, memory_limit: str) -> QueryResult:
     import subprocess
     import sys
 
-    classify(sql)
-    database = _database(database, home)
     request = json.dumps(
         {
             "sql": sql,

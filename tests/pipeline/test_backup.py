@@ -17,6 +17,8 @@ from orchestration.warehouse import snapshot
 from tests.conftest import record
 from tests.pipeline.crashkit import assert_consistent, cohort, registry, start
 
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup")]
+
 # columns that say when a row was (re)built, not what it holds
 VOLATILE = {"ingested_at", "published_at", "built_at", "refreshed_at", "loaded_at"}
 

@@ -136,3 +136,39 @@ def test_submit_on_a_full_tmpfs(small_disk, tmp_path):
     assert res.returncode == 0, res.stderr
     assert len(landed_versions(home)) == 600
     assert_consistent(home, warehouse=False)
+
+
+def test_ingest_out_of_space_says_why_and_leaves_nothing_half_written(small_disk, tmp_path):
+    """The first step of a build on a full disk: the real error (no space), not "cannot rollback -
+    no transaction is active", and after space is freed the same ingestion completes."""
+    import duckdb
+
+    from orchestration.warehouse.ingest import ingest
+    from tests.pipeline.crashkit import cohort
+
+    home = Home(small_disk / "home").ensure()
+    f = cohort(tmp_path / "c.jsonl", 500, seed=3)
+    submit(home, [(f.name, f.read_bytes())])
+    failures = []
+    for leave in (64 << 10, 256 << 10, 768 << 10):
+        filler = _fill(small_disk, leave)
+        try:
+            ingest(home)
+            break
+        except (duckdb.Error, OSError) as exc:
+            failures.append(str(exc))
+        finally:
+            filler.unlink()
+        assert not list(home.root.rglob("*.part"))
+    assert failures, "the disk was never full enough to fail"
+    for msg in failures:
+        assert "cannot rollback" not in msg and "no transaction is active" not in msg, msg
+        assert "space" in msg.lower() or "disk" in msg.lower() or "write" in msg.lower(), msg
+    res = ingest(home)  # space is back
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM raw.case_records").fetchone()[0] == 500
+    finally:
+        con.close()
+    assert res is not None
+    assert_consistent(home)

@@ -52,8 +52,11 @@ def withdrawn_case_ids(home: Home) -> set[str]:
 
 def _batches_with_case(home: Home, case_id: str) -> list[str]:
     files = sorted(home.landing_index.glob("*.parquet"))
+    # a batch without its index (a home damaged outside the registry) is searched too: the index
+    # must never be the only way to find a withdrawn patient's records
+    unindexed = sorted({p.stem for p in home.landing_batches.glob("*.jsonl")} - {p.stem for p in files})
     if not files:
-        return []
+        return unindexed
     con = duckdb.connect(":memory:")
     try:
         rows = con.execute(
@@ -61,7 +64,7 @@ def _batches_with_case(home: Home, case_id: str) -> list[str]:
         ).fetchall()
     finally:
         con.close()
-    return [r[0] for r in rows]
+    return sorted({r[0] for r in rows} | set(unindexed))
 
 
 def _purge_landing(home: Home, case_id: str) -> int:

@@ -127,3 +127,16 @@ def test_verify_clean_home_exits_zero(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     assert audit.submission_counts(home)["submitted"] == 0
     _ = subprocess
+
+
+def test_withdrawal_finds_a_batch_whose_index_was_lost(tmp_path):
+    """Even in a home damaged outside the registry (an index deleted), no payload of a withdrawn
+    patient stays on disk."""
+    home = Home(tmp_path / "home").ensure()
+    f = _file(tmp_path, 3)
+    submit(home, [(f.name, f.read_bytes())])
+    next(home.landing_index.glob("*.parquet")).unlink()
+    res = withdraw(home, "CRASH-001", "consent withdrawn", build=False)
+    assert res.landing_records_purged == 1
+    for p in home.landing_batches.glob("*.jsonl"):
+        assert b'"CRASH-001"' not in p.read_bytes()

@@ -33,7 +33,8 @@ from typing import Any
 
 from orchestration.config import Home
 from orchestration.registry import audit, journal
-from orchestration.registry.fsutil import atomic_write, file_lock, utcnow
+from orchestration.registry.fsutil import atomic_write, utcnow
+from orchestration.warehouse.locks import warehouse_lock
 
 FORMAT = "calciphylaxis-registry-backup/1"
 MANIFEST = "manifest.json"
@@ -126,7 +127,7 @@ def backup(home: Home, dest: Path, *, with_warehouse: bool = False) -> BackupRes
 
     if with_warehouse:
         # under the warehouse lock (no build writes meanwhile), and before the landing zone
-        with file_lock(home.locks / "warehouse.lock"):
+        with warehouse_lock(home):
             for name in ("registry.duckdb", "registry.duckdb.wal"):
                 src = home.warehouse.parent / name
                 if src.exists():

@@ -28,15 +28,10 @@ import orjson
 import pyarrow.parquet as pq
 
 from orchestration.config import Home
-from orchestration.registry import audit, journal
-from orchestration.registry.fsutil import file_lock
+from orchestration.registry import journal
 from orchestration.registry.landing import content_hash
-from orchestration.services.withdraw import withdrawn_case_ids
-
-def warehouse_lock(home: Home):
-    # the same lock file as defs.assets.warehouse_lock (one writer), without importing Dagster
-    return file_lock(home.locks / "warehouse.lock")
-
+from orchestration.registry.withdrawals import withdrawn_case_ids
+from orchestration.warehouse.locks import warehouse_lock
 
 MAX_PER_KIND = 20  # problems of one kind listed before "... and N more"
 

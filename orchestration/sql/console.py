@@ -38,8 +38,10 @@ import decimal
 import getpass
 import io
 import json
-import os
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -51,9 +53,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
 from orchestration.sql import limits
+from orchestration.warehouse import snapshot
 
 __all__ = [
     "DEFAULT_DISPLAY_ROWS",
@@ -756,11 +758,13 @@ def run_query_isolated(
     slot_home = home or Home.from_env()
     who = user if user else _os_user()
     try:
-        with limits.slot(slot_home, who):
+        lim = limits.limits_for(slot_home, who)
+    except ValueError as exc:  # a bad limit in the configuration
+        raise QueryRefused(str(exc)) from None
+    try:
+        with limits.slot(slot_home, who, lim):
             return _run_in_worker(sql, database, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
     except limits.ConsoleBusy as exc:
-        raise QueryRefused(str(exc)) from None
-    except ValueError as exc:  # a bad limit in the configuration
         raise QueryRefused(str(exc)) from None
 
 
@@ -772,9 +776,6 @@ def _os_user() -> str:
 
 
 def _run_in_worker(sql: str, database: Path, *, timeout_s: float, max_rows: int | None, memory_limit: str) -> QueryResult:
-    import subprocess
-    import sys
-
     request = json.dumps(
         {
             "sql": sql,

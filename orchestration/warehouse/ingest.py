@@ -16,9 +16,10 @@ from pathlib import Path
 
 import duckdb
 
+from orchestration.config import Home
 from orchestration.contract.reference import load
 from orchestration.registry import journal
-from orchestration.config import Home
+from orchestration.registry.withdrawals import withdrawn_case_ids
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -133,8 +134,6 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
             landing_files = sorted(home.landing_batches.glob("*.jsonl"))
             quarantine_files = sorted(home.quarantine_batches.glob("*.jsonl"))
         new = [p for p in landing_files if p.stem not in done]
-        from orchestration.services.withdraw import withdrawn_case_ids
-
         withdrawn = sorted(withdrawn_case_ids(home))
         con.execute("BEGIN")
         try:

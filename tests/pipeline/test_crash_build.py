@@ -5,7 +5,6 @@ staging copy is left, `registry verify` passes and the marts equal a clean build
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import time
@@ -56,8 +55,7 @@ def _alive(pid: int) -> bool:
 def _in_flight_runs(home: Home) -> list:
     from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
         return instance.get_run_records(
             filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING])
         )
@@ -68,8 +66,7 @@ def _sensor_says(home: Home) -> str:
 
     from orchestration.defs.sensors import evaluate
 
-    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
-    with DagsterInstance.get() as instance:
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
         res = evaluate(build_sensor_context(instance=instance), home)
     return getattr(res, "skip_message", None) or f"run requested {getattr(res, 'run_key', '')}"
 

@@ -15,7 +15,7 @@ import pytest
 from orchestration.config import Home
 from orchestration.registry import audit
 from orchestration.registry.landing import submit
-from tests.conftest import record
+from tests.support import record
 from tests.pipeline.crashkit import assert_consistent, landed_versions, registry
 
 

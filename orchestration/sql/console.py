@@ -42,6 +42,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -755,7 +756,7 @@ def run_query_isolated(
     slot, then is refused with one line."""
     classify(sql)
     database = _database(database, home)
-    slot_home = home or Home.from_env()
+    slot_home = home or _slot_home(database)
     who = user if user else _os_user()
     try:
         lim = limits.limits_for(slot_home, who)
@@ -766,6 +767,16 @@ def run_query_isolated(
             return _run_in_worker(sql, database, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
     except limits.ConsoleBusy as exc:
         raise QueryRefused(str(exc)) from None
+
+
+def _slot_home(database: Path) -> Home:
+    """Where the query slots live when the caller passes a snapshot file, not a home: the home the
+    snapshot belongs to (``<home>/published/versions/<id>/registry.duckdb``), else a folder of this
+    machine's temporary directory (so a stray call never creates ``./data``)."""
+    p = Path(database).resolve()
+    if len(p.parents) > 3 and p.parents[2].name == "published":
+        return Home(p.parents[3])
+    return Home(Path(tempfile.gettempdir()) / f"registry-sql-{os.getuid()}")
 
 
 def _os_user() -> str:

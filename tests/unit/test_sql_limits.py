@@ -111,3 +111,11 @@ def test_a_killed_query_process_frees_its_slot(sqlhome, monkeypatch):
     proc.wait()
     with limits.slot(home, "v"):
         pass
+
+
+def test_slots_of_a_snapshot_file_live_in_its_home(tmp_path):
+    from orchestration.sql.console import _slot_home
+
+    db = tmp_path / "home" / "published" / "versions" / "v1" / "registry.duckdb"
+    assert _slot_home(db).root == (tmp_path / "home").resolve()
+    assert "registry-sql-" in _slot_home(tmp_path / "x.duckdb").root.name

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestration.cli import fhir as fhir_cli
-from orchestration.cli import ops
-from orchestration.cli import tabular
+from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import receipt_lines as _receipt_line

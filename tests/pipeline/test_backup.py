@@ -14,8 +14,8 @@ from orchestration.registry.landing import submit
 from orchestration.services.backup import BackupError, backup, restore
 from orchestration.services.withdraw import withdraw
 from orchestration.warehouse import snapshot
-from tests.support import record
 from tests.pipeline.crashkit import assert_consistent, cohort, registry, start
+from tests.support import record
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backup")]
 

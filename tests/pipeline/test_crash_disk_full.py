@@ -15,8 +15,8 @@ import pytest
 from orchestration.config import Home
 from orchestration.registry import audit
 from orchestration.registry.landing import submit
-from tests.support import record
 from tests.pipeline.crashkit import assert_consistent, landed_versions, registry
+from tests.support import record
 
 
 def _cases(tmp_path, n: int, prefix: str = "DISK"):

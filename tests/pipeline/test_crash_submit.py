@@ -15,8 +15,8 @@ from orchestration.config import Home
 from orchestration.registry import audit
 from orchestration.registry.landing import submit
 from orchestration.services.withdraw import withdraw
+from tests.pipeline.crashkit import assert_consistent, cohort, kill_after, landed_versions, registry, start
 from tests.support import record
-from tests.pipeline.crashkit import assert_consistent, cohort, landed_versions, registry, start, kill_after
 
 # every named point of a submission, in write order; "committed" ones are past the audit append
 POINTS = {

@@ -34,15 +34,12 @@ from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import proportional_hazard_test
 
 from orchestration.analytics import variables as V
+from orchestration.analytics.errors import AnalysisError
 
 __all__ = ["AnalysisError", "PH_ALPHA", "cox_model", "design"]
 
 PH_ALPHA = 0.05
 _SEP = "="  # design column of a level: "kidney_status=ckd"
-
-
-class AnalysisError(ValueError):
-    """The analysis cannot be computed for this cohort / choice (a one-line reason)."""
 
 
 def _check(covariates: Sequence[str]) -> list[str]:

@@ -20,128 +20,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-UNKNOWN = "unknown"
-
-BOOLEAN: tuple[str, ...] = (
-    "diabetes",
-    "obesity",
-    "warfarin",
-    "hypertension",
-    "malignancy",
-    "visceral_involvement",
-    "autopsy",
-    "died",
-    "is_synthetic",
-)
-
-CATEGORICAL: tuple[str, ...] = (
-    "sex",
-    "age_band",
-    "kidney_status",
-    "dialysis_modality",
-    "lesion_distribution",
-    "diagnosis_basis",
-    "vital_status",
-    "cause_of_death",
-    "wound_healing",
-    "site_id",
-    "source",
-)
-
-#: Continuous variables with their unit (for labels).
-CONTINUOUS: dict[str, str] = {
-    "age_years": "years",
-    "bmi": "kg/m²",
-    "dialysis_vintage_months": "months",
-    "organ_count": "organs",
-    "followup_days": "days",
-    "baseline_calcium": "mg/dL",
-    "baseline_phosphate": "mg/dL",
-    "calcium_phosphate_product": "mg²/dL²",
-    "baseline_pth": "pg/mL",
-    "baseline_albumin": "g/dL",
-}
-
-#: Baseline labs the cohort reader adds (column -> analyte code of fct_lab_results).
-EXTRA_BASELINE_LABS: dict[str, str] = {"baseline_pth": "pth_intact", "baseline_albumin": "albumin"}
-
-#: Fixed orders for display (others sort alphabetically, "unknown" last).
-ORDER: dict[str, tuple[str, ...]] = {
-    "age_band": ("<40", "40-49", "50-59", "60-69", "70-79", "80-89", "90+"),
-    "kidney_status": ("dialysis", "transplant", "ckd", "aki", "normal"),
-    "sex": ("female", "male", "other"),
-    "lesion_distribution": ("central", "peripheral", "mixed", "none"),
-    "wound_healing": ("complete", "partial", "none", "not_applicable"),
-    "vital_status": ("alive", "dead"),
-}
-
-#: Columns Table 1 can be grouped by (categorical or boolean facts known at day 0, plus outcome).
-GROUPINGS: tuple[str, ...] = (
-    "vital_status",
-    "kidney_status",
-    "sex",
-    "age_band",
-    "visceral_involvement",
-    "warfarin",
-    "diabetes",
-    "obesity",
-    "lesion_distribution",
-    "dialysis_modality",
-    "diagnosis_basis",
-    "wound_healing",
-    "hypertension",
-    "malignancy",
-)
-
-#: Default rows of Table 1 (the grouping column itself is left out).
-TABLE1_VARIABLES: tuple[str, ...] = (
-    "age_years",
-    "age_band",
-    "sex",
-    "kidney_status",
-    "dialysis_vintage_months",
-    "diabetes",
-    "obesity",
-    "hypertension",
-    "malignancy",
-    "warfarin",
-    "bmi",
-    "lesion_distribution",
-    "visceral_involvement",
-    "organ_count",
-    "diagnosis_basis",
-    "baseline_calcium",
-    "baseline_phosphate",
-    "calcium_phosphate_product",
-    "baseline_pth",
-    "baseline_albumin",
-    "vital_status",
-    "followup_days",
-    "wound_healing",
-)
-
-#: Covariates the Cox model accepts (baseline facts only: nothing measured after day 0).
-COX_COVARIATES: tuple[str, ...] = (
-    "age_years",
-    "sex",
-    "kidney_status",
-    "dialysis_vintage_months",
-    "diabetes",
-    "obesity",
-    "hypertension",
-    "malignancy",
-    "warfarin",
-    "bmi",
-    "visceral_involvement",
-    "lesion_distribution",
-    "organ_count",
-    "baseline_calcium",
-    "baseline_phosphate",
-    "calcium_phosphate_product",
-    "baseline_pth",
-    "baseline_albumin",
-    "age_band",
-    "diagnosis_basis",
+from orchestration.analytics.names import (  # noqa: F401 (re-exported)
+    BOOLEAN,
+    CATEGORICAL,
+    CONTINUOUS,
+    COX_COVARIATES,
+    EXTRA_BASELINE_LABS,
+    GROUPINGS,
+    ORDER,
+    TABLE1_VARIABLES,
+    UNKNOWN,
 )
 
 

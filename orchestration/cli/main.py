@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import analysis as analysis_cli
 from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 
@@ -337,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
     # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
     _ = (import_sub, export_sub, template_sub)
+    analysis_cli.register(sub)
     return p
 
 

@@ -184,7 +184,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: the report is written as .html or .pdf")
     if not out.parent.is_dir():
         raise UserError(f"{args.out}: no such folder {str(out.parent)!r}")
-    c = _cohort(args, treatments=True, labs=True)
+    c = _cohort(args, treatments=True, labs=True, organs=True)
     data = _m.report_service.build_report(c)
     if fmt == "html":
         out.write_text(_m.report_service.render_html(data), encoding="utf-8")

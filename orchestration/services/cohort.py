@@ -32,7 +32,7 @@ from orchestration.contract import reference
 from orchestration.warehouse import snapshot
 
 __all__ = ["Cohort", "CohortError", "Filter", "FILTER_COLUMNS", "load_cohort", "parse_filters", "read_cases",
-           "read_labs", "read_treatments", "snapshot_info", "where_clause"]
+           "read_labs", "read_organs", "read_treatments", "read_vocabulary", "snapshot_info", "where_clause"]
 
 
 class CohortError(ValueError):
@@ -176,6 +176,18 @@ def read_labs(con: duckdb.DuckDBPyConnection, where: str = "TRUE", params: Seque
     return con.execute(sql, list(params)).df()
 
 
+def read_organs(con: duckdb.DuckDBPyConnection, where: str = "TRUE", params: Sequence[Any] = ()) -> pd.DataFrame:
+    """``fct_organ_involvement`` rows (case_id, organ, organ_group) of the cohort."""
+    sql = f"""SELECT o.case_id, o.organ, o.organ_group FROM fct_organ_involvement o
+              WHERE o.case_id IN (SELECT d.case_id FROM dim_cases d WHERE {where})"""
+    return con.execute(sql, list(params)).df()
+
+
+def read_vocabulary(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], str]:
+    """(vocabulary, code) -> label, from the snapshot's ``vocabularies`` seed."""
+    return {(v, c): lab for v, c, lab in con.execute("SELECT vocabulary, code, label FROM vocabularies").fetchall()}
+
+
 def snapshot_info(home: Home) -> dict[str, Any]:
     """``{"version", "published_at", "directory"}`` of the current snapshot (NoSnapshot if none)."""
     vdir = snapshot.current_version_dir(home)
@@ -195,6 +207,8 @@ class Cohort:
     published_at: str | None
     treatments: pd.DataFrame | None = None
     labs: pd.DataFrame | None = None
+    organs: pd.DataFrame | None = None
+    vocabulary: dict[tuple[str, str], str] = field(default_factory=dict)
     n_registry: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -204,7 +218,7 @@ class Cohort:
 
 
 def load_cohort(home: Home, filters: Sequence[str] | Sequence[Filter] | None = None, *, treatments: bool = False,
-                labs: bool = False) -> Cohort:
+                labs: bool = False, organs: bool = False) -> Cohort:
     """The cohort of the current snapshot matching ``filters`` (strings ``COLUMN=CODE`` or parsed).
     Raises CohortError for a bad filter, ``snapshot.NoSnapshot`` when nothing is published."""
     parsed = [f if isinstance(f, Filter) else None for f in (filters or ())]
@@ -218,7 +232,9 @@ def load_cohort(home: Home, filters: Sequence[str] | Sequence[Filter] | None = N
         n_registry = int(con.execute("SELECT count(*) FROM dim_cases").fetchone()[0])
         tr = read_treatments(con, where, params) if treatments else None
         lb = read_labs(con, where, params) if labs else None
+        og = read_organs(con, where, params) if organs else None
+        vocab = read_vocabulary(con) if organs else {}
     finally:
         con.close()
     return Cohort(cases=cases, filters=list(parsed), version=info["version"], published_at=info["published_at"],
-                  treatments=tr, labs=lb, n_registry=n_registry)
+                  treatments=tr, labs=lb, organs=og, vocabulary=vocab, n_registry=n_registry)

@@ -126,3 +126,17 @@ COX_COVARIATES: tuple[str, ...] = (
     "age_band",
     "diagnosis_basis",
 )
+
+
+#: Readable names of the variables (tables of the report and the /analysis page).
+LABELS: dict[str, str] = {
+    "age_years": "Age", "age_band": "Age band", "sex": "Sex", "kidney_status": "Kidney status",
+    "dialysis_modality": "Dialysis modality", "dialysis_vintage_months": "Dialysis vintage", "diabetes": "Diabetes",
+    "obesity": "Obesity", "hypertension": "Hypertension", "malignancy": "Malignancy", "warfarin": "Warfarin",
+    "bmi": "BMI", "lesion_distribution": "Lesion distribution", "visceral_involvement": "Visceral involvement",
+    "organ_count": "Organs involved", "diagnosis_basis": "Diagnosis basis", "baseline_calcium": "Baseline calcium",
+    "baseline_phosphate": "Baseline phosphate", "calcium_phosphate_product": "Calcium × phosphate product",
+    "baseline_pth": "Baseline intact PTH", "baseline_albumin": "Baseline albumin", "vital_status": "Vital status",
+    "followup_days": "Follow-up", "wound_healing": "Wound healing", "cause_of_death": "Cause of death",
+    "autopsy": "Autopsy", "site_id": "Site", "source": "Source", "died": "Died", "is_synthetic": "Synthetic",
+}

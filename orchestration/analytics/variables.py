@@ -27,6 +27,7 @@ from orchestration.analytics.names import (  # noqa: F401 (re-exported)
     COX_COVARIATES,
     EXTRA_BASELINE_LABS,
     GROUPINGS,
+    LABELS,
     ORDER,
     TABLE1_VARIABLES,
     UNKNOWN,

@@ -40,7 +40,7 @@ from orchestration.analytics import competing_risks, cox, stats, table1, variabl
 from orchestration.analytics.errors import AnalysisError
 from orchestration.contract import reference
 
-__all__ = ["DEFAULT_COVARIATES", "build_report", "render_html", "render_pdf"]
+__all__ = ["DEFAULT_COVARIATES", "build_report", "cif_figure", "forest_figure", "render_html", "render_pdf", "table1_display"]
 
 DEFAULT_TABLE1_BY = "vital_status"
 DEFAULT_COVARIATES: tuple[str, ...] = ("age_years", "sex", "kidney_status", "diabetes", "warfarin",
@@ -173,7 +173,7 @@ def forest_figure(model: dict[str, Any], vocab: dict[tuple[str, str], str]) -> F
 
 
 def _term_label(r: dict[str, Any], vocab: dict[tuple[str, str], str]) -> str:
-    name = r["covariate"].replace("_", " ")
+    name = V.LABELS.get(r["covariate"], r["covariate"].replace("_", " "))
     if r["level"] is None:
         return f"{name} (per {V.CONTINUOUS.get(r['covariate'], 'unit').rstrip('s')})"
     return f"{name}: {_label(vocab, r['covariate'], r['level'])} vs {_label(vocab, r['covariate'], r['reference'])}"
@@ -300,16 +300,16 @@ def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] 
 # ----------------------------------------------------------------------------- tables as rows of text
 
 
-def _table1_rows(d: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    t = d["table1"]
-    vocab = d["vocab"]
+def table1_display(t: dict[str, Any], vocab: dict[tuple[str, str], str]) -> tuple[list[str], list[list[str]]]:
+    """Table 1 of :func:`orchestration.analytics.table1.table1` as a header and rows of text, as
+    published ("n (%)", "median (IQR) [k missing]", p, test); shared by the report and /analysis."""
     groups = [g["group"] for g in t["groups"]]
     header = ["Characteristic"] + [
         ("Overall" if g == table1.OVERALL else _label(vocab, t["by"], g)) + f" (n={n:,})"
         for g, n in ((g["group"], g["n"]) for g in t["groups"])] + ["p", "Test"]
     rows = []
     for v in t["variables"]:
-        name = v["variable"].replace("_", " ")
+        name = V.LABELS.get(v["variable"], v["variable"].replace("_", " "))
         if v["type"] == "continuous":
             cells = []
             for g in groups:
@@ -331,8 +331,8 @@ def _sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], 
     vocab = d["vocab"]
     out = []
     if d["table1"]:
-        h, r = _table1_rows(d)
-        out.append(("Table 1. Baseline characteristics by " + d["table1"]["by"].replace("_", " "), h, r,
+        h, r = table1_display(d["table1"], vocab)
+        out.append(("Table 1. Baseline characteristics by " + V.LABELS.get(d["table1"]["by"], d["table1"]["by"]).lower(), h, r,
                     "Counts (% of the group); 'Unknown' is its own row, never counted as 'No'. Median (IQR) for "
                     "continuous facts. Tests compare the known groups on known values (Kruskal–Wallis; chi-squared, or "
                     "Fisher's exact for a sparse 2×2 table)."))
@@ -385,7 +385,7 @@ def _sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], 
                  + [_fmt_num(r["pct_complete_of_assessed"]) + "%"] for r in d["wounds"]],
                 "Healing at last contact. " + wounds.TREATMENT_CAUTION))
     out.append(("Data completeness", ["Column", "Known", "Of", "%"],
-                [[r["column"].replace("_", " ") + (f" ({r['note']})" if r["note"] else ""), f"{r['known']:,}",
+                [[V.LABELS.get(r["column"], r["column"].replace("_", " ")) + (f" ({r['note']})" if r["note"] else ""), f"{r['known']:,}",
                   f"{r['denominator']:,}", _fmt_num(r["percent"])] for r in d["completeness"]],
                 "Known = neither missing nor recorded as unknown."))
     return out

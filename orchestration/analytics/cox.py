@@ -128,7 +128,7 @@ def ph_warning(rows: list[dict[str, Any]]) -> str | None:
     bad = [r for r in rows if r["p"] is not None and r["p"] < PH_ALPHA]
     if not bad:
         return None
-    names = ", ".join(r["covariate"] + (f" ({r['level']})" if r["level"] else "") for r in bad)
+    names = ", ".join(r["covariate"] + (f" ({r['level']})" if r["level"] not in (None, "true") else "") for r in bad)
     return (f"The proportional-hazards assumption looks violated for {names} (Schoenfeld residual test, "
             f"p < {PH_ALPHA}): the effect of {'this covariate' if len(bad) == 1 else 'these covariates'} seems to "
             "change over follow-up, so a single hazard ratio summarises it poorly. Consider stratifying on it, "

@@ -11,7 +11,7 @@ import pytest
 from dashboards import measure
 from orchestration.config import Home
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import ARTIFACTS, run_cli, seed_case, write_jsonl
+from tests.support import ARTIFACTS, run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from orchestration.config import REPO_ROOT, SEED_CASES_DIR, Home
 from orchestration.synthetic.generate import generate_records
 from orchestration.warehouse import snapshot
-from tests.conftest import run_cli, write_jsonl
+from tests.support import run_cli, write_jsonl
 from tests.unit.test_analysis_cif import plain_aalen_johansen
 
 pytestmark = [pytest.mark.slow]

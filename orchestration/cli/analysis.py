@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import io
 import json
 import math
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from orchestration.analytics import names as variables
@@ -34,28 +36,17 @@ class Refused(Exception):
     """The analysis cannot be computed for this cohort (exit 1)."""
 
 
-class _Heavy:
+@functools.cache
+def _m() -> SimpleNamespace:
     """The analysis modules, imported on first use: they load pandas, lifelines, tableone and
     matplotlib, which every other ``registry`` command (e.g. ``submit``) must not wait for."""
+    from orchestration.analytics import competing_risks, cox, table1, wounds  # heavy: lifelines, tableone (see above)
+    from orchestration.services import cohort as cohort_service  # heavy: duckdb, pandas
+    from orchestration.services import report as report_service  # heavy: matplotlib
+    from orchestration.warehouse import snapshot
 
-    def __getattr__(self, name: str) -> Any:
-        import importlib  # heavy optional modules, loaded only by these commands (see the class docstring)
-
-        modules = {
-            "competing_risks": "orchestration.analytics.competing_risks",
-            "cox": "orchestration.analytics.cox",
-            "table1": "orchestration.analytics.table1",
-            "wounds": "orchestration.analytics.wounds",
-            "cohort_service": "orchestration.services.cohort",
-            "report_service": "orchestration.services.report",
-            "snapshot": "orchestration.warehouse.snapshot",
-        }
-        mod = importlib.import_module(modules[name])
-        setattr(self, name, mod)
-        return mod
-
-
-_m = _Heavy()
+    return SimpleNamespace(competing_risks=competing_risks, cox=cox, table1=table1, wounds=wounds,
+                           cohort_service=cohort_service, report_service=report_service, snapshot=snapshot)
 
 
 def _clean(x: Any) -> Any:
@@ -95,10 +86,10 @@ def _csv(rows: list[dict[str, Any]], columns: list[str]) -> None:
 def _cohort(args: argparse.Namespace, **kw: Any) -> Any:
     home = home_from_args(args)
     try:
-        return _m.cohort_service.load_cohort(home, args.filter or [], **kw)
-    except _m.cohort_service.CohortError as e:
+        return _m().cohort_service.load_cohort(home, args.filter or [], **kw)
+    except _m().cohort_service.CohortError as e:
         raise UserError(str(e)) from None
-    except _m.snapshot.NoSnapshot as e:
+    except _m().snapshot.NoSnapshot as e:
         raise UserError(str(e)) from None
 
 
@@ -121,9 +112,9 @@ def cmd_table1(args: argparse.Namespace) -> int:
     if args.by not in variables.GROUPINGS:
         raise UserError(f"--by: cannot group by {args.by!r} (choose one of: {', '.join(variables.GROUPINGS)})")
     c = _cohort(args)
-    t = _m.table1.table1(c.cases, args.by)
+    t = _m().table1.table1(c.cases, args.by)
     if args.format == "csv":
-        _csv(_m.table1.table1_rows(t), list(_m.table1.ROW_COLUMNS))
+        _csv(_m().table1.table1_rows(t), list(_m().table1.ROW_COLUMNS))
     else:
         _dump({"snapshot": c.version, "cohort": c.definition, **t})
     return 0
@@ -139,7 +130,7 @@ def cmd_cox(args: argparse.Namespace) -> int:
     if len(set(covs)) != len(covs):
         raise UserError("--covariates: a covariate is given twice")
     c = _cohort(args)
-    m = _m.cox.cox_model(c.cases, covs)
+    m = _m().cox.cox_model(c.cases, covs)
     if args.format == "text":
         print(f"Cox model of death, {m['n_used']} cases used ({m['n_excluded']} left out), {m['n_events']} deaths; "
               f"snapshot {c.version}; cohort: {c.definition}")
@@ -159,8 +150,8 @@ CIF_COLUMNS = ["cause", "day", "cumulative_incidence", "ci_lower", "ci_upper"]
 def cmd_cif(args: argparse.Namespace) -> int:
     c = _cohort(args)
     cs = c.cases
-    curves = _m.competing_risks.cumulative_incidence(cs["followup_days"], cs["died"], cs["cause_of_death"])
-    rows = _m.competing_risks.cif_at(curves)
+    curves = _m().competing_risks.cumulative_incidence(cs["followup_days"], cs["died"], cs["cause_of_death"])
+    rows = _m().competing_risks.cif_at(curves)
     if args.format == "csv":
         _csv(rows, CIF_COLUMNS)
     else:
@@ -171,9 +162,9 @@ def cmd_cif(args: argparse.Namespace) -> int:
 def cmd_wounds(args: argparse.Namespace) -> int:
     c = _cohort(args, treatments=True)
     _dump({"snapshot": c.version, "cohort": c.definition,
-           "by_lesion_distribution": _m.wounds.healing_by_lesion_distribution(c.cases),
-           "by_treatment": _m.wounds.healing_by_treatment(c.cases, c.treatments),
-           "caution": _m.wounds.TREATMENT_CAUTION})
+           "by_lesion_distribution": _m().wounds.healing_by_lesion_distribution(c.cases),
+           "by_treatment": _m().wounds.healing_by_treatment(c.cases, c.treatments),
+           "caution": _m().wounds.TREATMENT_CAUTION})
     return 0
 
 
@@ -185,11 +176,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise UserError(f"{args.out}: no such folder {str(out.parent)!r}")
     c = _cohort(args, treatments=True, labs=True, organs=True)
-    data = _m.report_service.build_report(c)
+    data = _m().report_service.build_report(c)
     if fmt == "html":
-        out.write_text(_m.report_service.render_html(data), encoding="utf-8")
+        out.write_text(_m().report_service.render_html(data), encoding="utf-8")
     else:
-        _m.report_service.render_pdf(data, out)
+        _m().report_service.render_pdf(data, out)
     print(f"wrote {out} ({c.cases.shape[0]} cases, generated from snapshot {c.version})")
     return 0
 

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 from lifelines import CoxPHFitter

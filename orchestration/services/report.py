@@ -511,11 +511,14 @@ def _table_pages(pdf: PdfPages, title: str, header: list[str], rows: list[list[s
         ax = fig.add_axes((0.04, 0.1, 0.92, 0.82))
         ax.axis("off")
         if chunk:
-            tab = ax.table(cellText=[[str(c) for c in r] for r in chunk], colLabels=[str(h) for h in header],
-                           loc="upper center", cellLoc="right", colLoc="center")
+            cells = [[str(c) for c in r] for r in chunk]
+            widths = np.array([max([len(str(h))] + [len(r[i]) for r in cells]) for i, h in enumerate(header)], dtype=float)
+            widths = np.maximum(widths, 7) / np.maximum(widths, 7).sum()  # columns as wide as their text, within the page
+            height = min(1.0, 0.024 * (len(cells) + 1))
+            tab = ax.table(cellText=cells, colLabels=[str(h) for h in header], colWidths=list(widths),
+                           bbox=[0, 1 - height, 1, height], cellLoc="right", colLoc="center")
             tab.auto_set_font_size(False)
             tab.set_fontsize(6.5 if len(header) > 6 else 7.5)
-            tab.auto_set_column_width(list(range(len(header))))
             for (r, c), cell in tab.get_celld().items():
                 if c == 0:
                     cell.set_text_props(ha="left")
@@ -523,9 +526,10 @@ def _table_pages(pdf: PdfPages, title: str, header: list[str], rows: list[list[s
                 if r == 0:
                     cell.set_facecolor("#e8edf3")
         else:
+            height = 0.03
             ax.text(0, 1, "(no rows)", va="top")
-        if k == len(chunks) - 1:
-            fig.text(0.05, 0.05, caption, fontsize=7, va="bottom", wrap=True)
+        if k == len(chunks) - 1:  # the caption right under the table
+            fig.text(0.05, 0.1 + 0.82 * (1 - height) - 0.015, caption, fontsize=7, va="top", wrap=True)
         pdf.savefig(fig)
 
 

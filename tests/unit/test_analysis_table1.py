@@ -99,3 +99,52 @@ def test_long_rows_and_refused_grouping():
     assert {r["variable"] for r in rows} == {"age_years", "warfarin"}
     with pytest.raises(ValueError, match="cannot group by"):
         table1(cohort(10, 1), "case_id")
+
+
+@pytest.mark.parametrize("by, seed", [("kidney_status", 2), ("sex", 5), ("warfarin", 8)])
+def test_tests_and_smds_equal_tableone(by, seed):
+    """tableone 0.9.6 run on the known groups and known values gives the same tests, p-values and SMDs."""
+    import warnings
+
+    from tableone import TableOne
+
+    cases = cohort(500, seed)
+    cases.loc[cases.index[:6], "lesion_distribution"] = None  # some unknown levels in a categorical column
+    t = table1(cases, by, columns=COLS)
+    frame = pd.DataFrame({by: [_code(v) for v in cases[by].astype(object)]})
+    cont = ["age_years", "baseline_calcium"]
+    cat = [c for c in COLS if c not in cont]
+    for c in cont:
+        frame[c] = cases[c].astype(float).to_numpy()
+    for c in cat:
+        codes = [_code(v) for v in cases[c].astype(object)]
+        frame[c] = [None if x == "unknown" else x for x in codes]
+    frame = frame[frame[by] != "unknown"]
+    groups = [g["group"] for g in t["groups"] if g["group"] not in ("unknown", "overall")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = TableOne(frame, columns=cont + cat, categorical=cat, continuous=cont, nonnormal=cont, groupby=by,
+                       pval=True, smd=True, include_null=False, htest_name=True, overall=False)
+    for v in t["variables"]:
+        col = v["variable"]
+        assert v["test"] == ref.htest_table.loc[col, "Test"]
+        assert v["p"] == pytest.approx(float(ref.htest_table.loc[col, "P-Value"]), rel=1e-9)
+        for s in v["smd"]:
+            a, b = s["groups"]
+            name = f"SMD ({a},{b})" if f"SMD ({a},{b})" in ref.smd_table.columns else f"SMD ({b},{a})"
+            expect = float(ref.smd_table.loc[col, name])
+            if name == f"SMD ({b},{a})" and v["type"] == "continuous":
+                expect = -expect
+            assert s["smd"] == pytest.approx(expect, rel=1e-9, abs=1e-12)
+    assert groups
+
+
+def test_sparse_two_by_two_uses_fisher():
+    cases = pd.DataFrame({
+        "warfarin": pd.array([True] * 6 + [False] * 7 + [None], dtype="boolean"),
+        "diabetes": pd.array([True, True, True, True, False, None, False, False, False, False, False, True, None, True],
+                             dtype="boolean"),
+    })
+    (v,) = table1(cases, "warfarin", columns=["diabetes"])["variables"]
+    assert v["test"] == "Fisher's exact"
+    assert v["p"] == pytest.approx(stats.fisher_exact([[4, 1], [1, 5]]).pvalue, rel=1e-12)

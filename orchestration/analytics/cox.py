@@ -14,8 +14,8 @@ Definitions:
   ``n_used + n_excluded`` is the size of the cohort given.
 * **Coding**: a continuous covariate is one row (hazard ratio per unit); a boolean one is one row
   for ``true`` against ``false``; a categorical one is one row per non-reference level, the
-  reference being the level with the most cases used (ties: the first in display order), stated
-  in ``reference``. Levels absent from the cases used get no row.
+  reference being the level with the most cases used (ties: the first in display order) unless
+  ``references`` names one (``--reference kidney_status=dialysis``), stated in ``reference``. Levels absent from the cases used get no row.
 * **Proportional hazards**: lifelines' ``proportional_hazard_test`` (Schoenfeld residuals against
   the rank of the death times, ``time_transform="rank"``, as ``check_assumptions`` does), one
   row per model term; a term with p < 0.05 gets a plain-words warning.
@@ -54,7 +54,7 @@ def _check(covariates: Sequence[str]) -> list[str]:
     return covs
 
 
-def design(cases: pd.DataFrame, covariates: Sequence[str]) -> dict[str, Any]:
+def design(cases: pd.DataFrame, covariates: Sequence[str], references: dict[str, str] | None = None) -> dict[str, Any]:
     """The complete-case design matrix of the model and its bookkeeping.
 
     Returns ``{"frame": DataFrame(duration, event, <design columns>), "terms": [(covariate, level,
@@ -89,7 +89,13 @@ def design(cases: pd.DataFrame, covariates: Sequence[str]) -> dict[str, Any]:
             terms.append((c, None, c))
             continue
         levels = V.level_order(c, pd.unique(v)) if v.size else []
-        if V.kind(c) == "boolean":
+        if c in (references or {}):
+            ref = str(references[c])
+            if V.kind(c) == "boolean" and ref not in ("true", "false"):
+                raise AnalysisError(f"reference of {c} must be true or false, not {ref!r}")
+            if use.any() and ref not in levels:
+                raise AnalysisError(f"reference {c}={ref!r} has no case among those used (levels: {', '.join(levels)})")
+        elif V.kind(c) == "boolean":
             ref = "false"
         else:
             counts = {lv: int((v == lv).sum()) for lv in levels}
@@ -104,7 +110,7 @@ def design(cases: pd.DataFrame, covariates: Sequence[str]) -> dict[str, Any]:
             col = f"{c}{_SEP}{lv}"
             frame[col] = (v == lv).astype(float)
             terms.append((c, lv, col))
-        if V.kind(c) == "boolean" and "true" not in levels:
+        if V.kind(c) == "boolean" and ref == "false" and "true" not in levels:
             col = f"{c}{_SEP}true"
             frame[col] = np.zeros(int(use.sum()))
             terms.append((c, "true", col))
@@ -131,11 +137,11 @@ def ph_warning(rows: list[dict[str, Any]]) -> str | None:
     names = ", ".join(r["covariate"] + (f" ({r['level']})" if r["level"] not in (None, "true") else "") for r in bad)
     return (f"The proportional-hazards assumption looks violated for {names} (Schoenfeld residual test, "
             f"p < {PH_ALPHA}): the effect of {'this covariate' if len(bad) == 1 else 'these covariates'} seems to "
-            "change over follow-up, so a single hazard ratio summarises it poorly. Consider stratifying on it, "
+            f"change over follow-up, so a single hazard ratio summarises it poorly. Consider stratifying on {'it' if len(bad) == 1 else 'them'}, "
             "splitting follow-up time, or reporting survival curves by group instead.")
 
 
-def cox_model(cases: pd.DataFrame, covariates: Sequence[str]) -> dict[str, Any]:
+def cox_model(cases: pd.DataFrame, covariates: Sequence[str], references: dict[str, str] | None = None) -> dict[str, Any]:
     """Fit the Cox model of death on ``covariates`` (names of ``variables.COX_COVARIATES``).
 
     Returns ``{"n_cases", "n_used", "n_excluded", "excluded": {"unknown_outcome",
@@ -145,7 +151,10 @@ def cox_model(cases: pd.DataFrame, covariates: Sequence[str]) -> dict[str, Any]:
     Raises :class:`AnalysisError` when the model cannot be fitted (no death among the cases used,
     a covariate with a single value, no convergence).
     """
-    d = design(cases, covariates)
+    bad = [k for k in (references or {}) if k not in covariates or V.kind(k) == "continuous"]
+    if bad:
+        raise AnalysisError(f"a reference level is given for {bad[0]!r}, which is not a categorical covariate of the model")
+    d = design(cases, covariates, references)
     frame: pd.DataFrame = d["frame"]
     n_used = len(frame)
     n_events = int(frame["event"].sum()) if n_used else 0

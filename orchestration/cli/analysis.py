@@ -2,7 +2,8 @@
 analyses on a filtered cohort of the published snapshot (the figures of the /analysis page).
 
     registry analysis table1 --by kidney_status [--filter sex=female ...] [--format json|csv]
-    registry analysis cox --covariates age_years,kidney_status,warfarin [--filter ...] [--format json|text]
+    registry analysis cox --covariates age_years,kidney_status,warfarin [--reference kidney_status=ckd] [--filter ...]
+                          [--format json|text]
     registry analysis cif [--filter ...] [--format json|csv]
     registry analysis wounds [--filter ...] [--format json]
     registry report OUT.html|OUT.pdf [--filter ...]
@@ -129,8 +130,14 @@ def cmd_cox(args: argparse.Namespace) -> int:
         raise UserError(f"--covariates: unknown covariate {bad[0]!r} (choose from: {', '.join(variables.COX_COVARIATES)})")
     if len(set(covs)) != len(covs):
         raise UserError("--covariates: a covariate is given twice")
+    refs: dict[str, str] = {}
+    for item in args.reference or []:
+        key, sep, value = str(item).partition("=")
+        if not sep or not value.strip():
+            raise UserError(f"--reference {item!r}: expected COVARIATE=LEVEL, e.g. kidney_status=dialysis")
+        refs[key.strip()] = value.strip()
     c = _cohort(args)
-    m = _m().cox.cox_model(c.cases, covs)
+    m = _m().cox.cox_model(c.cases, covs, refs or None)
     if args.format == "text":
         print(f"Cox model of death, {m['n_used']} cases used ({m['n_excluded']} left out), {m['n_events']} deaths; "
               f"snapshot {c.version}; cohort: {c.definition}")
@@ -207,6 +214,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     s = asub.add_parser("cox", help="Cox proportional hazards model of death from day 0")
     s.add_argument("--covariates", required=True, metavar="A,B,C", help=f"from: {', '.join(variables.COX_COVARIATES)}")
+    s.add_argument("--reference", action="append", metavar="COVARIATE=LEVEL", default=[],
+                   help="reference level of a categorical covariate (default: its most common level; yes/no: false)")
     _filter_arg(s)
     s.add_argument("--format", choices=("json", "text"), default="json")
     s.set_defaults(func=_run(cmd_cox))

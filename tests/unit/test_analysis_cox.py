@@ -107,3 +107,20 @@ def test_refuses_a_covariate_with_one_value_and_unknown_names():
     cases["died"] = pd.array([False] * len(cases), dtype="boolean")
     with pytest.raises(AnalysisError, match="no death"):
         cox_model(cases, ["age_years"])
+
+
+def test_a_chosen_reference_level():
+    cases = cohort(500, 1)
+    m = cox_model(cases, ["kidney_status", "age_years"], {"kidney_status": "transplant"})
+    assert m["reference"]["kidney_status"] == "transplant"
+    levels = {r["level"] for r in m["covariates"] if r["covariate"] == "kidney_status"}
+    assert levels == {"dialysis", "ckd"}
+    default = cox_model(cases, ["kidney_status", "age_years"])
+    # same model, other coding: the hazard ratio of ckd vs transplant is (ckd vs dialysis) / (transplant vs dialysis)
+    hr = {r["level"]: r["hazard_ratio"] for r in default["covariates"] if r["covariate"] == "kidney_status"}
+    mine = {r["level"]: r["hazard_ratio"] for r in m["covariates"] if r["covariate"] == "kidney_status"}
+    assert mine["ckd"] == pytest.approx(hr["ckd"] / hr["transplant"], rel=1e-5)
+    with pytest.raises(AnalysisError, match="no case among those used"):
+        cox_model(cases, ["kidney_status"], {"kidney_status": "aki"})
+    with pytest.raises(AnalysisError, match="not a categorical covariate"):
+        cox_model(cases, ["age_years"], {"age_years": "50"})

@@ -39,7 +39,8 @@ with t_table1:
     ui.table(shown, f"table1_by_{by}", csv=res["rows"], key="table1", height=min(900, 36 * (len(shown) + 1)),
              caption="Counts (% of the group); 'Unknown' is its own row, never counted as 'No'. Median (IQR) for continuous "
                      "facts. Tests compare the known groups on known values (Kruskal–Wallis; chi-squared, or Fisher's exact "
-                     "for a sparse 2×2 table); standardised mean differences are in the CSV.")
+                     "for a sparse 2×2 table). SMD: absolute standardised mean difference of two known groups (the largest "
+                     "pair when there are more; every pair: `registry analysis table1 --format json`).")
 
 # ----------------------------------------------------------------------------- Cox
 with t_cox:

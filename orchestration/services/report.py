@@ -302,14 +302,16 @@ def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] 
 
 def table1_display(t: dict[str, Any], vocab: dict[tuple[str, str], str]) -> tuple[list[str], list[list[str]]]:
     """Table 1 of :func:`orchestration.analytics.table1.table1` as a header and rows of text, as
-    published ("n (%)", "median (IQR) [k missing]", p, test); shared by the report and /analysis."""
+    published ("n (%)", "median (IQR) [k missing]", p, test, |SMD|); shared by the report and /analysis."""
     groups = [g["group"] for g in t["groups"]]
     header = ["Characteristic"] + [
         ("Overall" if g == table1.OVERALL else _label(vocab, t["by"], g)) + f" (n={n:,})"
-        for g, n in ((g["group"], g["n"]) for g in t["groups"])] + ["p", "Test"]
+        for g, n in ((g["group"], g["n"]) for g in t["groups"])] + ["p", "Test", "SMD"]
     rows = []
     for v in t["variables"]:
         name = V.LABELS.get(v["variable"], v["variable"].replace("_", " "))
+        smds = [abs(x["smd"]) for x in v["smd"] if x["smd"] is not None]
+        smd = "" if not smds else (f"{smds[0]:.3f}" if len(v["smd"]) == 1 else f"max {max(smds):.3f}")
         if v["type"] == "continuous":
             cells = []
             for g in groups:
@@ -317,12 +319,12 @@ def table1_display(t: dict[str, Any], vocab: dict[tuple[str, str], str]) -> tupl
                 cells.append("–" if s["median"] is None else
                              f"{_fmt_num(s['median'])} ({_fmt_num(s['q1'])}–{_fmt_num(s['q3'])})"
                              + (f" [{s['n_missing']:,} missing]" if s["n_missing"] else ""))
-            rows.append([f"{name}, {v['unit']}, median (IQR)"] + cells + [_fmt_p(v["p"]), v["test"] or ""])
+            rows.append([f"{name}, {v['unit']}, median (IQR)"] + cells + [_fmt_p(v["p"]), v["test"] or "", smd])
         else:
-            rows.append([f"{name}, n (%)"] + [""] * len(groups) + [_fmt_p(v["p"]), v["test"] or ""])
+            rows.append([f"{name}, n (%)"] + [""] * len(groups) + [_fmt_p(v["p"]), v["test"] or "", smd])
             for lv in v["levels"]:
                 rows.append(["    " + _label(vocab, v["variable"], lv["level"])]
-                            + [_fmt_n_pct(lv["counts"][g]["n"], lv["counts"][g]["percent"]) for g in groups] + ["", ""])
+                            + [_fmt_n_pct(lv["counts"][g]["n"], lv["counts"][g]["percent"]) for g in groups] + ["", "", ""])
     return header, rows
 
 
@@ -335,7 +337,8 @@ def _sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], 
         out.append(("Table 1. Baseline characteristics by " + V.LABELS.get(d["table1"]["by"], d["table1"]["by"]).lower(), h, r,
                     "Counts (% of the group); 'Unknown' is its own row, never counted as 'No'. Median (IQR) for "
                     "continuous facts. Tests compare the known groups on known values (Kruskal–Wallis; chi-squared, or "
-                    "Fisher's exact for a sparse 2×2 table)."))
+                    "Fisher's exact for a sparse 2×2 table). SMD: absolute standardised mean difference between two known "
+                    "groups (the largest pair when there are more)."))
     out.append(("Number at risk", ["Day"] + [str(dd) for dd, _ in d["at_risk"]],
                 [["At risk"] + [f"{n:,}" for _, n in d["at_risk"]]],
                 "Cases with a known outcome still followed at the start of each day."))

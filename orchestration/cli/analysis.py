@@ -33,15 +33,11 @@ from orchestration.cli.common import UserError, home_from_args
 __all__ = ["register"]
 
 
-class Refused(Exception):
-    """The analysis cannot be computed for this cohort (exit 1)."""
-
-
 @functools.cache
 def _m() -> SimpleNamespace:
-    """The analysis modules, imported on first use: they load pandas, lifelines, tableone and
+    """The analysis modules, imported on first use: they load pandas, scipy, lifelines and
     matplotlib, which every other ``registry`` command (e.g. ``submit``) must not wait for."""
-    from orchestration.analytics import competing_risks, cox, table1, wounds  # heavy: lifelines, tableone (see above)
+    from orchestration.analytics import competing_risks, cox, table1, wounds  # heavy: lifelines, scipy (see above)
     from orchestration.services import cohort as cohort_service  # heavy: duckdb, pandas
     from orchestration.services import report as report_service  # heavy: matplotlib
     from orchestration.warehouse import snapshot
@@ -99,7 +95,7 @@ def _run(fn):
     def handler(args: argparse.Namespace) -> int:
         try:
             return fn(args)
-        except (Refused, AnalysisError) as e:
+        except AnalysisError as e:
             print(f"registry {args.command}: {e}", file=sys.stderr)
             return 1
     handler.__name__ = fn.__name__

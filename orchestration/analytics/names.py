@@ -74,6 +74,9 @@ GROUPINGS: tuple[str, ...] = (
     "wound_healing",
     "hypertension",
     "malignancy",
+    "site_id",
+    "source",
+    "is_synthetic",
 )
 
 #: Default rows of Table 1 (the grouping column itself is left out).

@@ -104,7 +104,7 @@ with t_wounds:
         res = data.run(ctx.snap, q.wound_queries, ctx.filter)
 
     def _show(df: pd.DataFrame, first: str, column: str | None) -> pd.DataFrame:
-        out = pd.DataFrame({first: [labels.value_label(column, g, ctx.vocab) if column and g not in ("all", wounds.NO_TREATMENT) else str(g)
+        out = pd.DataFrame({first: ["All" if g == wounds.ALL else g if g == wounds.NO_TREATMENT else labels.value_label(column, g, ctx.vocab)
                                     for g in df["group"]], "n": df["n"]})
         for lv in wounds.HEALING_LEVELS:
             out[labels.value_label("wound_healing", lv, ctx.vocab)] = [f"{n:,} ({labels.fmt_pct(p / 100 if p is not None else None)})"

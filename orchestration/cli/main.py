@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import analysis as analysis_cli
 from orchestration.cli import fhir as fhir_cli
 from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
@@ -379,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_cli.register(import_sub)
     tabular.register(import_sub, export_sub, template_sub)
     ops.register(sub)
+    analysis_cli.register(sub)
     return p
 
 

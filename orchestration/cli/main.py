@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import disclosure as disclosure_cli
 from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 
@@ -324,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
     s.add_argument("--write", action="store_true", help="rewrite the committed schema file")
     s.set_defaults(func=cmd_schema)
+
+    disclosure_cli.register(sub)
 
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)

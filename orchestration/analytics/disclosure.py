@@ -160,12 +160,16 @@ def cohort_ok(n: int | None, k: int) -> bool:
     return n is not None and int(n) >= k
 
 
-def suppress_table(cells: Any, k: int, *, extra: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+def suppress_table(cells: Any, k: int, *, extra: Any = None, row_total_hidden: Any = None,
+                   col_total_hidden: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
     """Primary and secondary suppression of a two-way table of counts with its margins.
 
     ``cells``: R x C counts. The row totals, column totals and grand total are taken as shown (or
     derivable: a dashboard shows the cohort size and the groups' sizes), which is the safe
     assumption. ``extra``: an R x C boolean mask of cells to suppress whatever their count.
+    ``row_total_hidden`` / ``col_total_hidden``: when the margins are published elsewhere already (the
+    groups' sizes of a stratum, the cohort's deaths), their masks there; they are then fixed here
+    (a total shown elsewhere is known to the reader and is never counted on as hidden).
     Returns (cell mask R x C, row-total mask R, column-total mask C, grand-total suppressed).
 
     Every line -- a row with its total, a column with its total, the row totals with the grand
@@ -184,6 +188,14 @@ def suppress_table(cells: Any, k: int, *, extra: Any = None) -> tuple[np.ndarray
     sup = (full >= 1) & (full < k)
     if extra is not None:
         sup[:R, :C] |= np.asarray(extra, dtype=bool).reshape(R, C)
+    locked = np.zeros_like(sup)
+    if row_total_hidden is not None:
+        sup[:R, C] = np.asarray(row_total_hidden, dtype=bool).reshape(R)
+        locked[:R, C] = True
+    if col_total_hidden is not None:
+        sup[R, :C] = np.asarray(col_total_hidden, dtype=bool).reshape(C)
+        locked[R, :C] = True
+    locked[R, C] = True  # the cohort size is always shown (or nothing is)
     if full[R, C] < k:  # a cohort below k: nothing at all
         sup[:, :] = full >= 0
         return sup[:R, :C], sup[:R, C], sup[R, :C], True
@@ -193,7 +205,7 @@ def suppress_table(cells: Any, k: int, *, extra: Any = None) -> tuple[np.ndarray
     for j in range(C + 1):
         lines.append(([(i, j) for i in range(R)], (R, j)))
     while True:
-        _close_lines(full, sup, lines, k)
+        _close_lines(full, sup, locked, lines, k)
         if R < 2 or C < 2:
             break  # a one-way table: the line rule alone leaves every hidden cell in a range reaching k
         narrowed = _audit(full, sup, R, C, k)
@@ -207,18 +219,19 @@ def suppress_table(cells: Any, k: int, *, extra: Any = None) -> tuple[np.ndarray
             near += [(ii, j) for ii in range(R)] if j < C else []
             cand = sorted((p for p in near if not sup[p] and full[p] > 0), key=lambda p: (full[p], p))
             if not cand:
-                cand = [p for p in ([(i, C)] if i < R else []) + ([(R, j)] if j < C else []) + [(R, C)] if not sup[p]]
+                cand = [p for p in ([(i, C)] if i < R else []) + ([(R, j)] if j < C else []) if not sup[p] and not locked[p]]
             if cand:
                 sup[cand[0]] = True
                 grew = True
                 break
-        if not grew:
-            sup[:, :] = True
+        if not grew:  # nothing left to hide but the fixed totals: hide every cell
+            sup[:R, :C] = True
+            sup |= ~locked & (full >= 0)
             break
     return sup[:R, :C], sup[:R, C], sup[R, :C], bool(sup[R, C])
 
 
-def _close_lines(full: np.ndarray, sup: np.ndarray, lines, k: int) -> None:
+def _close_lines(full: np.ndarray, sup: np.ndarray, locked: np.ndarray, lines, k: int) -> None:
     changed = True
     while changed:
         changed = False
@@ -238,7 +251,7 @@ def _close_lines(full: np.ndarray, sup: np.ndarray, lines, k: int) -> None:
                 pick = nonzero[0]
             elif n_hidden == 1 and zeros:
                 pick = zeros[0]
-            elif not sup[total]:
+            elif not sup[total] and not locked[total]:
                 pick = total
             else:
                 continue

@@ -186,3 +186,22 @@ def test_policy_default_set_and_broken(tmp_path):
     for bad in (0, -1, 1001, 2.5, True):
         with pytest.raises(ValueError):
             dc.validate_min_cell(bad)
+
+
+@SETTINGS
+@given(st.integers(min_value=2, max_value=5), st.integers(min_value=2, max_value=3), st.data(), st.integers(min_value=2, max_value=11))
+def test_two_way_tables_with_margins_fixed_elsewhere_are_safe(R, C, data, k):
+    """The groups' sizes and the column totals are published on other tables with their own 1-D
+    suppression; the two-way table must be safe given exactly those margins."""
+    cells = np.array(data.draw(st.lists(st.lists(small_counts, min_size=C, max_size=C), min_size=R, max_size=R)))
+    grand = int(cells.sum())
+    if grand < k:
+        return
+    row_m = dc.suppress_counts(cells.sum(axis=1), k)
+    col_m = dc.suppress_counts(cells.sum(axis=0), k)
+    cm, rm, colm, gm = dc.suppress_table(cells, k, row_total_hidden=row_m, col_total_hidden=col_m)
+    assert rm.tolist() == row_m.tolist() and colm.tolist() == col_m.tolist() and not gm
+    shown_cells = [[None if cm[i, j] else int(cells[i, j]) for j in range(C)] for i in range(R)]
+    rt = [None if rm[i] else int(cells[i].sum()) for i in range(R)]
+    ct = [None if colm[j] else int(cells[:, j].sum()) for j in range(C)]
+    assert chk.check_table(shown_cells, k, row_totals=rt, col_totals=ct, grand=grand) == []

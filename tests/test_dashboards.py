@@ -13,7 +13,8 @@ from urllib.parse import parse_qs
 import pandas as pd
 import pytest
 
-from dashboards.lib import cohort, labels, queries
+from dashboards import queries
+from dashboards.lib import cohort, labels
 from dashboards.lib.cohort import CohortFilter
 from orchestration.warehouse import snapshot
 from orchestration.analytics import stats
@@ -67,7 +68,7 @@ def cases(con) -> pd.DataFrame:
 def open_page(at, page: str):
     at.run()
     if page != "overview":
-        at.switch_page(f"pages/{page}.py").run()
+        at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -149,11 +150,11 @@ def test_filter_follows_the_user_across_pages(app, cases):
     at.sidebar.multiselect(key="kidney").set_value(["dialysis"]).run()
     n = int((cases["kidney_status"] == "dialysis").sum())
     assert cohort_metric(at) == n
-    at.switch_page("pages/mortality.py").run()
+    at.switch_page("app_pages/mortality.py").run()
     assert not at.exception
     assert cohort_metric(at) == n
-    at.switch_page("pages/quality.py").run()  # no filter there ...
-    at.switch_page("pages/labs.py").run()  # ... and it is back on the next analysis page
+    at.switch_page("app_pages/quality.py").run()  # no filter there ...
+    at.switch_page("app_pages/labs.py").run()  # ... and it is back on the next analysis page
     assert cohort_metric(at) == n
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.lib import queries
+from dashboards import queries
 from dashboards.lib.cohort import CohortFilter
 from orchestration.warehouse import snapshot
 from orchestration.synthetic.generate import generate_records

@@ -12,7 +12,7 @@ from tests.test_dashboards import built  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboards")]
 
-PAGE = str(REPO_ROOT / "dashboards" / "pages" / "sql.py")
+PAGE = str(REPO_ROOT / "dashboards" / "app_pages" / "sql.py")
 
 
 @pytest.fixture

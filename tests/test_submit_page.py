@@ -36,7 +36,7 @@ def at(home):
 
     app = AppTest.from_file(APP, default_timeout=120)
     app.run()
-    app.switch_page("pages/submit.py").run()
+    app.switch_page("app_pages/submit.py").run()
     ok(app)
     return app
 
@@ -367,8 +367,8 @@ def test_the_form_is_kept_when_visiting_another_page(at, home):
     ok(at.button(key="cf_add_labs").click().run())
     (analyte,) = row_keys(at, "labs", "analyte")
     ok(at.selectbox(key=analyte).select("calcium").run())
-    at.switch_page("pages/overview.py").run()
-    at.switch_page("pages/submit.py").run()
+    at.switch_page("app_pages/overview.py").run()
+    at.switch_page("app_pages/submit.py").run()
     ok(at)
     assert at.text_input(key=key("case_id")).value == "KEEP-1"
     (analyte,) = row_keys(at, "labs", "analyte")

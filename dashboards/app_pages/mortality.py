@@ -4,7 +4,8 @@ log-rank test and causes of death."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import charts, data, labels, ui
+from dashboards.queries import mortality as q
 
 ctx = ui.start_page("Mortality", "Survival from day 0 (first presentation). Cases with unknown vital status are left out; "
                     "the others are followed until death or last contact (censored).")
@@ -13,10 +14,10 @@ if ui.empty_cohort(ctx):
 
 c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
 with c1:
-    stratum = ui.stratum_picker("Stratify by", "km_by", default=queries.DEFAULT_MORTALITY_STRATUM)
+    stratum = ui.stratum_picker("Stratify by", "km_by", default=q.DEFAULT_MORTALITY_STRATUM)
 with c2:
     bands = st.toggle("95% confidence bands", value=True, key="bands")
-res = data.run(ctx.snap, queries.mortality_queries, ctx.filter, stratum)
+res = data.run(ctx.snap, q.mortality_queries, ctx.filter, stratum)
 p = res["logrank_p"]
 with c3:
     k = int((res["by_group"]["n_known_outcome"] > 0).sum())
@@ -45,7 +46,7 @@ show = pd.DataFrame({
     "n_deaths": by["n_deaths"],
     "Case fatality": [labels.fmt_pct(v) for v in by["case_fatality"]],
     **{f"{d} d (95% CI)": [labels.fmt_ci(a, b, c) for a, b, c in zip(by[f"survival_{d}d"], by[f"ci_lower_{d}d"], by[f"ci_upper_{d}d"])]
-       for d in queries.SURVIVAL_DAYS},
+       for d in q.SURVIVAL_DAYS},
     "Median (days)": ["not reached" if pd.isna(m) else f"{int(m):,}" for m in by["median_survival_days"]],
 })
 ui.table(show, "survival_by_group", csv=by, key="survival",

@@ -3,11 +3,12 @@ Registry-wide (the cohort filter does not apply)."""
 
 import streamlit as st
 
-from dashboards.lib import charts, data, queries, ui
+from dashboards.lib import charts, data, ui
+from dashboards.queries import quality as q
 
 ctx = ui.start_page("Data quality", "The whole registry (not filtered): what was rejected and why, what is known, what arrived when.",
                     filtered=False)
-res = data.run(ctx.snap, queries.quality_queries)
+res = data.run(ctx.snap, q.quality_queries)
 q = res["quarantine"]
 subs = res["submissions"]
 

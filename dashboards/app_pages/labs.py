@@ -4,14 +4,15 @@ calcium × phosphate product."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import charts, data, labels, ui
+from dashboards.queries import labs as q
 
 ctx = ui.start_page("Labs", "Laboratory values converted to each analyte's canonical unit at ingestion. By default one value per "
                     "case: its baseline (earliest) value, as in mart_lab_distributions.")
 if ui.empty_cohort(ctx):
     st.stop()
 
-opts = data.run(ctx.snap, queries.lab_options)
+opts = data.run(ctx.snap, q.lab_options)
 with_data = opts[opts["n_cases"] > 0]
 choices = list(with_data["analyte"]) or list(opts["analyte"])
 label_of = dict(zip(opts["analyte"], opts["label"]))
@@ -31,7 +32,7 @@ with c3:
 with c4:
     stratum = ui.stratum_picker("Compare by", "labs_by", default="none")
 si = units == "si"
-res = data.run(ctx.snap, queries.lab_queries, ctx.filter, analyte, si=si, baseline_only=values != "all", stratum=stratum)
+res = data.run(ctx.snap, q.lab_queries, ctx.filter, analyte, si=si, baseline_only=values != "all", stratum=stratum)
 info = res["info"]
 
 ref = "–" if info["ref_high"] is None else f"{labels.fmt_num(info['ref_low'] or 0, 3 if info['ref_high'] < 10 else 1)}–{labels.fmt_num(info['ref_high'], 3 if info['ref_high'] < 10 else 1)} {info['unit']}"
@@ -63,7 +64,7 @@ ui.table(out, f"lab_summary_{analyte}_{'si' if si else 'canonical'}", csv=res["s
 
 st.divider()
 st.subheader("Calcium × phosphate product")
-capp = data.run(ctx.snap, queries.capp_queries, ctx.filter, si=si)
+capp = data.run(ctx.snap, q.capp_queries, ctx.filter, si=si)
 thr = capp["threshold"]
 ui.chart(charts.histogram_figure(capp["histogram"], title=f"Calcium × phosphate product ({capp['unit']})", unit=capp["unit"],
                                  ref_low=None, ref_high=None, note=ctx.note, x_title=f"Ca × P ({capp['unit']})",

@@ -3,7 +3,8 @@ visceral rather than cutaneous only."""
 
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import charts, data, labels, ui
+from dashboards.queries import organs as q
 
 ctx = ui.start_page("Organs", "Organs with calcific vasculopathy. Cutaneous: skin, subcutaneous fat, skeletal muscle; "
                     "visceral: every other organ.")
@@ -13,8 +14,8 @@ if ui.empty_cohort(ctx):
 c1, _ = st.columns([2, 3])
 with c1:
     stratum = ui.stratum_picker("Compare cutaneous-only and visceral disease by", "organs_by",
-                                default=queries.DEFAULT_ORGAN_STRATUM, allow_none=True)
-res = data.run(ctx.snap, queries.organ_queries, ctx.filter, stratum)
+                                default=q.DEFAULT_ORGAN_STRATUM, allow_none=True)
+res = data.run(ctx.snap, q.organ_queries, ctx.filter, stratum)
 freq = res["frequency"]
 
 left, right = st.columns(2)

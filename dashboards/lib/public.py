@@ -82,6 +82,26 @@ def refusal(n_cases: int, n_registry: int, k: int) -> str | None:
     return None
 
 
+def cohort_text(size: Mapping[str, int], k: int) -> str:
+    """The cohort's size as the page header and the sidebar show it in disclosure mode."""
+    n, total = int(size["n_cases"]), int(size["n_registry"])
+    if n < k:
+        return f"fewer than {k} cases"
+    if 0 < total - n < k:
+        return f"{MARK} (all but fewer than {k} of the registry's cases)"
+    return f"{n:,} cases of {total:,}"
+
+
+def synthetic_text(size: Mapping[str, int], k: int) -> str | None:
+    n, n_syn = int(size["n_cases"]), int(size.get("n_synthetic") or 0)
+    if not n_syn or n < k:
+        return None
+    mask = dc.suppress_counts([n - n_syn, n_syn], k)
+    if mask.any():
+        return "**Includes synthetic cases** (how many is suppressed under the disclosure policy), generated for testing and demonstration."
+    return f"**Includes synthetic cases (n={n_syn:,})**, generated for testing and demonstration; {n - n_syn:,} real."
+
+
 LEVEL_COLUMNS = ("sex", "age_band", "kidney_status", "lesion_distribution", "site_id", "diabetes", "warfarin",
                  "visceral_involvement")
 
@@ -273,11 +293,18 @@ def protect_organs(res: dict[str, Any], k: int) -> dict[str, Any]:
 SUMMARY_COLUMNS = ("group", "n", "median", "p25", "p75", "mean", "sd", "pct_low", "pct_high")
 
 
-def protect_lab_summary(summary: pd.DataFrame, k: int, *, low: bool = True) -> pd.DataFrame:
+def at_least(k: int) -> str:
+    """The text of a group size that is hidden although at least k (its complement is small)."""
+    return f"{MARK} (≥{k})"
+
+
+def protect_lab_summary(summary: pd.DataFrame, k: int, *, low: bool = True, cohort_n: int | None = None) -> pd.DataFrame:
     """Rows of :func:`lab_queries`'s ``summary`` (first the whole cohort, then each group) under the
     policy: no min / max; quantiles, mean and SD only for a shown n >= k; the counts below / within /
     above range suppressed as a table (groups x 3) whose margins are the groups' sizes and the
-    cohort row."""
+    cohort row. ``cohort_n``: the cohort's size when each case has at most one value (baseline values):
+    the cases without a value are then a derived count too; when they are 1 .. k-1 no size and no
+    percentage is shown (a percentage would give the size back), only quartiles of groups of >= k."""
     if summary.empty:
         return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
     n = summary["n"].fillna(0).astype(int).to_numpy()
@@ -298,12 +325,16 @@ def protect_lab_summary(summary: pd.DataFrame, k: int, *, low: bool = True) -> p
             cm, row_m, _, _ = dc.suppress_table(groups, k, row_total_hidden=row_m, col_total_hidden=top_m)
         n_hidden += list(row_m)
         masks += list(cm)
+    sizes_hidden = cohort_n is not None and n[0] >= k and split(int(n[0]), int(cohort_n), k)
+    if sizes_hidden:
+        n_hidden = [True] * len(summary)
+        masks = [np.ones(3, dtype=bool)] * len(summary)
     rows = []
     for i in range(len(summary)):
         r = summary.iloc[i]
         nh_i = bool(n_hidden[i])
-        q_ok = not nh_i and n[i] >= k
-        row = {"group": r["group"], "n": _show(int(n[i]), nh_i)}
+        q_ok = (not nh_i or sizes_hidden) and n[i] >= k
+        row = {"group": r["group"], "n": (at_least(k) if n[i] >= k else MARK) if sizes_hidden else _show(int(n[i]), nh_i)}
         for c in ("median", "p25", "p75", "mean", "sd"):
             row[c] = r[c] if q_ok else MARK
         m = masks[i]

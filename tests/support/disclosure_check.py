@@ -181,12 +181,23 @@ def check_no_extremes(df: pd.DataFrame, where: str = "table") -> list[str]:
             if _is(c, EXTREME_COLUMNS) and not all(hidden(v) for v in df[c])]
 
 
+def _at_least(v: Any) -> float | None:
+    """A hidden size stated as "at least K" ("suppressed (≥5)")."""
+    import re
+
+    m = re.search(r"≥\s*(\d+)", str(v))
+    return float(m.group(1)) if m else None
+
+
 def check_quantiles(df: pd.DataFrame, k: int, *, n_column: str = "n", where: str = "table") -> list[str]:
-    """Rows with quantile-like values need a shown n >= k."""
+    """Rows with quantile-like values need a shown n >= k (or a stated "≥ K" with K >= k)."""
     out = []
     qcols = [c for c in df.columns if _is(c, QUANTILE_COLUMNS)]
     for i in range(len(df)):
-        n = number(df[n_column].iloc[i]) if n_column in df.columns else None
+        n = None
+        if n_column in df.columns:
+            v = df[n_column].iloc[i]
+            n = number(v) if not hidden(v) else _at_least(v)
         shown = [c for c in qcols if not hidden(df[c].iloc[i])]
         if shown and (n is None or n < k):
             out.append(f"{where} row {i}: {', '.join(map(str, shown))} shown for a group of n={n}")

@@ -64,7 +64,7 @@ def check_counts(values: Iterable[Any], k: int, where: str = "") -> list[str]:
 
 
 def _bounds(cells: list[list[float | None]], row_tot: list[float | None], col_tot: list[float | None], grand: float | None,
-            cap: float) -> dict[tuple, tuple[float, float]]:
+            cap: float, extra: Sequence[tuple[Sequence[tuple[int, int]], float]] = ()) -> dict[tuple, tuple[float, float]]:
     """Exact integer [min, max] of every unknown (hidden cell or hidden total) given the shown ones."""
     R, C = len(cells), len(cells[0]) if cells else 0
     unknown: list[tuple] = [("c", i, j) for i in range(R) for j in range(C) if cells[i][j] is None]
@@ -106,6 +106,17 @@ def _bounds(cells: list[list[float | None]], row_tot: list[float | None], col_to
         add([("c", i, j) for i in range(R)], ("col", j))
     add([("r", i) for i in range(R)], ("g",))
     add([("col", j) for j in range(C)], ("g",))
+    for positions, val in extra:  # a partial sum the page shows (e.g. "known outcome" = deaths + alive)
+        row = np.zeros(len(unknown))
+        const = float(val)
+        for (i, j) in positions:
+            if ("c", i, j) in idx:
+                row[idx[("c", i, j)]] += 1.0
+            else:
+                const -= cells[i][j]
+        if row.any():
+            A.append(row)
+            rhs.append(const)
     n = len(unknown)
     cons = [LinearConstraint(np.array(A), np.array(rhs), np.array(rhs))] if A else []
     # objectives: every unknown on its own, and the hidden cells of each row and column together
@@ -135,7 +146,8 @@ def _bounds(cells: list[list[float | None]], row_tot: list[float | None], col_to
 
 
 def check_table(cells: Sequence[Sequence[Any]], k: int, *, row_totals: Sequence[Any] | None = None,
-                col_totals: Sequence[Any] | None = None, grand: Any = None, where: str = "table") -> list[str]:
+                col_totals: Sequence[Any] | None = None, grand: Any = None, where: str = "table",
+                extra: Sequence[tuple[Sequence[tuple[int, int]], Any]] = ()) -> list[str]:
     """``cells`` R x C as shown; totals as shown (pass None for a margin the page does not show at all;
     a margin that is not shown is still derivable when all of its cells are shown, which the solver
     sees)."""
@@ -148,7 +160,9 @@ def check_table(cells: Sequence[Sequence[Any]], k: int, *, row_totals: Sequence[
     problems = check_counts([v for row in cl for v in row] + rt + ct + [g], k, where)
     shown = [v for row in cl for v in row if v is not None] + [v for v in rt + ct + [g] if v is not None]
     cap = max([1.0] + shown) * (R + 1) * (C + 1) + 10
-    for key, (lo, hi) in _bounds(cl, rt, ct, g, cap).items():
+    extra = [(pos, number(v)) for pos, v in extra if number(v) is not None]
+    problems += check_counts([v for _, v in extra], k, where)
+    for key, (lo, hi) in _bounds(cl, rt, ct, g, cap, extra).items():
         if lo >= 1 and hi <= k - 1:
             problems.append(f"{where}: hidden {key} can be narrowed to {lo}..{hi}, below k={k}")
     return problems

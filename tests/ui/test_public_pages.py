@@ -1,5 +1,5 @@
 """Every table of every public page, for many random cohorts, through the independent disclosure
-checker (tests/support/disclosure_check.py, which does not import the suppression code).
+checker (tests/disclosure_check.py, which does not import the suppression code).
 
 The public entry script (dashboards/public_app.py) runs under Streamlit's AppTest over a small built
 registry. In disclosure mode every CSV a page offers is the table it shows (dashboards/lib/ui.py
@@ -18,7 +18,7 @@ import pytest
 from dashboards.lib.cohort import AGE_BANDS, KIDNEY_STATUSES, LESION_DISTRIBUTIONS, OPTION_LABELS, SEXES
 from orchestration.config import REPO_ROOT
 from orchestration.warehouse import snapshot
-from tests.support import disclosure_check as chk
+from tests import disclosure_check as chk
 from tests.ui.public_fixture import build_small_registry, cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("public_pages")]

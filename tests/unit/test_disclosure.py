@@ -1,5 +1,5 @@
 """The disclosure library (orchestration.analytics.disclosure) against the independent checker
-(tests/support/disclosure_check.py, which does not import it), on many random tables."""
+(tests/disclosure_check.py, which does not import it), on many random tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from orchestration.analytics import disclosure as dc
 from orchestration.analytics import stats
 from orchestration.config import Home
-from tests.support import disclosure_check as chk
+from tests import disclosure_check as chk
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 small_counts = st.integers(min_value=0, max_value=40)

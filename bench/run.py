@@ -580,8 +580,8 @@ def measure_pages(home: Path, repeats: int = PAGE_REPEATS) -> dict[str, Any]:
     """Time each page's queries on one snapshot connection: one warm-up, then the median of
     ``repeats`` runs of all of the page's queries in sequence."""
     sys.path.insert(0, str(REPO_ROOT))
-    from orchestration.warehouse import snapshot
     from orchestration.config import Home
+    from orchestration.warehouse import snapshot
 
     h = Home(Path(home))
     t0 = time.perf_counter()

@@ -5,7 +5,7 @@ process, a timeout, results with row count, time and CSV download; errors as a m
 import streamlit as st
 
 from dashboards.lib import data, sql_console, ui
-from dashboards.queries import sql as q
+from dashboards.queries import sql as sql_queries
 from orchestration.sql.console import QueryRefused
 
 ctx = ui.start_page(
@@ -31,7 +31,7 @@ editor, browser = st.columns([2.2, 1])
 
 with browser:
     st.subheader("Tables")
-    sch = data.run(ctx.snap, q.sql_schema)
+    sch = data.run(ctx.snap, sql_queries.sql_schema)
     st.caption(f"{sch['table_name'].nunique()} tables and views. Descriptions come from the dbt documentation.")
     filt = st.text_input("Find a table or column", key="schema_filter", placeholder="e.g. followup, pth, mart_")
     shown = sch

@@ -22,8 +22,8 @@ from typing import Any, Callable
 import duckdb
 import streamlit as st
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
+from orchestration.warehouse import snapshot
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.lib import cohort, data, labels, public
-from dashboards.queries import common as common_queries
 from dashboards.lib.cohort import CohortFilter
+from dashboards.queries import common as common_queries
 from orchestration.analytics import disclosure
 
 NOTHING_PUBLISHED = (

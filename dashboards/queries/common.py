@@ -18,7 +18,6 @@ from dashboards.lib import labels
 from dashboards.lib.cohort import AGE_BANDS, KIDNEY_STATUSES, LESION_DISTRIBUTIONS, SEXES, CohortFilter
 from orchestration.analytics import stats
 
-
 Con = duckdb.DuckDBPyConnection
 
 #: Days at which the number at risk is shown under the survival curves.

@@ -10,7 +10,7 @@ import pandas as pd
 
 from dashboards.lib import labels
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import Con, HIST_BINS, check_stratum, query_df, in_cohort, named, numbered, stratum_order, vocabulary
+from dashboards.queries.common import HIST_BINS, Con, check_stratum, in_cohort, named, numbered, query_df, stratum_order, vocabulary
 from orchestration.analytics import stats
 
 

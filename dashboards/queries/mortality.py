@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import AT_RISK_DAYS, SURVIVAL_DAYS, Con, query_df, survival_input, vocabulary
+from dashboards.queries.common import (  # noqa: F401 (SURVIVAL_DAYS: for the page)
+    AT_RISK_DAYS,
+    SURVIVAL_DAYS,
+    Con,
+    query_df,
+    survival_input,
+    vocabulary,
+)
 from orchestration.analytics import stats
 
 

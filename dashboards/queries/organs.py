@@ -8,7 +8,7 @@ import pandas as pd
 
 from dashboards.lib import labels
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import Con, check_stratum, query_df, in_cohort, named, numbered, sort_levels, cohort_size, vocabulary
+from dashboards.queries.common import Con, check_stratum, cohort_size, in_cohort, named, numbered, query_df, sort_levels, vocabulary
 
 
 def organ_queries(con: Con, f: CohortFilter, stratum: str | None = "kidney_status") -> dict[str, Any]:

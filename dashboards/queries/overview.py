@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import Con, query_df, num, sort_levels, survival_input
+from dashboards.queries.common import Con, num, query_df, sort_levels, survival_input
 from orchestration.analytics import stats
 
 

@@ -10,7 +10,6 @@ from dashboards.lib import labels
 from dashboards.lib.cohort import CohortFilter
 from dashboards.queries.common import Con, query_df
 
-
 #: dim_cases fields whose completeness is shown, with the cases they apply to (SQL condition) and
 #: the coded value that means "not known".
 COMPLETENESS_FIELDS: dict[str, tuple[str, str | None]] = {

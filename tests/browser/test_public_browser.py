@@ -17,7 +17,7 @@ import pytest
 
 from dashboards import measure
 from orchestration.config import REPO_ROOT
-from tests.conftest import ARTIFACTS
+from tests.support import ARTIFACTS
 from tests.ui.public_fixture import build_small_registry
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("public_browser")]

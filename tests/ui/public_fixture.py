@@ -10,7 +10,7 @@ import sys
 
 from orchestration.config import REPO_ROOT, Home
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import seed_case, write_jsonl
+from tests.support import seed_case, write_jsonl
 
 N_SYNTHETIC = 60
 

@@ -8,9 +8,9 @@ import json
 import duckdb
 import pytest
 
-from orchestration.synthetic.generate import generate_records
 from orchestration.config import Home
-from tests.conftest import run_cli, write_jsonl
+from orchestration.synthetic.generate import generate_records
+from tests.support import run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("incremental")]
 

@@ -5,7 +5,6 @@ without an exception, show the cohort's size, and agree with ``orchestration.ana
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -16,33 +15,17 @@ import pytest
 from dashboards import queries
 from dashboards.lib import cohort, labels
 from dashboards.lib.cohort import CohortFilter
-from orchestration.warehouse import snapshot
 from orchestration.analytics import stats
-from orchestration.synthetic.generate import generate_records
 from orchestration.config import REPO_ROOT, Home
-from tests.conftest import record, run_cli, seed_case, write_jsonl
+from orchestration.warehouse import snapshot
+from tests.support import DASHBOARD_COHORT as N_SYNTHETIC
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboards")]
 
 APP = str(REPO_ROOT / "dashboards" / "app.py")
 PAGES = ["overview", "mortality", "organs", "labs", "cases", "quality", "submit", "sql"]
 ANALYSIS = ["overview", "mortality", "organs", "labs", "cases", "quality"]
-N_SYNTHETIC = 240
 SEED_ID = "LIT-AUTOPSY-002"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Home:
-    home = Home(tmp_path_factory.mktemp("dash") / "home").ensure()
-    d = home.root.parent
-    (d / "seed.json").write_text(json.dumps(seed_case()))
-    write_jsonl(d / "cohort.jsonl", list(generate_records(N_SYNTHETIC, seed=7)))
-    write_jsonl(d / "bad.jsonl", [record(case_id="BAD-0001", patient={"age_years": -3, "sex": "female"})])
-    p = run_cli("submit", str(d / "seed.json"), str(d / "cohort.jsonl"), str(d / "bad.jsonl"), home=home)
-    assert p.returncode == 1, p.stdout[-2000:]  # the bad record is quarantined
-    p = run_cli("build", home=home)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return home
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from collections import Counter
 import orjson
 import pytest
 
+from orchestration.config import REFERENCE_DIR
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import validate_record
 from orchestration.synthetic.generate import CHUNK_SIZE, generate_records, write_jsonl
-from orchestration.config import REFERENCE_DIR
 
 REF = load()
 SEED = 20_240_601

@@ -16,11 +16,12 @@ import orjson
 import pytest
 
 from dashboards.lib import case_form as cf
-from orchestration.registry import audit
-from orchestration.contract.validate import Error, validate_record
-from orchestration.registry.landing import quarantine_entries, submit
 from orchestration.config import REPO_ROOT, Home
-from tests.conftest import MINIMAL, record, run_cli, seed_case
+from orchestration.contract.validate import Error, validate_record
+from orchestration.registry import audit, landing
+from orchestration.registry.landing import submit
+from orchestration.registry.quarantine import quarantine_entries
+from tests.support import MINIMAL, record, run_cli, seed_case
 
 pytestmark = [pytest.mark.xdist_group("submit_page")]
 
@@ -293,7 +294,7 @@ def test_editing_an_existing_case_submits_the_next_revision(at, home):
     ok(at.button(key="cf_btn_submit").click().run())
     assert "revision 2" in accepted(at)
     assert [(e["case_id"], e["revision"], e["channel"]) for e in landed(home)] == [("LIT-AUTOPSY-002", 1, "cli"), ("LIT-AUTOPSY-002", 2, "form")]
-    latest = cf.latest_record(home, "LIT-AUTOPSY-002")
+    latest = landing.latest_record(home, "LIT-AUTOPSY-002")
     assert latest["revision"] == 2 and latest["outcome"]["followup_days"] == 41
     assert cf.same_content({**latest, "outcome": seed_case()["outcome"]}, seed_case())  # nothing else changed
 
@@ -456,13 +457,13 @@ def test_unit_choices_follow_the_analyte():
 
 
 def test_latest_record_reads_the_landing_zone(home):
-    assert cf.latest_record(home, "TEST-0001") is None
+    assert landing.latest_record(home, "TEST-0001") is None
     submit(home, [("a.json", json.dumps(MINIMAL).encode())])
     submit(home, [("b.json", json.dumps({**MINIMAL, "revision": 2, "outcome": {"vital_status": "dead", "followup_days": 120}}).encode())])
-    rec = cf.latest_record(home, "TEST-0001")
+    rec = landing.latest_record(home, "TEST-0001")
     assert rec["revision"] == 2 and rec["outcome"]["followup_days"] == 120
-    assert cf.next_revision(home, "TEST-0001", 1) == 3 and cf.next_revision(home, "OTHER-1", 1) == 1
-    assert cf.batch_of(home, "TEST-0001", 1) != cf.batch_of(home, "TEST-0001", 2)
+    assert landing.next_revision(home, "TEST-0001", 1) == 3 and landing.next_revision(home, "OTHER-1", 1) == 1
+    assert landing.batch_of(home, "TEST-0001", 1) != landing.batch_of(home, "TEST-0001", 2)
 
 
 def test_batch_rows():

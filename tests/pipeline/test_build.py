@@ -8,10 +8,10 @@ import json
 import duckdb
 import pytest
 
+from orchestration.config import Home
 from orchestration.synthetic.generate import generate_records
 from orchestration.warehouse.ingest import ingest
-from orchestration.config import Home
-from tests.conftest import run_cli, seed_case, write_jsonl
+from tests.support import run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("build")]
 

@@ -11,11 +11,11 @@ import uuid
 import pytest
 from dagster import DagsterInstance, DagsterRun, DagsterRunStatus, RunRequest, SkipReason, build_sensor_context
 
-from orchestration.defs import sensors
-from orchestration.synthetic.generate import generate_records
-from orchestration.registry.landing import submit
 from orchestration.config import Home
-from tests.conftest import record, run_cli, seed_case, write_jsonl
+from orchestration.defs import sensors
+from orchestration.registry.landing import landing_watermark, submit
+from orchestration.synthetic.generate import generate_records
+from tests.support import record, run_cli, seed_case, write_jsonl
 
 
 def evaluate(home: Home, instance, cursor=None):
@@ -30,7 +30,7 @@ def test_sensor_requests_one_run_per_new_landing_state(home):
         submit(home, [("a.json", json.dumps(record(case_id="S-1")).encode())])
         result, _ = evaluate(home, instance)
         assert isinstance(result, RunRequest)
-        watermark = sensors.landing_watermark(home)
+        watermark = landing_watermark(home)
         assert result.run_key == f"{watermark}#attempt1"
         assert result.tags[sensors.WATERMARK_TAG] == watermark
 
@@ -42,7 +42,7 @@ def test_sensor_requests_one_run_per_new_landing_state(home):
 
 def test_sensor_retries_a_failed_build_without_losing_the_file(home, monkeypatch):
     submit(home, [("a.json", json.dumps(record(case_id="S-2")).encode())])
-    watermark = sensors.landing_watermark(home)
+    watermark = landing_watermark(home)
     with DagsterInstance.ephemeral() as instance:
         instance.add_run(
             DagsterRun(job_name="registry_build", run_id=str(uuid.uuid4()), tags={sensors.WATERMARK_TAG: watermark}, status=DagsterRunStatus.FAILURE)
@@ -57,7 +57,7 @@ def test_sensor_retries_a_failed_build_without_losing_the_file(home, monkeypatch
 
 def test_sensor_is_quiet_once_the_watermark_is_built(home):
     submit(home, [("a.json", json.dumps(record(case_id="S-3")).encode())])
-    watermark = sensors.landing_watermark(home)
+    watermark = landing_watermark(home)
     with DagsterInstance.ephemeral() as instance:
         instance.add_run(
             DagsterRun(job_name="registry_build", run_id=str(uuid.uuid4()), tags={sensors.WATERMARK_TAG: watermark}, status=DagsterRunStatus.SUCCESS)

@@ -5,61 +5,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from orchestration.warehouse import snapshot
-from orchestration.sql import console as sqlconsole
 from orchestration.config import Home
+from orchestration.sql import console as sqlconsole
 from orchestration.sql.console import QueryRefused, classify, format_result, open_console, run_query
+from orchestration.warehouse import snapshot
+from tests.support import fake_snapshot
 
 # --------------------------------------------------------------------------------------------
 # A small fake published snapshot
 # --------------------------------------------------------------------------------------------
 
 
-def _publish(home: Home, version: str, n_cases: int) -> Path:
-    vdir = home.published_versions / version
-    vdir.mkdir(parents=True)
-    db = vdir / snapshot.DB_NAME
-    con = duckdb.connect(str(db))
-    con.execute(
-        f"""
-        CREATE TABLE dim_cases AS
-        SELECT 'C' || lpad(i::VARCHAR, 4, '0') AS case_id,
-               CASE WHEN i % 2 = 0 THEN 'female' ELSE 'male' END AS sex,
-               40 + (i * 7) % 45 AS age,
-               DATE '2020-01-01' + INTERVAL (i * 11) DAY AS diagnosis_date,
-               CASE i % 3 WHEN 0 THEN 'Berlin' WHEN 1 THEN 'Munich' ELSE 'Hamburg' END AS site,
-               (i * 1.25)::DECIMAL(8, 2) AS phosphate
-        FROM range({n_cases}) t(i)
-        """
-    )
-    con.execute(
-        """
-        CREATE TABLE mart_mortality AS
-        SELECT 'C' || lpad(i::VARCHAR, 4, '0') AS case_id,
-               i % 4 = 0 AS died,
-               (30 + i * 13 % 700)::INTEGER AS followup_days
-        FROM range(20) t(i)
-        """
-    )
-    con.close()
-    link = home.published_current
-    tmp_link = home.published / f".current.{version}"
-    tmp_link.symlink_to(Path("versions") / version)
-    os.replace(tmp_link, link)
-    return db
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Home:
     h = Home(tmp_path_factory.mktemp("registry_home")).ensure()
-    _publish(h, "v0001", 20)
+    fake_snapshot(h, "v0001", 20)
     return h
 
 
@@ -459,15 +425,15 @@ def test_run_query_follows_the_current_symlink(tmp_path):
     h = Home(tmp_path / "home").ensure()
     with pytest.raises(QueryRefused, match="nothing has been published"):
         run_query("SELECT 1", home=h)
-    _publish(h, "v0001", 20)
+    fake_snapshot(h, "v0001", 20)
     assert run_query("SELECT count(*) AS n FROM dim_cases", home=h).table.column("n").to_pylist() == [20]
-    _publish(h, "v0002", 7)
+    fake_snapshot(h, "v0002", 7)
     assert run_query("SELECT count(*) AS n FROM dim_cases", home=h).table.column("n").to_pylist() == [7]
 
 
 def test_home_from_env(tmp_path, monkeypatch):
     h = Home(tmp_path / "envhome").ensure()
-    _publish(h, "v0001", 5)
+    fake_snapshot(h, "v0001", 5)
     monkeypatch.setenv("REGISTRY_HOME", str(h.root))
     assert run_query("SELECT count(*) AS n FROM dim_cases").table.column("n").to_pylist() == [5]
 

@@ -19,10 +19,10 @@ import pytest
 from dashboards import measure
 from dashboards.lib import cohort
 from dashboards.lib.cohort import CohortFilter
-from orchestration.warehouse import snapshot
-from orchestration.synthetic.generate import generate_records
 from orchestration.config import Home
-from tests.conftest import ARTIFACTS, record, run_cli, seed_case, write_jsonl
+from orchestration.synthetic.generate import generate_records
+from orchestration.warehouse import snapshot
+from tests.support import ARTIFACTS, record, run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

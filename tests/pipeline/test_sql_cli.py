@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
-from tests.conftest import run_cli
-from tests.test_sql_hardening import _publish
+from orchestration.warehouse import snapshot
+from tests.support import fake_snapshot as _publish
+from tests.support import run_cli
 
 HOSTILE = [
     "SELECT * FROM read_csv('/etc/passwd')",

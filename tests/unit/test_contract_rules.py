@@ -9,7 +9,7 @@ import datetime as dt
 import pytest
 
 from orchestration.contract.validate import validate_record
-from tests.conftest import MINIMAL, seed_case
+from tests.support import MINIMAL, seed_case
 
 
 def mutate(path: str, value):

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from orchestration.registry import audit
-from orchestration.registry.landing import quarantine_entries, submit
-from tests.conftest import record, run_cli, seed_case, write_jsonl
+from orchestration.registry.landing import submit
+from orchestration.registry.quarantine import quarantine_entries
+from tests.support import record, run_cli, seed_case, write_jsonl
 
 
 def statuses(receipts):

@@ -33,9 +33,9 @@ from lifelines import KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test
 
 from orchestration.analytics import stats
-from orchestration.synthetic.generate import generate_records
 from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR, Home
-from tests.conftest import record, run_cli, seed_case, write_jsonl
+from orchestration.synthetic.generate import generate_records
+from tests.support import record, run_cli, seed_case, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("marts")]
 

@@ -17,10 +17,10 @@ import pytest
 
 from dashboards import queries
 from dashboards.lib.cohort import CohortFilter
-from orchestration.warehouse import snapshot
-from orchestration.synthetic.generate import generate_records
 from orchestration.config import Home
-from tests.conftest import run_cli, write_jsonl
+from orchestration.synthetic.generate import generate_records
+from orchestration.warehouse import snapshot
+from tests.support import run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("reading_safely")]
 

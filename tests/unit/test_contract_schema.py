@@ -9,11 +9,11 @@ import duckdb
 import jsonschema
 import pytest
 
+from orchestration.config import DBT_PROJECT_DIR
 from orchestration.contract import schema
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import validate_record
-from orchestration.config import DBT_PROJECT_DIR
-from tests.conftest import MINIMAL, seed_case
+from tests.support import MINIMAL, seed_case
 
 
 def test_committed_schema_is_not_stale():

@@ -12,9 +12,10 @@ import orjson
 import pytest
 
 from dashboards import measure
-from orchestration.registry.landing import quarantine_entries, submit
 from orchestration.config import Home
-from tests.conftest import ARTIFACTS, record
+from orchestration.registry.landing import submit
+from orchestration.registry.quarantine import quarantine_entries
+from tests.support import ARTIFACTS, record
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 

@@ -8,7 +8,6 @@ import pytest
 
 from dashboards.lib import sql_console
 from orchestration.config import REPO_ROOT
-from tests.test_dashboards import built  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboards")]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
+from orchestration.services.build import prepare_dagster_home
 
 #: Seconds each child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
@@ -126,8 +127,6 @@ class _Terminate(Exception):
 
 def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with_dagster: bool = True, public: bool = False) -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
-    from orchestration.services.build import prepare_dagster_home
-
     prepare_dagster_home(home)
     env = _env(home)
     if port is None:

@@ -86,7 +86,7 @@ def cohort_text(size: Mapping[str, int], k: int) -> str:
     """The cohort's size as the page header and the sidebar show it in disclosure mode."""
     n, total = int(size["n_cases"]), int(size["n_registry"])
     if n < k:
-        return f"fewer than {k} cases"
+        return f"< {k} cases"
     if 0 < total - n < k:
         return f"{MARK} (all but fewer than {k} of the registry's cases)"
     return f"{n:,} cases of {total:,}"
@@ -376,6 +376,7 @@ def bar_figure(df: pd.DataFrame, label: str, count: str, title: str, k: int, *, 
         fig.add_bar(**xy(names, [top * 0.04 if v is None else 0 for v in shown]), marker={"color": "#bbbbbb", "pattern": {"shape": "/"}},
                     text=[MARK if v is None else "" for v in shown], textposition="outside", **kw)
     fig.update_layout(barmode="overlay")
+    (fig.update_xaxes if horizontal else fig.update_yaxes)(rangemode="tozero", range=[0, top * 1.15])
     return _layout(fig, title, k, note, hidden)
 
 

@@ -366,7 +366,7 @@ def bar_figure(df: pd.DataFrame, label: str, count: str, title: str, k: int, *, 
     names = list(labels) if labels is not None else [str(v) for v in df[label]]
     shown = [None if v == MARK else v for v in df[count]]
     hidden = sum(v is None for v in shown)
-    top = max([v for v in shown if v is not None] or [1])
+    top = max([v for v in shown if v] or [1])  # all zero: still a 0..1 axis from zero
     fig = go.Figure()
     kw = dict(orientation="h") if horizontal else {}
     xy = (lambda a, b: {"x": b, "y": a}) if horizontal else (lambda a, b: {"x": a, "y": b})

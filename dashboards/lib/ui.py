@@ -106,11 +106,11 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     (and the cohort's size) in the session for the page."""
     opts = data.run(snap, common_queries.filter_options)
     k = disclosure_k()
-    levels = data.run(snap, public.level_counts) if k else None
+    level_n = data.run(snap, public.level_counts) if k else None
 
     def offer(options, column, keep=("any",)):
         """Every option, or in disclosure mode only the levels with at least k cases."""
-        return list(options) if not k else public.offered(options, levels[column], k, keep=keep)
+        return list(options) if not k else public.offered(options, level_n[column], k, keep=keep)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731
@@ -118,9 +118,10 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         size_box = st.container()
         st.markdown("**Cohort filter**")
         values: dict[str, Any] = {}
-        values["sex"] = st.multiselect("Sex", offer(cohort.SEXES, "sex"), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
-        values["age"] = st.multiselect("Age band", offer(cohort.AGE_BANDS, "age_band"), key="age", placeholder="All", **_WIDGET)
-        values["kidney"] = st.multiselect("Kidney status", offer(cohort.KIDNEY_STATUSES, "kidney_status"), key="kidney", format_func=fmt["kidney_status"],
+        levels = opts.get("levels") or {}
+        values["sex"] = st.multiselect("Sex", offer(levels.get("sex", cohort.SEXES), "sex"), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
+        values["age"] = st.multiselect("Age band", offer(levels.get("age_band", cohort.AGE_BANDS), "age_band"), key="age", placeholder="All", **_WIDGET)
+        values["kidney"] = st.multiselect("Kidney status", offer(levels.get("kidney_status", cohort.KIDNEY_STATUSES), "kidney_status"), key="kidney", format_func=fmt["kidney_status"],
                                           placeholder="All", **_WIDGET)
         c1, c2 = st.columns(2)
         with c1:
@@ -128,7 +129,8 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         with c2:
             values["warfarin"] = st.selectbox("Warfarin", offer(cohort.TRI_STATE, "warfarin"), key="warfarin", format_func=tri, **_WIDGET)
         values["visceral"] = st.selectbox("Visceral involvement", offer(("any", "yes", "no"), "visceral_involvement"), key="visceral", format_func=tri, **_WIDGET)
-        values["lesions"] = st.multiselect("Lesion distribution", offer(cohort.LESION_DISTRIBUTIONS, "lesion_distribution"), key="lesions",
+        values["lesions"] = st.multiselect("Lesion distribution", offer(levels.get("lesion_distribution", cohort.LESION_DISTRIBUTIONS), "lesion_distribution"),
+                                           key="lesions",
                                            format_func=fmt["lesion_distribution"], placeholder="All", **_WIDGET)
         values["site"] = st.multiselect("Site", offer(opts["sites"], "site_id"), key="site", placeholder="All sites", **_WIDGET)
         yb = opts["year_bounds"]
@@ -138,7 +140,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         values["synthetic"] = st.toggle("Include synthetic cases", value=True, key="synthetic",
                                         help="Generated test cases (source: synthetic). They are labelled wherever they are included.",
                                         **_WIDGET)
-        f = cohort.from_widgets(_restrict(values, levels, k) if k else values, yb)
+        f = cohort.from_widgets(_restrict(values, level_n, k) if k else values, yb)
         st.button("Reset filter", on_click=_reset_filter, args=(yb,), icon=":material/restart_alt:", disabled=f.is_default,
                   width="stretch")
     size = data.run(snap, common_queries.cohort_size, f)

@@ -457,16 +457,25 @@ def _protect(d: dict[str, Any], k: int) -> dict[str, Any]:
                  [[r["label"], r["group"], _s(r["n"], False), _s(r["percent"], False, lambda v: f"{v:.1f}")] for r in orgs],
                  f"Cases with calcific vasculopathy of each organ (% of the cohort); '{dc.MARK}' where the organ's cases "
                  f"or the cases without it are 1–{k - 1}."))
-    labs = [{**r, **dc.safe_quantiles(r, k)} for r in d["labs"]]
-    for r in labs:
-        r.pop("min", None), r.pop("max", None)
+    labs = []
+    for r in d["labs"]:
+        q = {**r, **dc.safe_quantiles(r, k)}
+        q.pop("min", None), q.pop("max", None)
+        q["n_text"] = _s(q["n"], False)
+        # one value per case: the cases without one are a derived count too (the dashboards' /labs rule):
+        # when they are 1 .. k-1, no size and no count or percentage that would give it back
+        if r["n"] and dc.suppress_counts([r["n"], n - r["n"]], k)[0]:
+            q["n_text"] = f"{dc.MARK} (≥{k})" if r["n"] >= k else dc.MARK
+            q.update({"n": None, "n_low": None, "n_high": None, "pct_low": None, "pct_high": None})
+        labs.append(q)
     out["labs"] = labs
     secs.append(("Baseline labs against reference ranges", ["Analyte", "Unit", "n", "Median (IQR)", "Reference", "Low", "High"],
-                 [[r["label"], r["unit"], _s(r["n"], False),
+                 [[r["label"], r["unit"], r["n_text"],
                    dc.MARK if r["median"] is None else f"{_fmt_num(r['median'], 2)} ({_fmt_num(r['p25'], 2)}–{_fmt_num(r['p75'], 2)})",
                    _ref(r), dc.MARK if r["n_low"] is None else f"{r['n_low']:,} ({_fmt_num(r['pct_low'])}%)",
                    dc.MARK if r["n_high"] is None else f"{r['n_high']:,} ({_fmt_num(r['pct_high'])}%)"] for r in labs],
                  f"Each case's earliest value; quartiles only for at least {k} values, never a minimum or maximum; "
+                 f"'{dc.MARK} (≥{k})': a size hidden because the cases without a value are fewer than {k}; "
                  "low/high against the range of the record or the analyte's default (shown)."))
     # wound healing: lesion groups x healing levels, margins the groups' sizes and the 'all' row
     wrows = [r for r in d["wounds"] if r["group"] != wounds.ALL]

@@ -46,6 +46,7 @@ from orchestration.analytics import competing_risks, cox, stats, table1, wounds
 from orchestration.analytics import disclosure as dc
 from orchestration.analytics import variables as V
 from orchestration.analytics.errors import AnalysisError
+from orchestration.config import Home
 from orchestration.contract import reference
 
 __all__ = ["DEFAULT_COVARIATES", "build_report", "cif_figure", "forest_figure", "render_html", "render_pdf", "table1_display"]
@@ -265,12 +266,18 @@ def _n_known_values(s: pd.Series, column: str) -> int:
 
 
 def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] = DEFAULT_COVARIATES,
-                 public: bool = False, min_cell: int | None = None) -> dict[str, Any]:
-    """Every figure and table of the report for a :class:`orchestration.services.cohort.Cohort`."""
-    if public and min_cell is None:
-        raise ValueError("a public report needs the minimum cell size k (disclosure.load_policy(home).min_cell)")
-    if min_cell is not None and not public:
+                 public: bool = False, min_cell: int | None = None, home: Home | None = None) -> dict[str, Any]:
+    """Every figure and table of the report for a :class:`orchestration.services.cohort.Cohort`.
+
+    ``public=True``: the report under the disclosure policy, with the minimum cell size ``min_cell``
+    when given, else the policy of ``home`` (:func:`disclosure.load_policy`; a broken policy file
+    raises ValueError, never a fallback to a weaker policy). Giving ``min_cell`` alone asks for it too."""
+    if min_cell is not None:
         public = True  # asking for a minimum cell size is asking for the policy
+    elif public:
+        if home is None:
+            raise ValueError("a public report needs the minimum cell size: give min_cell or the registry home")
+        min_cell = dc.load_policy(home).min_cell
     cases = c.cases
     vocab = dict(c.vocabulary or {})
     curve = stats.kaplan_meier(cases["followup_days"], cases["died"]) if len(cases) else stats.kaplan_meier([], [])

@@ -63,7 +63,7 @@ class _Tables(HTMLParser):
         if tag == "h2":
             self._in_h2 = False
         elif tag in ("td", "th") and self._text is not None:
-            self._row.append("".join(self._text).strip())
+            self._row.append("".join(self._text).rstrip())  # Table 1 indents its levels
             self._text = None
         elif tag == "tr":
             (self._rows.append if self._head else self._head.extend)(self._row)
@@ -113,17 +113,25 @@ def test_public_report_suppresses_small_cells(built, tmp_path):
                     "Baseline labs against reference ranges", "Wound healing by lesion distribution", "Data completeness"):
         assert any(t.startswith(section) for t in titles), (section, titles)
     assert "suppressed" in text  # a registry of ~125 cases has small cells: some are marked
+    problems = disclosure_problems(ts)
+    assert not problems, problems
+
+
+def disclosure_problems(ts: list[tuple[str, list[str], list[list[str]]]]) -> list[str]:
+    """What the independent checker finds in the report's tables: shown counts of 1..k-1, hidden counts
+    that the shown margins narrow below k, quantiles of small groups, a minimum or maximum column."""
     problems: list[str] = []
     for title, head, rows in ts:
-        assert not any(re.search(r"\b(min|max|minimum|maximum)\b", h, re.I) for h in head), (title, head)
-        if title.startswith("Survival"):
+        problems += [f"{title}: column {h!r}" for h in head if re.search(r"\b(min|max|minimum|maximum)\b", h, re.I)]
+        if title.startswith("Survival") or title.startswith("Cox") or title.startswith("Cumulative"):
             continue  # survival probabilities and the median day, no counts
         for i, r in enumerate(rows):
             problems += chk.check_counts([count_of(c) for c in r[1:]], K, f"{title} row {i}")
             for c in r:  # "[3 missing]" in Table 1
                 problems += chk.check_counts(re.findall(r"\[(\d[\d,]*) missing\]", c), K, f"{title} row {i} missing")
         if title.startswith("Number at risk"):
-            assert all(chk.hidden(c) or int(c.replace(",", "")) % K == 0 for c in rows[0][1:]), rows
+            problems += [f"{title}: {c} is not a multiple of k" for c in rows[0][1:]
+                         if not chk.hidden(c) and int(c.replace(",", "")) % K]
         if title.startswith("Table 1"):
             problems += _check_table1(head, rows)
         if title.startswith("Wound healing"):
@@ -137,7 +145,7 @@ def test_public_report_suppresses_small_cells(built, tmp_path):
 
             df = pd.DataFrame([[r[2], r[3]] for r in rows], columns=["n", "median"])
             problems += chk.check_quantiles(df, K, where=title)
-    assert not problems, problems
+    return problems
 
 
 def _check_table1(head: list[str], rows: list[list[str]]) -> list[str]:
@@ -208,3 +216,4 @@ def test_public_pdf_renders_and_exact_report_keeps_cox(built, tmp_path):
     assert p.returncode == 0, p.stderr
     text = exact.read_text()
     assert "<h2>Cox model of death</h2>" in text and "disclosure policy" not in text
+    assert disclosure_problems(tables(text))  # the exact report has small cells: the checker sees them

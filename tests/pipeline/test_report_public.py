@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 
 from orchestration.analytics.disclosure import save_policy
@@ -141,8 +142,6 @@ def disclosure_problems(ts: list[tuple[str, list[str], list[list[str]]]]) -> lis
                                         row_totals=[r[1] for r in body], col_totals=[count_of(c) for c in total[2:7]],
                                         grand=total[1], where=title)
         if title.startswith("Baseline labs"):
-            import pandas as pd
-
             df = pd.DataFrame([[r[2], r[3]] for r in rows], columns=["n", "median"])
             problems += chk.check_quantiles(df, K, where=title)
     return problems

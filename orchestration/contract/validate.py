@@ -222,8 +222,9 @@ def _semantic(obj: dict[str, Any]) -> list[Error]:
             check_day(f"{p}.day", lab.get("day", 0), before_onset_rule=True)
             analyte = REF.analytes.get(lab.get("analyte")) if isinstance(lab.get("analyte"), str) else None
             unit = lab.get("unit")
-            if analyte is not None and isinstance(unit, str) and unit.strip():
-                u = analyte.by_key.get(unit_key(unit))
+            if analyte is not None and isinstance(unit, str) and unit != "":
+                # an exact lookup in seeds/reference/unit_spellings.csv, the table dbt joins
+                u = analyte.by_key.get(unit_key(unit) or "")
                 if u is None:
                     add(f"{p}.unit", f"{show(unit)} is not accepted for {analyte.code} (accepted: {analyte.accepted()})")
                 else:

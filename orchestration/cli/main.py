@@ -127,7 +127,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     from orchestration.registry.landing import quarantine_entries
 
     home = _home(args)
-    entries = quarantine_entries(home, include_resolved=not args.unresolved)
+    entries = quarantine_entries(home, include_resolved=not args.unresolved, with_payload=args.format == "json")
     if args.format == "json":
         print(json.dumps(entries, ensure_ascii=False))
         return 0

@@ -30,11 +30,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.registry import audit
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, record_errors
 from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.config import Home
 
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
 INDEX_SCHEMA = pa.schema(
     [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
@@ -81,16 +82,16 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost."""
-    if p.obj is not None or (p.raw is None and p.record is not None):
+    """What was submitted, kept verbatim so that nothing is lost: the record's original text (a NaN
+    stays NaN, 1e309 stays 1e309), else the whole file."""
+    text = p.verbatim()
+    if text is not None:
+        return {"payload": text, "payload_encoding": "json" if p.error is None else "text"}
+    if p.obj is not None or p.record is not None:
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
-        except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            import json
-
-            return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
-    if p.raw is not None:
-        return {"payload": p.raw, "payload_encoding": "text"}
+        except TypeError:
+            return {"payload": repr(p.obj), "payload_encoding": "text"}
     raw = data.read() if isinstance(data, FileSource) else (data or b"")
     return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
 
@@ -203,14 +204,18 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]]):
             quarantine.append((r, _payload(p, data)))
             receipts.append(r)
             continue
-        errors = validate_record(p.obj)
         rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
-        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, [], rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
         receipts.append(r)
-        if errors:
+        try:
+            r.errors = record_errors(p)
+            if not r.errors:
+                canon, h = content_hash(p.obj)
+        except Exception:  # noqa: BLE001 - one record fails, never its file
+            r.errors = [Error("$", INTERNAL_ERROR)]
+        if r.errors:
             quarantine.append((r, _payload(p, None)))
         else:
-            canon, h = content_hash(p.obj)
             valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
     return receipts, quarantine, valid
 
@@ -259,7 +264,7 @@ def _classify_and_write(
                     f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
                 )
             ]
-            quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
+            quarantine.append((r, _payload(v.parsed, None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()

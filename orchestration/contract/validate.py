@@ -155,7 +155,8 @@ def _translate(err: dict[str, Any]) -> Error:
         bound = ctx.get("le", ctx.get("lt"))
         msg = f"{show(value)} is above the maximum {bound}"
     elif kind == "string_pattern_mismatch":
-        msg = f"{show(value)} {_PATTERN_HELP.get(str(leaf), 'does not have the required form')}"
+        # the value is not repeated: what fails an identifier's pattern may be a name typed in the wrong field
+        msg = _PATTERN_HELP.get(str(leaf), "does not have the required form")
     elif kind == "string_too_long":
         msg = f"is longer than the maximum of {ctx.get('max_length')} characters"
     elif kind == "string_too_short":

@@ -231,8 +231,9 @@ def _classify_and_write(
 ) -> list[Receipt]:
     if withdrawn:
         kept = []
+        withdrawn_keys = {w.lower() for w in withdrawn}  # case-insensitive: WD-1 withdrawn blocks wd-1
         for v in valid:
-            if v.case_id in withdrawn:
+            if v.case_id.lower() in withdrawn_keys:
                 r = receipts[v.seq]
                 r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
                 # the payload of a withdrawn patient is not kept, not even in quarantine

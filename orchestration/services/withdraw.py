@@ -9,7 +9,8 @@
 2. redacts the case's audit events to case id, revision, status and time (marked withdrawn: no file
    name or record position) and appends the withdrawal (case id, reason, time);
 3. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
-   snapshot is published, and every older snapshot version is removed.
+   snapshot is published, every older snapshot version is removed, and the warehouse file is rewritten
+   so that no freed page still holds the case (:mod:`orchestration.warehouse.compact`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow.parquet as pq
 
 from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.config import Home
+from orchestration.warehouse.compact import compact
 from orchestration.warehouse.publish import prune
 
 
@@ -40,7 +42,14 @@ def withdrawals_dir(home: Home) -> Path:
     return home.root / "withdrawals"
 
 
+def is_withdrawn(case_id: str, withdrawn: set[str]) -> bool:
+    """Whether ``case_id`` is a withdrawn case, ignoring case: ``wd-canary-01`` may not come back
+    after ``WD-CANARY-01`` was withdrawn."""
+    return case_id.lower() in {w.lower() for w in withdrawn}
+
+
 def withdrawn_case_ids(home: Home) -> set[str]:
+    """The case ids of every withdrawal, as withdrawn (compare with :func:`is_withdrawn`)."""
     d = withdrawals_dir(home)
     out = set()
     if d.exists():
@@ -157,4 +166,5 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
         result.build_success = summary.success
         if summary.success:
             prune(home, keep=1)  # older versions may still hold the withdrawn case
+            compact(home)  # and the warehouse's freed pages still hold its text
     return result

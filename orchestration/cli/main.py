@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
+from orchestration.cli.common import UserError, home_from_args as _home, printable as _p, receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 
 
@@ -136,9 +136,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     for e in entries:
         state = f"resolved {e['resolved_at']}" if e["resolved_at"] else "open"
         rec = "whole file" if e["record"] is None else f"record {e['record']}"
-        print(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]")
+        print(_p(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]"))
         for err in e["errors"]:
-            print(f"    {err['path']}: {err['message']}")
+            print(_p(f"    {err['path']}: {err['message']}"))
     return 0
 
 
@@ -205,7 +205,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         return 0
     for e in events:
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)
-        print(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}")
+        print(_p(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}"))
     return 0
 
 

@@ -50,6 +50,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from orchestration.registry.textsafety import safe_csv_cell
 from orchestration.warehouse import snapshot
 from orchestration.config import Home
 
@@ -577,9 +578,9 @@ def format_result(result: QueryResult, fmt: str, *, max_display_rows: int | None
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
+        w.writerow([safe_csv_cell(c) for c in cols])
         for r in rows:
-            w.writerow([_csv_cell(r.get(c)) for c in cols])
+            w.writerow([safe_csv_cell(_csv_cell(r.get(c))) if isinstance(r.get(c), str) else _csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
     if fmt == "table":
         return _text_table(result, rows, max_display_rows)

@@ -80,7 +80,7 @@ _any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
 _CON: list = []
 
 
-@settings(max_examples=60, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(_spelling, _mutated, _any_text), min_size=50, max_size=100))
 def test_generated_units_mean_the_same_in_python_and_in_dbt(units):
     if not _CON:

@@ -3,8 +3,9 @@
 Vocabularies are read from ``seeds/reference/vocabularies.csv`` and analytes from
 ``seeds/reference/analytes.csv``, so the model, the committed JSON Schema and dbt share one source.
 Structure, types, vocabularies and ranges are checked here (pydantic-core, in Rust, in strict
-mode: a boolean is never a number, NaN and Infinity are refused; a whole-number float such as ``40.0``
-is an integer, as in JSON Schema).
+mode: a boolean is never a number, NaN and Infinity are refused). A whole-number float such as ``40.0``
+is an integer, as in JSON Schema: :func:`orchestration.contract.validate.validate_record` reads it as
+one (:func:`whole_number`) before the model sees it.
 Rules that relate fields to one another, or units to analytes, live in :mod:`.validate`.
 """
 
@@ -15,7 +16,7 @@ import math
 import typing
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from orchestration.contract.reference import load
 
@@ -59,16 +60,6 @@ Day = Optional[int]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _whole_numbers(cls, data: Any) -> Any:
-        """Integer fields read a whole-number float as the int it is (as JSON Schema does)."""
-        if isinstance(data, dict):
-            names = [k for k in int_field_names(cls) if type(data.get(k)) is float]
-            if names:
-                data = {**data, **{k: whole_number(data[k]) for k in names}}
-        return data
 
 
 class Patient(_Strict):

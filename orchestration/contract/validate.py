@@ -309,9 +309,11 @@ def _whole_numbers(obj: Any, model: type[BaseModel] = CaseRecord) -> None:
 
 
 def validate_record(obj: Any) -> list[Error]:
-    """All errors of one record (empty when the record is valid)."""
+    """All errors of one record (empty when the record is valid). Whole-number floats in integer
+    fields (``40.0``) are replaced by ints in ``obj`` first, as JSON Schema counts them integers."""
     if not isinstance(obj, dict):
         return [Error("$", f"a case record must be a JSON object, not {show(obj)}")]
+    _whole_numbers(obj)
     errors: list[Error] = []
     try:
         CaseRecord.model_validate(obj)
@@ -694,7 +696,6 @@ def _element(source_file: str, index: int, raw: bytes | str, line_offset: int, w
     except Exception:  # noqa: BLE001 - an unexpected failure quarantines the record, not the file
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
         return ParsedRecord(source_file, index, raw=text.rstrip("\r\n"), error=Error("$", f"{what} could not be read (internal error)"))
-    _whole_numbers(obj)
     return ParsedRecord(source_file, index, obj=obj, problems=problems, source=raw)
 
 
@@ -728,10 +729,8 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
             if isinstance(doc, list):
                 spans = _ArraySpans(text)
                 for i, obj in enumerate(doc):
-                    _whole_numbers(obj)
                     yield ParsedRecord(source_file, i, obj=obj, spans=spans)
             elif isinstance(doc, dict):
-                _whole_numbers(doc)
                 yield ParsedRecord(source_file, 0, obj=doc, source=text)
             else:
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))

@@ -50,7 +50,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.registry.textsafety import safe_csv_cell
+from orchestration.registry.textsafety import escape_controls, safe_csv_cell
 from orchestration.warehouse import snapshot
 from orchestration.config import Home
 
@@ -664,7 +664,7 @@ def _text_cell(v: Any) -> str:
         s = "\\x" + bytes(v).hex()
     else:
         s = str(v)
-    s = s.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    s = escape_controls(s.replace("\t", " "))  # no raw ESC, BEL or CR from submitted text in a terminal
     return s if len(s) <= _MAX_CELL else s[: _MAX_CELL - 1] + "…"
 
 

@@ -61,3 +61,9 @@ def test_sql_console_csv_is_neutralised():
     t = pa.table({"x": [-3.2], "s": ["@SUM(A1)"], "n": [-5]})
     out = format_result(QueryResult(["x", "s", "n"], t, 0.0, False, 1), "csv")
     assert list(csv.reader(io.StringIO(out))) == [["x", "s", "n"], ["-3.2", "'@SUM(A1)", "-5"]]
+
+
+def test_sql_console_table_escapes_control_characters():
+    t = pa.table({"s": ["a\x1b[31mb\r\nc\x07"]})
+    out = format_result(QueryResult(["s"], t, 0.0, False, 1), "table")
+    assert not any(c in out for c in RAW) and "a\\x1b[31mb\\r\\nc\\x07" in out

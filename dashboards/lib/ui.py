@@ -9,9 +9,11 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
-from dashboards.lib import cohort, data, labels, queries
+from dashboards.lib import cohort, data, labels
 from dashboards.lib.cohort import CohortFilter
+from dashboards.queries import common as common_queries
 from orchestration.registry.textsafety import to_safe_csv
 
 NOTHING_PUBLISHED = (
@@ -72,7 +74,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     """The shared cohort filter in the sidebar; every widget is bound to the URL query string (its
     key is the parameter name, see :mod:`dashboards.lib.cohort`). Returns the filter and keeps it
     (and the cohort's size) in the session for the page."""
-    opts = data.run(snap, queries.filter_options)
+    opts = data.run(snap, common_queries.filter_options)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731
@@ -103,7 +105,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         f = cohort.from_widgets(values, yb)
         st.button("Reset filter", on_click=_reset_filter, args=(yb,), icon=":material/restart_alt:", disabled=f.is_default,
                   width="stretch")
-    size = data.run(snap, queries.cohort_size, f)
+    size = data.run(snap, common_queries.cohort_size, f)
     with size_box:
         st.metric("Cohort", f"{size['n_cases']:,} cases", border=True,
                   help=f"{size['n_cases']:,} of the {size['n_registry']:,} cases in the published snapshot match the filter.")
@@ -135,8 +137,6 @@ def ensure_navigation() -> None:
     a request for ``/mortality`` would run ``pages/mortality.py`` on its own. A page that finds
     itself run that way switches the mode off and reruns, which goes through ``app.py``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
@@ -156,13 +156,13 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
     snap = st.session_state.get(SNAPSHOT_STATE) or data.current_snapshot()
     if snap is None:
         no_snapshot(title)
-    vocab = data.run(snap, queries.vocabulary)
+    vocab = data.run(snap, common_queries.vocabulary)
     if filtered:
         f = st.session_state.get(FILTER_STATE) or CohortFilter()
-        size = st.session_state.get(SIZE_STATE) or data.run(snap, queries.cohort_size, f)
+        size = st.session_state.get(SIZE_STATE) or data.run(snap, common_queries.cohort_size, f)
     else:
         f = CohortFilter()
-        size = data.run(snap, queries.cohort_size, f)
+        size = data.run(snap, common_queries.cohort_size, f)
     st.title(title)
     if intro:
         st.caption(intro)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import codecs
 import datetime as _dt
 import functools
-import typing
 import json
 import math
 import re
+import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
@@ -609,8 +610,6 @@ class FileSource:
     with bounded memory (a memory map would count the whole file in the process's RSS)."""
 
     def __init__(self, path) -> None:
-        from pathlib import Path
-
         self.path = Path(path)
 
     def __len__(self) -> int:

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import record, run_cli, write_jsonl
+from tests.support import record, run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("build")]
 

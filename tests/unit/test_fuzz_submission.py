@@ -25,7 +25,7 @@ from orchestration.contract.model import REF
 from orchestration.contract.validate import _semantic, parse_submission, record_errors
 from orchestration.registry.landing import submit
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import MINIMAL, seed_case
+from tests.support import MINIMAL, seed_case
 
 FUZZ = settings(derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 

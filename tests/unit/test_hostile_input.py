@@ -10,8 +10,9 @@ import pytest
 
 from orchestration.contract.validate import parse_submission, record_errors, validate_record
 from orchestration.registry import landing
-from orchestration.registry.landing import quarantine_entries, submit
-from tests.conftest import MINIMAL, record, run_cli
+from orchestration.registry.landing import submit
+from orchestration.registry.quarantine import quarantine_entries
+from tests.support import MINIMAL, record, run_cli
 
 
 def line(**changes) -> str:

@@ -8,7 +8,7 @@ import yaml
 from orchestration.config import DBT_PROJECT_DIR
 from orchestration.contract.model import CaseRecord
 from orchestration.contract.validate import validate_record
-from tests.conftest import record
+from tests.support import record
 
 
 def test_dbt_uses_the_contracts_case_id_pattern():

@@ -13,7 +13,7 @@ import pytest
 
 from orchestration.registry.textsafety import escape_controls, safe_csv_cell, to_safe_csv
 from orchestration.sql.console import QueryResult, format_result
-from tests.conftest import record, run_cli
+from tests.support import record, run_cli
 
 RAW = ("\x1b", "\r", "\x07", "\x9b", "\u2028", "\u202e")
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR
 from orchestration.contract.reference import UNIT_SPELLINGS_FILE, generate_unit_spellings, load, unit_key
 from orchestration.contract.validate import validate_record
-from tests.conftest import record
+from tests.support import record
 
 SEED = REFERENCE_DIR / UNIT_SPELLINGS_FILE
 

@@ -246,6 +246,14 @@ def submit_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Any]:
     return out + (import_uploads(home, others) if others else [])
 
 
+def is_fhir_bundle(name: str, data: bytes) -> bool:
+    """A ``.json`` upload that is a FHIR Bundle (its ``resourceType`` near the start), not a case record."""
+    if not name.lower().endswith(".json"):
+        return False
+    head = bytes(data[:4096])
+    return b'"resourceType"' in head and b'"Bundle"' in head
+
+
 def _first_line(data: bytes) -> bytes:
     return bytes(data[:4096]).removeprefix(b"\xef\xbb\xbf").split(b"\n", 1)[0].strip().strip(b'"')
 

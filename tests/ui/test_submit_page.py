@@ -332,7 +332,7 @@ def test_batch_upload_reports_every_record(at, home):
         ("broken.json", b'{"case_id": "UP-3",', "application/json"),
     ]
     (uploader,) = at.file_uploader
-    assert uploader.accept_multiple_files and sorted(uploader.allowed_type) == [".json", ".jsonl"]
+    assert uploader.accept_multiple_files and sorted(uploader.allowed_type) == [".csv", ".json", ".jsonl", ".xlsx"]  # every format (docs/import.md)
     ok(uploader.set_value(files).run())
     ok(at.button(key="cf_batch_submit").click().run())
     table = at.dataframe[0].value

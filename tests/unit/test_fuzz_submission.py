@@ -11,7 +11,6 @@ import copy
 import json
 import math
 import re
-import tempfile
 from pathlib import Path
 
 import jsonschema
@@ -164,7 +163,6 @@ def hostile_text(draw):
     return text
 
 
-_HOME_DIR = tempfile.mkdtemp(prefix="fuzz-home-")
 _N = [0]
 
 
@@ -174,9 +172,9 @@ def _count_lines(path: Path) -> int:
 
 @settings(FUZZ, max_examples=100)
 @given(st.lists(hostile_text(), min_size=1, max_size=25), st.sampled_from(["jsonl", "json"]), st.booleans())
-def test_every_record_of_a_hostile_file_is_accounted_for(texts, fmt, with_junk_line):
+def test_every_record_of_a_hostile_file_is_accounted_for(tmp_path_factory, texts, fmt, with_junk_line):
     _N[0] += 1
-    home = Home(Path(_HOME_DIR) / f"h{_N[0]}").ensure()
+    home = Home(tmp_path_factory.getbasetemp() / "fuzz" / f"h{_N[0]}").ensure()
     if fmt == "jsonl":
         lines = texts + (["not json at all"] if with_junk_line else [])
         data = "\n".join(t.replace("\n", " ") for t in lines).encode("utf-8", errors="surrogatepass")

@@ -11,7 +11,8 @@ resolutions as (
 -- What a rejected record may carry to the published quality tables: no free text that could identify a
 -- person. The case_id only when it has the contract's form (a name typed into it does not); the file's
 -- base name, not the submitter's path; a value repeated by an older message about an identifier's form
--- dropped; the name of an unknown field replaced (a field named after a patient).
+-- dropped; the name of an unknown field replaced (a field named after a patient); any other quoted
+-- value in a message masked unless it is a plain code (macros/published_text.sql).
 select
     q.quarantine_id,
     q.batch_id,
@@ -23,8 +24,7 @@ select
         'path': case when e.message like 'unknown %' then regexp_replace(e.path, '[^.\[\]]+$', '(unknown field)') else e.path end,
         'message': case
             when e.path in ('case_id', 'site_id') then regexp_replace(e.message, '^"(?:[^"\\]|\\.)*" ', '')
-            when e.message like 'unknown %' or e.message like 'has the key %' then regexp_replace(e.message, ' ?"(?:[^"\\]|\\.)*"', '', 'g')
-            else e.message
+            else {{ mask_submitted_values('e.message') }}
         end
     }) as errors,
     len(q.errors) as n_errors,

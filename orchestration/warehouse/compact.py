@@ -13,7 +13,8 @@ from pathlib import Path
 import duckdb
 
 from orchestration.config import Home
-from orchestration.registry.fsutil import file_lock, fsync_dir
+from orchestration.registry.fsutil import fsync_dir
+from orchestration.warehouse.locks import warehouse_lock
 
 
 def _q(path: Path) -> str:
@@ -27,7 +28,7 @@ def _wal(path: Path) -> Path:
 def compact(home: Home) -> int:
     """Rewrite ``home.warehouse``; returns the new file's size in bytes (0 when there is none)."""
     src = home.warehouse
-    with file_lock(home.locks / "warehouse.lock"):
+    with warehouse_lock(home):
         if not src.exists():
             return 0
         new = src.with_name(src.name + ".compact")

@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import analysis as analysis_cli
+from orchestration.cli import disclosure as disclosure_cli
 from orchestration.cli import fhir as fhir_cli
 from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
@@ -287,7 +289,8 @@ def _serve(home: Home, args: argparse.Namespace) -> int:
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0
-    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster)
+    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster,
+                 public=getattr(args, "public", False))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -346,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
-    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--port", type=int, default=None, help="default 8501, or 8502 with --public")
+    s.add_argument("--public", action="store_true",
+                   help="serve only the public dashboard: aggregate pages under the disclosure policy, no sign-in, no Dagster")
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
     s.set_defaults(func=cmd_serve)
@@ -366,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write", action="store_true", help="rewrite the committed schema file")
     s.set_defaults(func=cmd_schema)
 
+    disclosure_cli.register(sub)
+
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)
 
@@ -380,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_cli.register(import_sub)
     tabular.register(import_sub, export_sub, template_sub)
     ops.register(sub)
+    analysis_cli.register(sub)
     return p
 
 

@@ -58,7 +58,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for r in chunk:
             counts[r.status] += 1
         if args.format == "json":
-            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=False) for r in chunk)
+            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=True) for r in chunk)
             if body:
                 out.write(("" if first else ", ") + body)
                 first = False
@@ -139,7 +139,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     home = _home(args)
     entries = quarantine_entries(home, include_resolved=not args.unresolved, with_payload=args.format == "json")
     if args.format == "json":
-        print(json.dumps(entries, ensure_ascii=False))
+        print(json.dumps(entries, ensure_ascii=True))
         return 0
     if not entries:
         print("quarantine is empty")
@@ -239,7 +239,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.event:
         events = [e for e in events if e.get("event") == args.event]
     if args.format == "json":
-        print(json.dumps(events, ensure_ascii=False))
+        print(json.dumps(events, ensure_ascii=True))
         return 0
     for e in events:
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)

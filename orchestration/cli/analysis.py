@@ -63,7 +63,7 @@ def _clean(x: Any) -> Any:
 
 
 def _dump(obj: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(_clean(obj), ensure_ascii=True, allow_nan=False) + "\n")
 
 
 def _cell(v: Any) -> Any:

@@ -62,7 +62,7 @@ if case["is_synthetic"]:
     badges.insert(0, ":orange-badge[:material/science: Synthetic case]")
 else:
     badges.insert(0, f":blue-badge[{ctx.label('source', case['source'])}]")
-st.subheader(f"Case {lit(case_id)}")
+st.subheader(f"Case {case_id}")  # a case of the snapshot: its id matched the contract's pattern
 st.markdown(" ".join(badges))
 
 dead = case["vital_status"] == "dead"

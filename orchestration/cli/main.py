@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import access as access_cli
 from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 
@@ -200,6 +201,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     events = list(audit.read(home))
     if args.event:
         events = [e for e in events if e.get("event") == args.event]
+    if args.user:
+        from orchestration.registry.access import matches_user
+
+        events = [e for e in events if matches_user(e, args.user)]
     if args.format == "json":
         print(json.dumps(events, ensure_ascii=False))
         return 0
@@ -252,7 +257,7 @@ def _serve(home: Home, args: argparse.Namespace) -> int:
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0
-    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster)
+    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster, host=args.host)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -302,12 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
+    s.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address the dashboards listen on (non-loopback needs config/auth.toml)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
+    s.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address the dashboards listen on (non-loopback needs config/auth.toml)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("withdraw", help="withdraw a case (consent withdrawn): purge it everywhere analysts can read")
@@ -318,7 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("audit", help="print the append-only audit log")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    s.add_argument("--event", help="only events of this kind (submission, quarantine_resolved, withdrawal, build, publish)")
+    s.add_argument("--event", help="only events of this kind (submission, quarantine_resolved, withdrawal, build, publish, sign_in, ...)")
+    s.add_argument("--user", metavar="EMAIL", help="only what this user did (or what was granted to them)")
     s.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
@@ -327,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)
+
+    access_cli.register(sub)
 
     # Other ways in and out: each format registers its sub-commands under these three.
     s = sub.add_parser("import", help="import cases from REDCap, spreadsheets or FHIR R4 bundles (same checks as submit)")
@@ -341,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # the registry home and everything in it: readable by its owner only
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -24,7 +24,7 @@ def append(home: Home, events: Iterable[dict[str, Any]]) -> int:
         return 0
     home.audit_log.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(home.locks / "audit.lock"):
-        fd = os.open(home.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(home.audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, payload)
             os.fsync(fd)

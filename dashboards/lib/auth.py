@@ -119,15 +119,38 @@ def sites_readable() -> frozenset[str] | None:
     return current().sites_readable()
 
 
+def site_scope() -> tuple[str, ...] | None:
+    """:func:`sites_readable` as the hashable argument the case-level queries take."""
+    s = sites_readable()
+    return None if s is None else tuple(sorted(s))
+
+
 def submit_sites() -> frozenset[str] | None:
     """Sites this user may submit and correct records for (None: every site)."""
     return current().sites_submittable()
 
 
-def audit(kind: str, **fields) -> None:
-    """One audit line for an access of the current user (case_view, sql_query, download, ...)."""
+def current_email() -> str:
     user = st.session_state.get(USER_STATE)
-    access.record(data.home(), user.email if user else "anonymous", kind, **fields)
+    return user.email if user else "anonymous"
+
+
+def audit(kind: str, *, user: str | None = None, **fields) -> None:
+    """One audit line for an access of the current user (case_view, sql_query, download, ...)."""
+    access.record(data.home(), user or current_email(), kind, **fields)
+
+
+def recent_accesses(limit: int = 200) -> list[dict]:
+    if not current().may_read_audit():
+        return []
+    return access.recent_accesses(data.home(), limit)
+
+
+def audit_case_view(case_id: str) -> None:
+    """One ``case_view`` line each time this session opens a case's detail (not on every rerun of the same case)."""
+    if st.session_state.get("registry_case_viewed") != case_id:
+        st.session_state["registry_case_viewed"] = case_id
+        audit("case_view", case_id=case_id)
 
 
 # --------------------------------------------------------------------------- what is shown instead of a page

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.lib import cohort, data, labels, queries
+from dashboards.lib import auth, cohort, data, labels, queries
 from dashboards.lib.cohort import CohortFilter
 
 NOTHING_PUBLISHED = (
@@ -200,12 +200,18 @@ def csv_bytes(df: pd.DataFrame) -> bytes:
 
 def download(df: pd.DataFrame | Any, name: str, *, key: str | None = None, label: str = "Download CSV") -> None:
     """A CSV download button; ``df`` may be a DataFrame or a function returning one (run on click)."""
+    who = auth.current_email()  # the download runs on click, maybe outside this script run
+
+    def audited(frame: pd.DataFrame) -> bytes:  # one audit line per download: what, how many rows
+        auth.audit("download", what=name, rows=len(frame), user=who)
+        return csv_bytes(frame)
+
     if callable(df):
         producer = df
-        payload = lambda: csv_bytes(producer())  # noqa: E731
+        payload = lambda: audited(producer())  # noqa: E731
     else:
         frame = df
-        payload = lambda: csv_bytes(frame)  # noqa: E731
+        payload = lambda: audited(frame)  # noqa: E731
     st.download_button(label, data=payload, file_name=f"{name}.csv", mime="text/csv", key=key or f"dl-{name}",
                        on_click="ignore", icon=":material/download:", type="tertiary")
 

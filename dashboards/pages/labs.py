@@ -4,8 +4,9 @@ calcium × phosphate product."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import auth, charts, data, labels, queries, ui
 
+auth.guard("labs")
 ctx = ui.start_page("Labs", "Laboratory values converted to each analyte's canonical unit at ingestion. By default one value per "
                     "case: its baseline (earliest) value, as in mart_lab_distributions.")
 if ui.empty_cohort(ctx):

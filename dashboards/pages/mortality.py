@@ -4,8 +4,9 @@ log-rank test and causes of death."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import auth, charts, data, labels, queries, ui
 
+auth.guard("mortality")
 ctx = ui.start_page("Mortality", "Survival from day 0 (first presentation). Cases with unknown vital status are left out; "
                     "the others are followed until death or last contact (censored).")
 if ui.empty_cohort(ctx):

@@ -3,8 +3,9 @@ visceral rather than cutaneous only."""
 
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import auth, charts, data, labels, queries, ui
 
+auth.guard("organs")
 ctx = ui.start_page("Organs", "Organs with calcific vasculopathy. Cutaneous: skin, subcutaneous fat, skeletal muscle; "
                     "visceral: every other organ.")
 if ui.empty_cohort(ctx):

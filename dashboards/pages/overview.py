@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, queries, ui
+from dashboards.lib import auth, charts, data, labels, queries, ui
 
+auth.guard("")
 ctx = ui.start_page("Calciphylaxis Registry", "Cases of calciphylaxis (calcific uraemic arteriolopathy) in the published snapshot.")
 if ui.empty_cohort(ctx):
     st.stop()

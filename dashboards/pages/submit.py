@@ -20,12 +20,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.lib import case_form as cf
-from dashboards.lib import data, ui
+from dashboards.lib import auth, data, ui
 from orchestration.contract.validate import validate_record
-from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, quarantine_entries, resolve_quarantine, submit
+from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, REFUSED, quarantine_entries, resolve_quarantine, submit
 from orchestration.config import Home
 
 ui.ensure_navigation()  # keep: runs this page inside app.py on a fresh server (see its docstring)
+USER = auth.guard("submit")
+MY_SITES = USER.sites_submittable()  # None: any site (coordinator); site_staff: their sites, enforced by submit()
 
 TABS = ("Case report form", "Batch upload", "Quarantine")
 QUARANTINE_LIMIT = 1000  # entries listed in the Quarantine tab (newest first)
@@ -177,14 +179,18 @@ def _submit() -> None:
     S["cf_blocked"] = 0
     home = data.home()
     body = json.dumps(record, ensure_ascii=False, indent=2).encode("utf-8")
-    (r,) = submit(home, [(f"form:{record['case_id']}", body)], channel="form")
+    mode = S.get("cf_mode") or {}
+    if mode.get("kind") == "correct" and not _may_correct(mode.get("qid")):
+        S["cf_receipt"] = None
+        S["cf_q_msg"] = ("err", "This quarantine entry is not one of your sites' records.")
+        return
+    (r,) = submit(home, [(f"form:{record['case_id']}", body)], channel="form", allowed_sites=MY_SITES, user=USER.email)
     receipt = {
         "status": r.status, "case_id": r.case_id, "revision": r.revision, "quarantine_id": r.quarantine_id,
         "errors": [e.as_dict() for e in r.errors], "record": record, "batch_id": None, "resolved": None,
     }
     if r.status == ACCEPTED:
         receipt["batch_id"] = cf.batch_of(home, r.case_id, r.revision)
-    mode = S.get("cf_mode") or {}
     if mode.get("kind") == "correct" and r.status in (ACCEPTED, DUPLICATE):
         note = f"corrected and resubmitted as {r.case_id} r{r.revision}" + (" (identical to the accepted record)" if r.status == DUPLICATE else "")
         resolve_quarantine(home, mode["qid"], note=note)
@@ -205,6 +211,10 @@ def _load_existing() -> None:
         return
     home = data.home()
     rec = cf.latest_record(home, cid)
+    if rec is not None and not USER.may_submit(rec.get("site_id")):  # another site's case: not even shown
+        auth.audit("access_refused", page="/submit", case_id=cid)
+        S["cf_load_msg"] = f"Case {cid} is not a case of your sites ({', '.join(sorted(MY_SITES or ()))})."
+        return
     if rec is None:
         from orchestration.services.withdraw import withdrawn_case_ids
 
@@ -503,6 +513,10 @@ def _receipt(rc: dict[str, Any]) -> None:
         resolved = f" Quarantine entry `{rc['resolved']}` is marked resolved." if rc.get("resolved") else ""
         st.info(f"**Duplicate**: case **{cid}** revision {rev} is already in the registry with exactly this content, so nothing "
                 f"changed.{resolved}", icon=":material/content_copy:")
+    elif status == REFUSED:
+        st.error(f"**Refused**: case **{cid}** was neither landed nor quarantined, because:", icon=":material/block:")
+        for e in rc["errors"]:
+            _msg("err", [e["message"]], path=e["path"])
     else:
         st.error(f"**Quarantined**: case **{cid}** revision {rev} was kept in quarantine as `{rc['quarantine_id']}`, because:",
                  icon=":material/block:")
@@ -743,7 +757,7 @@ def _submit_batch() -> None:
     files = S.get(f"cf_upload_{n}") or []
     if not files:
         return
-    receipts = submit(data.home(), [(f.name, f.getvalue()) for f in files], channel="upload")
+    receipts = submit(data.home(), [(f.name, f.getvalue()) for f in files], channel="upload", allowed_sites=MY_SITES, user=USER.email)
     S["cf_batch"] = {"files": [f.name for f in files], "rows": cf.batch_rows(receipts)}
     S["cf_upload_n"] = n + 1  # a fresh, empty uploader: the same files are not sent twice by accident
 
@@ -776,6 +790,10 @@ def batch_upload() -> None:
                                                                     help="Line number in JSON Lines; position (from 0) in a JSON array")},
              caption="Reasons as `path: message`, separated by ` | `. Accepted records appear in the dashboards after the next "
                      "automatic rebuild (about a minute while `registry serve` runs).")
+    refused = df[df["status"] == REFUSED]
+    if len(refused):
+        st.error(f"**{len(refused):,} record{'s were' if len(refused) != 1 else ' was'} refused** (neither landed nor quarantined): "
+                 + "; ".join(str(x) for x in refused["reasons"].head(3)), icon=":material/block:")
     if counts.get(QUARANTINED, 0):
         st.info("Quarantined records wait in the **Quarantine** tab: open one in the form, fix it, and resubmit.",
                 icon=":material/healing:")
@@ -813,7 +831,19 @@ def _pick_entry() -> None:
         S["cf_q_pick"] = ids[rows[0]]
 
 
+def _may_correct(qid: str | None) -> bool:
+    """May this user see and correct quarantine entry ``qid`` (its record's site is one of theirs)?"""
+    if MY_SITES is None:
+        return True
+    home = data.home()
+    entries = _entries(str(home.root), _dir_sig(home.quarantine_batches, home.quarantine_resolutions))
+    return any(e["quarantine_id"] == qid and USER.may_correct(e) for e in entries)
+
+
 def _resolve(qid: str) -> None:
+    if not _may_correct(qid):
+        S["cf_q_msg"] = ("err", "This quarantine entry is not one of your sites' records.")
+        return
     note = (S.get("cf_q_note") or "").strip()
     if not note:
         S["cf_q_msg"] = ("err", "Write a note first: why is this entry resolved? (It is kept with the note.)")
@@ -826,6 +856,9 @@ def _resolve(qid: str) -> None:
 def quarantine() -> None:
     home = data.home()
     entries = _entries(str(home.root), _dir_sig(home.quarantine_batches, home.quarantine_resolutions))
+    if MY_SITES is not None:  # site_staff: only the records of their sites (read from each record's site_id)
+        entries = [e for e in entries if USER.may_correct(e)]
+        st.caption(f"Quarantined records of your sites: {', '.join(sorted(MY_SITES))}.")
     open_ = [e for e in entries if not e["resolved_at"]]
     n_resolved = len(entries) - len(open_)
     st.markdown("Records that failed a check wait here with every reason: nothing is dropped. Open one in the form to fix and "

@@ -2,7 +2,8 @@
 
 The entry point only declares the pages (their URL paths are part of the interface), draws the
 shared cohort filter in the sidebar of the analysis pages and runs the chosen page. Page files are
-thin; their logic lives in ``dashboards/lib`` (see ``dashboards/lib/queries.py``).
+thin: their queries live in ``dashboards/queries`` (one module per page), shared widgets and
+charts in ``dashboards/lib``, the submission form in ``dashboards/submit``.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ def _visible(path: str) -> str:
 
 
 pages = [
-    st.Page(HERE / "pages" / "overview.py", title="Overview", url_path="", default=True, visibility=_visible(""), icon=":material/dashboard:"),
-    st.Page(HERE / "pages" / "mortality.py", title="Mortality", url_path="mortality", visibility=_visible("mortality"), icon=":material/monitor_heart:"),
-    st.Page(HERE / "pages" / "organs.py", title="Organs", url_path="organs", visibility=_visible("organs"), icon=":material/pulmonology:"),
-    st.Page(HERE / "pages" / "labs.py", title="Labs", url_path="labs", visibility=_visible("labs"), icon=":material/biotech:"),
-    st.Page(HERE / "pages" / "cases.py", title="Cases", url_path="cases", visibility=_visible("cases"), icon=":material/person_search:"),
-    st.Page(HERE / "pages" / "quality.py", title="Data quality", url_path="quality", visibility=_visible("quality"), icon=":material/fact_check:"),
-    st.Page(HERE / "pages" / "submit.py", title="Submit", url_path="submit", visibility=_visible("submit"), icon=":material/upload_file:"),
-    st.Page(HERE / "pages" / "sql.py", title="SQL", url_path="sql", visibility=_visible("sql"), icon=":material/terminal:"),
+    st.Page(HERE / "app_pages" / "overview.py", title="Overview", url_path="", default=True, visibility=_visible(""), icon=":material/dashboard:"),
+    st.Page(HERE / "app_pages" / "mortality.py", title="Mortality", url_path="mortality", visibility=_visible("mortality"), icon=":material/monitor_heart:"),
+    st.Page(HERE / "app_pages" / "organs.py", title="Organs", url_path="organs", visibility=_visible("organs"), icon=":material/pulmonology:"),
+    st.Page(HERE / "app_pages" / "labs.py", title="Labs", url_path="labs", visibility=_visible("labs"), icon=":material/biotech:"),
+    st.Page(HERE / "app_pages" / "cases.py", title="Cases", url_path="cases", visibility=_visible("cases"), icon=":material/person_search:"),
+    st.Page(HERE / "app_pages" / "quality.py", title="Data quality", url_path="quality", visibility=_visible("quality"), icon=":material/fact_check:"),
+    st.Page(HERE / "app_pages" / "submit.py", title="Submit", url_path="submit", visibility=_visible("submit"), icon=":material/upload_file:"),
+    st.Page(HERE / "app_pages" / "sql.py", title="SQL", url_path="sql", visibility=_visible("sql"), icon=":material/terminal:"),
 ]
 if user is None or not user.has_access:  # sign-in page or "no access": nothing of the registry
     st.navigation(pages, position="hidden")

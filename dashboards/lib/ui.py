@@ -11,8 +11,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.lib import auth, cohort, data, labels, queries
+from dashboards.lib import auth, cohort, data, labels
 from dashboards.lib.cohort import CohortFilter
+from dashboards.queries import common as common_queries
 
 NOTHING_PUBLISHED = (
     "**Nothing published yet: run `registry build`.**\n\n"
@@ -72,7 +73,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     """The shared cohort filter in the sidebar; every widget is bound to the URL query string (its
     key is the parameter name, see :mod:`dashboards.lib.cohort`). Returns the filter and keeps it
     (and the cohort's size) in the session for the page."""
-    opts = data.run(snap, queries.filter_options)
+    opts = data.run(snap, common_queries.filter_options)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731
@@ -103,7 +104,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         f = cohort.from_widgets(values, yb)
         st.button("Reset filter", on_click=_reset_filter, args=(yb,), icon=":material/restart_alt:", disabled=f.is_default,
                   width="stretch")
-    size = data.run(snap, queries.cohort_size, f)
+    size = data.run(snap, common_queries.cohort_size, f)
     with size_box:
         st.metric("Cohort", f"{size['n_cases']:,} cases", border=True,
                   help=f"{size['n_cases']:,} of the {size['n_registry']:,} cases in the published snapshot match the filter.")
@@ -156,13 +157,13 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
     snap = st.session_state.get(SNAPSHOT_STATE) or data.current_snapshot()
     if snap is None:
         no_snapshot(title)
-    vocab = data.run(snap, queries.vocabulary)
+    vocab = data.run(snap, common_queries.vocabulary)
     if filtered:
         f = st.session_state.get(FILTER_STATE) or CohortFilter()
-        size = st.session_state.get(SIZE_STATE) or data.run(snap, queries.cohort_size, f)
+        size = st.session_state.get(SIZE_STATE) or data.run(snap, common_queries.cohort_size, f)
     else:
         f = CohortFilter()
-        size = data.run(snap, queries.cohort_size, f)
+        size = data.run(snap, common_queries.cohort_size, f)
     st.title(title)
     if intro:
         st.caption(intro)

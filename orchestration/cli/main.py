@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestration.cli import access as access_cli
-from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
+from orchestration.cli.common import UserError
+from orchestration.cli.common import home_from_args as _home
+from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
-
 
 # --------------------------------------------------------------------------- submit
 
@@ -101,8 +102,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from orchestration.warehouse import snapshot
     from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
+    from orchestration.warehouse import snapshot
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()
@@ -125,7 +126,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import quarantine_entries
+    from orchestration.registry.quarantine import quarantine_entries
 
     home = _home(args)
     entries = quarantine_entries(home, include_resolved=not args.unresolved)
@@ -141,6 +142,40 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         for err in e["errors"]:
             print(f"    {err['path']}: {err['message']}")
     return 0
+
+
+def cmd_quarantine_resolve(args: argparse.Namespace) -> int:
+    """Resolve a quarantine entry: with ``--record FILE`` by submitting the corrected record (resolved
+    when it lands), else with a note alone. The /submit form's correction does the same."""
+    from orchestration.services import quarantine as service
+
+    home = _home(args)
+    try:
+        if args.record is None:
+            if not args.note:
+                raise UserError("give --record FILE (the corrected record) or --note TEXT (why it needs no resubmission)")
+            service.resolve(home, args.quarantine_id, args.note)
+            print(f"RESOLVED     {args.quarantine_id}  (note: {args.note})")
+            return 0
+        path = Path(args.record)
+        try:
+            record = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise UserError(f"{args.record}: no such file") from None
+        except ValueError as exc:
+            raise UserError(f"{args.record}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{args.record}: must hold one case record (a JSON object)")
+        c = service.correct(home, args.quarantine_id, record, channel="cli", source=str(path))
+    except (service.UnknownEntry, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    for line in _receipt_line(c.receipt):
+        print(line)
+    if c.resolved:
+        print(f"RESOLVED     {c.resolved}  (corrected as {c.receipt.case_id} r{c.receipt.revision})")
+        return 0
+    print(f"OPEN         {args.quarantine_id}  (the correction did not land: fix it and try again)")
+    return 1
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -293,6 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--unresolved", action="store_true", help="only entries not yet resolved")
     s.set_defaults(func=cmd_quarantine)
+    qsub = s.add_subparsers(dest="quarantine_action", metavar="ACTION")
+    r = qsub.add_parser("resolve", help="correct a quarantined record (--record FILE) or resolve it with a note")
+    r.add_argument("quarantine_id", metavar="QUARANTINE_ID")
+    r.add_argument("--record", metavar="FILE", help="the corrected record (JSON object): submitted, and the entry resolved when it lands")
+    r.add_argument("--note", metavar="TEXT", help="why the entry needs no resubmission (without --record)")
+    r.set_defaults(func=cmd_quarantine_resolve)
 
     s = sub.add_parser("generate", help="write a deterministic synthetic cohort (JSON Lines, source: synthetic)")
     s.add_argument("out", metavar="OUT.jsonl")

@@ -13,8 +13,8 @@ from typing import Any, Iterable, Iterator
 
 import orjson
 
-from orchestration.registry.fsutil import file_lock, utcnow
 from orchestration.config import Home
+from orchestration.registry.fsutil import file_lock, utcnow
 
 
 def append(home: Home, events: Iterable[dict[str, Any]]) -> int:

@@ -34,10 +34,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.registry import audit
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
-from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.config import Home
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
+from orchestration.registry import audit
+from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
 
@@ -209,8 +210,6 @@ def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecor
     out: list[Receipt] = []
     if parsed:
         validated = _validate_chunk(parsed)
-        from orchestration.services.withdraw import withdrawn_case_ids
-
         with file_lock(home.locks / "landing.lock"):
             index.refresh()
             out = _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel, user)
@@ -380,63 +379,87 @@ def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> l
     return submit(home, [(p, open_file(p)) for p in paths], channel=channel)
 
 
-# --------------------------------------------------------------------------- quarantine
+# --------------------------------------------------------------------------- read side (accepted records)
 
 
-def _payloads(home: Home, batch_stem: str) -> dict[str, dict[str, Any]]:
-    f = home.quarantine_payloads / f"{batch_stem}.jsonl"
-    out = {}
-    if f.exists():
-        with open(f, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    p = orjson.loads(line)
-                    out[p["quarantine_id"]] = p
-    return out
+def _index_files(home: Home) -> list[str]:
+    return [str(f) for f in sorted(home.landing_index.glob("*.parquet"))] if home.landing_index.exists() else []
 
 
-def quarantine_entries(home: Home, *, with_payload: bool = False, include_resolved: bool = True) -> list[dict[str, Any]]:
-    """Every quarantined record, oldest first, with its resolution when it has one."""
-    resolutions = {r["quarantine_id"]: r for r in _resolutions(home)}
-    out = []
-    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
-        payloads = _payloads(home, f.stem) if with_payload else {}
-        with open(f, "rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                e = orjson.loads(line)
-                res = resolutions.get(e["quarantine_id"])
-                if res is not None and not include_resolved:
-                    continue
-                item = {
-                    "quarantine_id": e["quarantine_id"],
-                    "source_file": e["source_file"],
-                    "record": e["record"],
-                    "case_id": e["case_id"],
-                    "errors": e["errors"],
-                    "quarantined_at": e["quarantined_at"],
-                    "resolved_at": res["at"] if res else None,
-                    "resolution": res.get("note") if res else None,
-                }
-                if with_payload:
-                    p = payloads.get(e["quarantine_id"], {})
-                    item["payload"] = p.get("payload")
-                    item["payload_encoding"] = p.get("payload_encoding")
-                out.append(item)
-    return out
+def landed_revisions(home: Home, case_id: str) -> list[tuple[int, str]]:
+    """(revision, batch_id) of every accepted revision of a case, oldest first."""
+    files = _index_files(home)
+    if not files or not case_id:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            "SELECT revision, any_value(batch_id) FROM read_parquet(?) WHERE case_id = ? GROUP BY revision ORDER BY revision",
+            [files, case_id],
+        ).fetchall()
+    finally:
+        con.close()
+    return [(int(r), str(b)) for r, b in rows]
 
 
-def _resolutions(home: Home) -> Iterable[dict[str, Any]]:
-    for f in sorted(home.quarantine_resolutions.glob("*.jsonl")) if home.quarantine_resolutions.exists() else []:
-        with open(f, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    yield orjson.loads(line)
+def latest_revision(home: Home, case_id: str) -> int | None:
+    revs = landed_revisions(home, case_id)
+    return revs[-1][0] if revs else None
 
 
-def resolve_quarantine(home: Home, quarantine_id: str, *, note: str, resolved_by_batch: str | None = None) -> None:
-    """Mark a quarantine entry resolved (it is kept, never deleted)."""
-    rec = {"quarantine_id": quarantine_id, "at": utcnow().isoformat(), "note": note, "batch_id": resolved_by_batch}
-    atomic_write(home.quarantine_resolutions / f"{stamp()}.jsonl", orjson.dumps(rec) + b"\n", tmp_dir=home.tmp)
-    audit.event(home, "quarantine_resolved", quarantine_id=quarantine_id, note=note)
+def batch_of(home: Home, case_id: str, revision: int) -> str | None:
+    return dict(landed_revisions(home, case_id)).get(revision)
+
+
+def latest_landed(home: Home, case_id: str) -> dict[str, Any] | None:
+    """The landing-zone envelope of a case's highest accepted revision (``case_id``, ``revision``,
+    ``batch_id``, ``submitted_at``, ``channel``, ``record`` as submitted), or ``None``."""
+    revs = landed_revisions(home, case_id)
+    if not revs:
+        return None
+    rev, batch = revs[-1]
+    path = home.landing_batches / f"{batch}.jsonl"
+    needle = orjson.dumps(case_id)
+    with open(path, "rb") as f:
+        for line in f:
+            if needle in line:
+                env = orjson.loads(line)
+                if env.get("case_id") == case_id and env.get("revision") == rev:
+                    return {**env, "batch_id": batch}
+    return None
+
+
+def latest_record(home: Home, case_id: str) -> dict[str, Any] | None:
+    """The latest accepted revision of a case, exactly as submitted (with its revision filled in)."""
+    env = latest_landed(home, case_id)
+    if env is None:
+        return None
+    return {**env["record"], "revision": env["revision"]}
+
+
+def next_revision(home: Home, case_id: str, wanted: Any = 1) -> int:
+    """The revision a correction of ``case_id`` should carry: ``wanted`` unless the registry already
+    holds that revision or a later one, then the latest + 1."""
+    latest = latest_revision(home, case_id) if isinstance(case_id, str) else None
+    w = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1 else 1
+    return w if latest is None or w > latest else latest + 1
+
+
+# --------------------------------------------------------------------------- what the pipeline has to pick up
+
+
+def landing_watermark(home: Home) -> str | None:
+    """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
+    resolution or a withdrawal (all named by the same sortable stamp)."""
+    newest = None
+    for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals):
+        if not d.exists():
+            continue
+        for entry in d.iterdir():
+            name = entry.name
+            if name.startswith("."):
+                continue
+            stem = name.split(".", 1)[0]
+            if newest is None or stem > newest:
+                newest = stem
+    return newest

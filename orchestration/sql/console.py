@@ -37,8 +37,8 @@ import datetime as _dt
 import decimal
 import io
 import json
-import os
 import math
+import os
 import threading
 import time
 import uuid
@@ -50,8 +50,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
+from orchestration.warehouse import snapshot
 
 __all__ = [
     "DEFAULT_DISPLAY_ROWS",

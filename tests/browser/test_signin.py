@@ -23,7 +23,7 @@ from dashboards import measure
 from orchestration.config import REPO_ROOT, Home
 from orchestration.registry import access, audit
 from orchestration.synthetic.generate import generate_records
-from tests.conftest import ARTIFACTS, record, write_jsonl
+from tests.support import ARTIFACTS, record, write_jsonl
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("signin")]
 
@@ -279,6 +279,31 @@ def test_every_case_view_is_audited(pages, server, built, case_ids):
     text = open_path(page, server, f"cases?case={cid}")
     assert f"Case {cid}" in text
     assert any(e.get("case_id") == cid and e.get("at") for e in events(built, "case_view", email))
+
+
+# --------------------------------------------------------------------------- /submit for site staff
+
+
+def test_site_staff_cannot_land_another_sites_record_nor_see_its_quarantine(pages, server, built, tmp_path):
+    page, email = pages["site_staff"], USERS["site_staff"]
+    open_path(page, server, "submit")
+    page.get_by_role("tab", name="Quarantine").click()
+    page.wait_for_selector("text=Quarantined records of your sites", timeout=30_000)
+    settle(page)
+    text = main_text(page)
+    assert "BAD-A-1" in text and "BAD-B-1" not in text
+    page.get_by_role("tab", name="Batch upload").click()
+    f = write_jsonl(tmp_path / "other-site.jsonl", [record(case_id="SNEAK-B-1", site_id="DE-B"), record(case_id="OWN-A-1", site_id="DE-A")])
+    page.locator("input[type=file]").set_input_files(str(f))
+    page.get_by_role("button", name="Submit 1 file").click()
+    page.wait_for_selector("text=refused (neither landed nor quarantined)", timeout=60_000)
+    text = main_text(page)
+    assert "site_id" in text and "DE-B" in text
+    measure.screenshot(page, SHOTS / "signin-site-staff-submit-refused.png")
+    landed = b"".join(p.read_bytes() for p in built.landing_batches.glob("*.jsonl"))
+    assert b"OWN-A-1" in landed and b"SNEAK-B-1" not in landed
+    assert not any(e.get("case_id") == "SNEAK-B-1" for e in events(built, "submission"))
+    assert any(e.get("case_id") == "SNEAK-B-1" for e in events(built, "submission_refused", email))
 
 
 # --------------------------------------------------------------------------- SQL and downloads

@@ -17,8 +17,9 @@ from orchestration.cli import serve as serve_cli
 from orchestration.cli.common import UserError
 from orchestration.config import REPO_ROOT, Home
 from orchestration.registry import access, audit
-from orchestration.registry.landing import ACCEPTED, REFUSED, quarantine_entries, submit
-from tests.conftest import record
+from orchestration.registry.landing import ACCEPTED, REFUSED, submit
+from orchestration.registry.quarantine import quarantine_entries
+from tests.support import record
 
 
 def cli(home: Home, *args: str, umask: int | None = 0o022) -> subprocess.CompletedProcess:
@@ -261,3 +262,23 @@ def test_serve_hands_auth_toml_to_streamlit(home):
     assert child.argv[child.argv.index("--secrets.files") + 1] == str(f)
     assert child.argv[child.argv.index("--server.address") + 1] == "0.0.0.0"
     assert child.health_url == "http://127.0.0.1:8600/_stcore/health"
+
+
+def test_corrections_of_another_sites_entry_are_refused_by_the_use_case(home):
+    from orchestration.services import quarantine as quarantine_service
+
+    bad = [record(case_id="A-9", site_id="DE-A", kidney={"status": "sideways"}),
+           record(case_id="C-9", site_id="DE-C", kidney={"status": "sideways"})]
+    receipts = submit(home, [("bad.jsonl", b"".join(orjson.dumps(r) + b"\n" for r in bad))])
+    qa, qc = (r.quarantine_id for r in receipts)
+    mine = frozenset({"DE-A"})
+    with pytest.raises(access.AccessDenied, match="not a record of your sites"):
+        quarantine_service.correct(home, qc, record(case_id="C-9", site_id="DE-C"), allowed_sites=mine, user="s@x.org")
+    with pytest.raises(access.AccessDenied):
+        quarantine_service.resolve(home, qc, "not mine", allowed_sites=mine)
+    # correcting one's own entry into another site's record is refused too, and the entry stays open
+    c = quarantine_service.correct(home, qa, record(case_id="A-9", site_id="DE-C"), allowed_sites=mine, user="s@x.org")
+    assert c.receipt.status == REFUSED and c.resolved is None and c.receipt.errors[0].path == "site_id"
+    c = quarantine_service.correct(home, qa, record(case_id="A-9", site_id="DE-A"), allowed_sites=mine, user="s@x.org")
+    assert c.receipt.status == ACCEPTED and c.resolved == qa
+    assert {e["quarantine_id"]: e["resolved_at"] is not None for e in quarantine_entries(home)} == {qa: True, qc: False}

@@ -91,8 +91,8 @@ def _signed_in() -> set:
 
 def current() -> access.User:
     """The user resolved by ``app.py`` for this run (a page never runs without one)."""
-    user = st.session_state.get(USER_STATE)
-    if user is None:  # not through app.py, or not signed in: refuse
+    user = st.session_state.get(USER_STATE) or resolve()  # resolve: a page run on its own (tests)
+    if user is None or not user.has_access:  # not signed in, or no grant: refuse
         st.error("Sign in first.", icon=":material/lock:")
         st.stop()
     return user

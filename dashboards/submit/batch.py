@@ -55,7 +55,7 @@ def batch_upload() -> None:
     refused = df[df["status"] == REFUSED]
     if len(refused):
         st.error(f"{len(refused):,} record{'s were' if len(refused) != 1 else ' was'} refused (neither landed nor quarantined): "
-                 + "; ".join(str(x) for x in refused["reasons"].head(3)), icon=":material/block:")
+                 + "; ".join(auth.md_escape(str(x)) for x in refused["reasons"].head(3)), icon=":material/block:")
     if counts.get(QUARANTINED, 0):
         st.info("Quarantined records wait in the **Quarantine** tab: open one in the form, fix it, and resubmit.",
                 icon=":material/healing:")

@@ -59,3 +59,11 @@ if USER.is_coordinator:  # who read what: coordinators only
             "details": [" · ".join(f"{k}={e[k]}" for k in keep if e.get(k) is not None) for e in recent],
         }), "recent_accesses", key="recent_accesses", column_config={"details": st.column_config.TextColumn("Details", width="large")},
             caption=f"The newest {len(recent):,} access events of the audit log (UTC); `registry audit --user EMAIL` has them all.")
+    st.subheader("Access list")
+    grants = auth.access_list()
+    if not grants:
+        st.caption("No grants: " + ("single-user mode (no config/auth.toml)." if USER.local else "grant roles with `registry access grant`."))
+    else:
+        ui.table(pd.DataFrame({"email": [g["email"] for g in grants], "roles": [", ".join(g["roles"]) for g in grants],
+                               "sites": [", ".join(g["sites"]) for g in grants]}), "access_list", key="access_list",
+                 caption="Change with `registry access grant|revoke` on the server; it applies on each user's next page load.")

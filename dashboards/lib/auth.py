@@ -146,6 +146,13 @@ def recent_accesses(limit: int = 200) -> list[dict]:
     return access.recent_accesses(data.home(), limit)
 
 
+def access_list() -> list[dict]:
+    """Every grant (coordinators only): email, roles, sites."""
+    if not current().may_read_audit():
+        return []
+    return [g.as_dict() for _, g in sorted(access.load_grants(data.home()).items())]
+
+
 def audit_case_view(case_id: str) -> None:
     """One ``case_view`` line each time this session opens a case's detail (not on every rerun of the same case)."""
     if st.session_state.get("registry_case_viewed") != case_id:

@@ -337,9 +337,9 @@ def test_downloads_are_audited(pages, server, built):
 
 def test_quality_shows_recent_accesses_to_coordinators_only(pages, server):
     text = open_path(pages["coordinator"], server, "quality")
-    assert "Recent accesses" in text
+    assert "Recent accesses" in text and "Access list" in text
     text = open_path(pages["analyst"], server, "quality")
-    assert "Recent accesses" not in text
+    assert "Recent accesses" not in text and "Access list" not in text
 
 
 # --------------------------------------------------------------------------- single-user mode

@@ -242,6 +242,8 @@ def test_pages_allowed_and_refused(pages, server, built, role):
             assert TITLES[path] not in h1, (role, path)
             assert page.locator("[data-testid='stPlotlyChart'], [data-testid='stDataFrame'], textarea").count() == 0, (role, path)
             assert any(e.get("page") == f"/{path}" for e in events(built, "access_refused", email)), (role, path)
+    # one sign-in, one sign_in line: opening eight pages (eight sessions) did not add more
+    assert len(events(built, "sign_in", email)) == 1
     # the identity line names the user
     assert email in page.locator("[data-testid='stSidebar']").inner_text()
 

@@ -25,6 +25,7 @@ from typing import Any, Iterable
 
 import orjson
 
+from dashboards.lib.labels import value_label
 from orchestration.config import REFERENCE_DIR
 from orchestration.contract.model import CaseRecord
 from orchestration.contract.reference import load, unit_key
@@ -117,8 +118,6 @@ def vocabulary_labels() -> dict[tuple[str, str], str]:
 
 def code_label(vocabulary: str, code: Any) -> str:
     """The readable label of one code of a vocabulary (a code outside it is shown as typed)."""
-    from dashboards.lib.labels import value_label
-
     if code is None:
         return "–"
     if vocabulary not in REF.vocab or code not in REF.codes(vocabulary):

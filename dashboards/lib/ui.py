@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
 from dashboards.lib import auth, cohort, data, labels
 from dashboards.lib.cohort import CohortFilter
@@ -136,8 +137,6 @@ def ensure_navigation() -> None:
     a request for ``/mortality`` would run ``pages/mortality.py`` on its own. A page that finds
     itself run that way switches the mode off and reruns, which goes through ``app.py``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()

@@ -16,16 +16,26 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestration.cli import access as access_cli
+from orchestration.cli import fhir as fhir_cli
+from orchestration.cli import tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
+from orchestration.contract import schema
+from orchestration.registry import audit
+from orchestration.registry.access import matches_user
+from orchestration.registry.landing import open_file, submit, submit_iter
+from orchestration.registry.quarantine import quarantine_entries
+from orchestration.services import quarantine as service
+from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
+from orchestration.synthetic.generate import write_jsonl
+from orchestration.warehouse import snapshot
 
 # --------------------------------------------------------------------------- submit
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import open_file, submit_iter
 
     home = _home(args)
     files = []
@@ -87,6 +97,7 @@ def _print_summary(s) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
     home = _home(args)
@@ -102,8 +113,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
-    from orchestration.warehouse import snapshot
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()
@@ -126,8 +135,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from orchestration.registry.quarantine import quarantine_entries
-
     home = _home(args)
     entries = quarantine_entries(home, include_resolved=not args.unresolved)
     if args.format == "json":
@@ -147,8 +154,6 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 def cmd_quarantine_resolve(args: argparse.Namespace) -> int:
     """Resolve a quarantine entry: with ``--record FILE`` by submitting the corrected record (resolved
     when it lands), else with a note alone. The /submit form's correction does the same."""
-    from orchestration.services import quarantine as service
-
     home = _home(args)
     try:
         if args.record is None:
@@ -179,8 +184,6 @@ def cmd_quarantine_resolve(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from orchestration.synthetic.generate import write_jsonl
-
     if args.cases < 0:
         raise UserError("--cases must be zero or more")
     t0 = time.perf_counter()
@@ -190,8 +193,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from orchestration.contract import schema
-
     if args.write:
         print(f"wrote {schema.write()}", file=sys.stderr)
     else:
@@ -201,6 +202,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Parse the dbt project once so that Dagster can load it (run by make)."""
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.defs.dbt_project import ensure_manifest
 
     print(f"dbt manifest ready: {ensure_manifest()}", file=sys.stderr)
@@ -211,6 +213,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.withdraw import withdraw
 
     home = _home(args)
@@ -230,15 +233,11 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from orchestration.registry import audit
-
     home = _home(args)
     events = list(audit.read(home))
     if args.event:
         events = [e for e in events if e.get("event") == args.event]
     if args.user:
-        from orchestration.registry.access import matches_user
-
         events = [e for e in events if matches_user(e, args.user)]
     if args.format == "json":
         print(json.dumps(events, ensure_ascii=False))
@@ -257,14 +256,12 @@ def seed_case_files() -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import submit
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
     home = _home(args).ensure()
     empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))
     if empty:
-        from orchestration.synthetic.generate import write_jsonl
-
         synthetic = home.tmp / f"demo-synthetic-{args.cases}-seed{args.seed}.jsonl"
         write_jsonl(synthetic, args.cases, args.seed)
         files = [(str(p.relative_to(SEED_CASES_DIR.parent.parent)), p.read_bytes()) for p in seed_case_files()]
@@ -288,6 +285,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _serve(home: Home, args: argparse.Namespace) -> int:
     try:
+        # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
         from orchestration.cli.serve import serve
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
@@ -386,8 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_sub = s.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
     s = sub.add_parser("template", help="write an empty submission template")
     template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
-    # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
-    _ = (import_sub, export_sub, template_sub)
+    # each format module adds its sub-commands to these groups
+    fhir_cli.register(import_sub)
+    tabular.register(import_sub, export_sub, template_sub)
     return p
 
 

@@ -25,15 +25,16 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.cli.common import UserError
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
 from orchestration.registry.access import auth_file
+from orchestration.services.build import prepare_dagster_home
 
 #: The keys of the ``[auth]`` table that ``st.login`` needs (one OpenID Connect provider).
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
@@ -160,8 +161,6 @@ class _Terminate(Exception):
 
 def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagster: bool = True, host: str = "127.0.0.1") -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
-    from orchestration.services.build import prepare_dagster_home
-
     os.umask(0o077)  # whatever the servers write into the home: readable by its owner only
     secrets = check_auth(home, host)
     home.ensure()

@@ -28,11 +28,11 @@ class RegistryDbtCliResource(DbtCliResource):
     4.1 s of every build): a ``dbt --version`` subprocess to learn the version of the dbt-core that
     is installed right here, and an in-process dbt adapter that dagster-dbt builds only to fetch
     row counts and column metadata, which these assets do not request. Both are dagster-dbt
-    internals; tests/test_build.py runs every build through this class."""
+    internals; tests/pipeline/test_build.py runs every build through this class."""
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        from dbt.version import __version__
+        from dbt.version import __version__  # here, not at import: dbt-core is slow to import
 
         return version.parse(__version__)
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import orjson
@@ -79,6 +80,49 @@ class _Valid:
     canonical: bytes
 
 
+@dataclass(frozen=True)
+class Converted:
+    """A record built from another format (FHIR, REDCap, a spreadsheet), handed to :func:`submit` in
+    place of a file's bytes. It goes through the same validator, receipts, quarantine and audit.
+
+    ``obj`` is the constructed contract-v1 record, or ``None`` when the input could not be read at
+    all; ``errors`` are the converter's own, in the input format's coordinates; ``where`` maps
+    contract paths (``labs[3]``, ``labs[3].unit``) to those coordinates, so that the validator's
+    errors are reported where the user can find them; validator errors on a path in ``explained``
+    (or below it) are left out, because a converter error already says why that fact is missing.
+    What is kept in the quarantine is the constructed record, never the input (which may identify
+    the patient); an unreadable input keeps no payload at all."""
+
+    obj: dict[str, Any] | None
+    errors: tuple[Error, ...] = ()
+    where: Mapping[str, str] = field(default_factory=dict)
+    explained: frozenset[str] = frozenset()
+    record: int | None = 0
+
+    def parsed(self, name: str) -> ParsedRecord:
+        if self.obj is None:
+            return ParsedRecord(name, None, error=self.errors[0] if self.errors else Error("$", "could not be read"))
+        return ParsedRecord(name, self.record, obj=self.obj)
+
+    def _locate(self, path: str) -> str | None:
+        p = path
+        while p:
+            if p in self.where:
+                return self.where[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return None
+
+    def merge(self, validator_errors: list[Error]) -> list[Error]:
+        out = list(self.errors)
+        for e in validator_errors:
+            if any(e.path == x or e.path.startswith((x + ".", x + "[")) for x in self.explained):
+                continue
+            loc = self._locate(e.path)
+            out.append(Error(f"{loc} ({e.path})", e.message) if loc and loc != e.path else e)
+        return out
+
+
 def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
     """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
     with the same hash are the same submission."""
@@ -87,13 +131,14 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost."""
+    """What was submitted, kept verbatim so that nothing is lost (for a converted record: the
+    record as constructed, never the input it was built from)."""
+    if isinstance(data, Converted) and p.obj is None:
+        return {"payload": None, "payload_encoding": "withheld"}
     if p.obj is not None or (p.raw is None and p.record is not None):
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
         except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            import json
-
             return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
     if p.raw is not None:
         return {"payload": p.raw, "payload_encoding": "text"}
@@ -180,8 +225,12 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     try:
         pending: list[tuple[ParsedRecord, Any]] = []
         for name, data in files:
-            for p in parse_submission(data, name):
-                pending.append((p, data if p.record is None else None))
+            if isinstance(data, Converted):
+                parsed: Iterable[ParsedRecord] = (data.parsed(name),)
+            else:
+                parsed = parse_submission(data, name)
+            for p in parsed:
+                pending.append((p, data if p.record is None or isinstance(data, Converted) else None))
                 if len(pending) >= CHUNK_RECORDS:
                     yield _land_chunk(home, index, pending, channel, allowed_sites, user)
                     pending = []
@@ -228,11 +277,14 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]]):
     valid: list[_Valid] = []
     for p, data in parsed:
         if p.error is not None:
-            r = Receipt(p.source_file, p.record, None, QUARANTINED, [p.error])
+            errs = list(data.errors) if isinstance(data, Converted) and data.errors else [p.error]
+            r = Receipt(p.source_file, p.record, None, QUARANTINED, errs)
             quarantine.append((r, _payload(p, data)))
             receipts.append(r)
             continue
         errors = validate_record(p.obj)
+        if isinstance(data, Converted):
+            errors = data.merge(errors)
         rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
         r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
         receipts.append(r)

@@ -9,7 +9,6 @@ every access must leave its audit line. Screenshots: ``tests/artifacts/screensho
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -16,7 +16,7 @@ PAGE = str(REPO_ROOT / "dashboards" / "app_pages" / "sql.py")
 
 @pytest.fixture
 def app(built, monkeypatch):  # noqa: F811
-    # The page file itself (its logic is what is tested here); tests/test_browser.py opens /sql
+    # The page file itself (its logic is what is tested here); tests/browser/test_browser.py opens /sql
     # through the app's navigation in Chromium.
     from streamlit.testing.v1 import AppTest
 

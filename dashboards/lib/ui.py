@@ -82,9 +82,10 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         size_box = st.container()
         st.markdown("**Cohort filter**")
         values: dict[str, Any] = {}
-        values["sex"] = st.multiselect("Sex", cohort.SEXES, key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
-        values["age"] = st.multiselect("Age band", cohort.AGE_BANDS, key="age", placeholder="All", **_WIDGET)
-        values["kidney"] = st.multiselect("Kidney status", cohort.KIDNEY_STATUSES, key="kidney", format_func=fmt["kidney_status"],
+        levels = opts.get("levels") or {}
+        values["sex"] = st.multiselect("Sex", levels.get("sex", cohort.SEXES), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
+        values["age"] = st.multiselect("Age band", levels.get("age_band", cohort.AGE_BANDS), key="age", placeholder="All", **_WIDGET)
+        values["kidney"] = st.multiselect("Kidney status", levels.get("kidney_status", cohort.KIDNEY_STATUSES), key="kidney", format_func=fmt["kidney_status"],
                                           placeholder="All", **_WIDGET)
         c1, c2 = st.columns(2)
         with c1:
@@ -92,7 +93,8 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         with c2:
             values["warfarin"] = st.selectbox("Warfarin", cohort.TRI_STATE, key="warfarin", format_func=tri, **_WIDGET)
         values["visceral"] = st.selectbox("Visceral involvement", ("any", "yes", "no"), key="visceral", format_func=tri, **_WIDGET)
-        values["lesions"] = st.multiselect("Lesion distribution", cohort.LESION_DISTRIBUTIONS, key="lesions",
+        values["lesions"] = st.multiselect("Lesion distribution", levels.get("lesion_distribution", cohort.LESION_DISTRIBUTIONS),
+                                           key="lesions",
                                            format_func=fmt["lesion_distribution"], placeholder="All", **_WIDGET)
         values["site"] = st.multiselect("Site", opts["sites"], key="site", placeholder="All sites", **_WIDGET)
         yb = opts["year_bounds"]

@@ -120,11 +120,18 @@ def vocabulary(con: Con) -> dict[tuple[str, str], str]:
 
 
 def filter_options(con: Con) -> dict[str, Any]:
-    """What the sidebar offers: sites, the index-year range, and the registry's size."""
+    """What the sidebar offers: sites, the index-year range, the registry's size, and the coded levels
+    of each filter (``levels``: vocabulary -> codes in display order) from the published
+    ``vocabularies`` table, so the filter offers exactly what this snapshot knows."""
     sites, lo, hi, n = con.execute(
         "SELECT list(DISTINCT site_id ORDER BY site_id), min(index_year), max(index_year), count(*) FROM dim_cases"
     ).fetchone()
-    return {"sites": list(sites or []), "year_bounds": (int(lo), int(hi)) if lo is not None else None, "n_registry": int(n)}
+    rows = con.execute(
+        "SELECT vocabulary, list(code ORDER BY sort_order, code) FROM vocabularies "
+        "WHERE vocabulary IN ('sex', 'age_band', 'kidney_status', 'lesion_distribution') GROUP BY vocabulary"
+    ).fetchall()
+    return {"sites": list(sites or []), "year_bounds": (int(lo), int(hi)) if lo is not None else None, "n_registry": int(n),
+            "levels": {v: tuple(codes) for v, codes in rows}}
 
 
 def cohort_size(con: Con, f: CohortFilter) -> dict[str, int]:

@@ -11,8 +11,6 @@ import unicodedata
 from pathlib import Path
 
 from orchestration.cli.common import UserError, home_from_args, receipt_lines
-from orchestration.contract.model import REF
-from orchestration.services.import_fhir import import_bundles
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -24,6 +22,9 @@ def _clean(line: str) -> str:
 
 def cmd_import_fhir(args: argparse.Namespace) -> int:
     # imported here, as main.py does for every command, so that `registry` starts fast (fhir.resources, pydantic models)
+    from orchestration.contract.model import REF  # here: fhir.resources load slowly, other commands start fast
+    from orchestration.services.import_fhir import import_bundles  # here: fhir.resources load slowly, other commands start fast
+
     index_date = None
     if args.index_date is not None:
         try:

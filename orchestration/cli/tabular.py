@@ -25,9 +25,6 @@ from pathlib import Path
 
 from orchestration.cli.common import UserError, home_from_args
 from orchestration.config import SEED_CASES_DIR
-from orchestration.contract.formats import redcap, xlsx
-from orchestration.services import imports
-from orchestration.services.imports import counts
 
 
 def _lines(r) -> list[str]:
@@ -44,6 +41,8 @@ def _safe(s: str) -> str:
 
 
 def _report(receipts, fmt: str) -> int:
+    from orchestration.services.imports import counts  # here: openpyxl and PyCap load slowly, other commands start fast
+
     if fmt == "json":
         print(json.dumps([r.as_dict() for r in receipts], ensure_ascii=False))
     else:
@@ -80,6 +79,8 @@ def _write(path: str, data: bytes) -> None:
 
 def cmd_import_redcap(args: argparse.Namespace) -> int:
     # heavy imports (duckdb, pyarrow, openpyxl, PyCap) only when the command runs, as in main.py
+    from orchestration.services import imports  # here: openpyxl and PyCap load slowly, other commands start fast
+
     home = home_from_args(args)
     if args.api_url:
         if args.files:
@@ -102,6 +103,8 @@ def cmd_import_redcap(args: argparse.Namespace) -> int:
 
 
 def cmd_export_redcap(args: argparse.Namespace) -> int:
+    from orchestration.services import imports  # here: openpyxl and PyCap load slowly, other commands start fast
+
     data, n = imports.export_redcap(home_from_args(args))
     _write(args.out, data)
     print(f"wrote {n} cases to {args.out} (REDCap records import format)", file=sys.stderr)
@@ -109,6 +112,8 @@ def cmd_export_redcap(args: argparse.Namespace) -> int:
 
 
 def cmd_template_redcap(args: argparse.Namespace) -> int:
+    from orchestration.contract.formats import redcap  # here: openpyxl and PyCap load slowly, other commands start fast
+
     if args.write:
         print(f"wrote {redcap.write_dictionary()}", file=sys.stderr)
         return 0
@@ -124,6 +129,8 @@ def cmd_template_redcap(args: argparse.Namespace) -> int:
 
 
 def cmd_import_xlsx(args: argparse.Namespace) -> int:
+    from orchestration.services import imports  # here: openpyxl and PyCap load slowly, other commands start fast
+
     home = home_from_args(args)
     books = [f for f in args.files if not f.lower().endswith(".csv")]
     sheets = [f for f in args.files if f.lower().endswith(".csv")]
@@ -140,6 +147,8 @@ def cmd_import_xlsx(args: argparse.Namespace) -> int:
 
 
 def cmd_export_xlsx(args: argparse.Namespace) -> int:
+    from orchestration.services import imports  # here: openpyxl and PyCap load slowly, other commands start fast
+
     data, n = imports.export_xlsx(home_from_args(args))
     _write(args.out, data)
     print(f"wrote {n} cases to {args.out}", file=sys.stderr)
@@ -151,6 +160,8 @@ def seed_cases() -> list[dict]:
 
 
 def cmd_template_xlsx(args: argparse.Namespace) -> int:
+    from orchestration.contract.formats import xlsx  # here: openpyxl and PyCap load slowly, other commands start fast
+
     _write(args.out, xlsx.write_workbook([], example=seed_cases()))
     print(f"wrote the spreadsheet template to {args.out}", file=sys.stderr)
     return 0

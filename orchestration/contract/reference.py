@@ -138,3 +138,27 @@ def load_fhir_codes(reference_dir: Path = REFERENCE_DIR) -> tuple[FhirCode, ...]
         )
         for row in _read(reference_dir / "fhir_codes.csv")
     )
+
+
+@functools.cache
+def vocabulary_labels(reference_dir: Path = REFERENCE_DIR) -> dict[str, dict[str, str]]:
+    """vocabulary -> {code: readable label}, in the seed's display order."""
+    out: dict[str, dict[str, str]] = {}
+    rows = sorted(_read(reference_dir / "vocabularies.csv"), key=lambda r: (r["vocabulary"], int(r["sort_order"] or 0)))
+    for row in rows:
+        out.setdefault(row["vocabulary"], {})[row["code"]] = row["label"] or row["code"]
+    return out
+
+
+@dataclass(frozen=True)
+class AgeBand:
+    code: str
+    age_min: int
+    age_max: int
+
+
+@functools.cache
+def age_bands(reference_dir: Path = REFERENCE_DIR) -> tuple[AgeBand, ...]:
+    """The age bands of ``dim_cases.age_band`` (``seeds/reference/age_bands.csv``, which dbt joins too)."""
+    rows = sorted(_read(reference_dir / "age_bands.csv"), key=lambda r: int(r["sort_order"]))
+    return tuple(AgeBand(r["age_band"], int(r["age_min"]), int(r["age_max"])) for r in rows)

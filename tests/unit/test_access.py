@@ -282,3 +282,17 @@ def test_corrections_of_another_sites_entry_are_refused_by_the_use_case(home):
     c = quarantine_service.correct(home, qa, record(case_id="A-9", site_id="DE-A"), allowed_sites=mine, user="s@x.org")
     assert c.receipt.status == ACCEPTED and c.resolved == qa
     assert {e["quarantine_id"]: e["resolved_at"] is not None for e in quarantine_entries(home)} == {qa: True, qc: False}
+
+
+def test_every_upload_format_is_scoped_to_the_users_sites(home):
+    from orchestration.contract.formats import xlsx
+    from orchestration.services import imports
+
+    book = xlsx.write_workbook([record(case_id="XL-B-1", site_id="DE-B"), record(case_id="XL-A-1", site_id="DE-A")])
+    receipts = imports.submit_uploads(home, [("cases.xlsx", book), ("c.json", orjson.dumps(record(case_id="JS-B-1", site_id="DE-B")))],
+                                      allowed_sites=frozenset({"DE-A"}), user="s@x.org")
+    by_case = {r.case_id: r for r in receipts}
+    assert {c: r.status for c, r in by_case.items()} == {"XL-B-1": REFUSED, "XL-A-1": ACCEPTED, "JS-B-1": REFUSED}
+    assert all(any("site_id" in (e.path + e.message) for e in by_case[c].errors) for c in ("XL-B-1", "JS-B-1"))
+    landed = b"".join(p.read_bytes() for p in home.landing_batches.glob("*.jsonl"))
+    assert b"XL-A-1" in landed and b"XL-B-1" not in landed and b"JS-B-1" not in landed

@@ -7,7 +7,7 @@ Procedure, MedicationStatement, MedicationRequest and Medication; others (Practi
 Organization, ...) are ignored unread.
 
 The code lists live in ``seeds/reference/fhir_codes.csv`` and the UCUM spellings of the accepted
-units in the ``ucum`` column of ``seeds/reference/analyte_units.csv``; see ``docs/import-fhir.md``.
+units in the ``ucum`` column of ``seeds/reference/analyte_units.csv``; see ``docs/import.md (FHIR R4)``.
 
 De-identified by construction: the record is built field by field from the contract's own
 vocabulary. Every date becomes whole days relative to day 0 (only the index year is kept); no name,
@@ -595,7 +595,7 @@ class _Converter:
             self.error(
                 "Condition",
                 "the bundle has no Condition of kidney disease (acute kidney injury, chronic kidney disease, end-stage disease on dialysis, "
-                "kidney transplant; see docs/import-fhir.md), so kidney.status (required) is not known",
+                "kidney transplant; see docs/import.md (FHIR R4)), so kidney.status (required) is not known",
                 explains="kidney.status",
             )
         else:

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.lib import auth, charts, data, labels, ui
+from dashboards.lib.text import lit
 from dashboards.queries import cases as q
 
 auth.guard("cases")
@@ -55,10 +56,10 @@ detail = data.run(ctx.snap, q.case_detail, case_id, sites)
 if detail is None:
     if sites is not None:  # not among the user's sites (or no such case: the answer does not say which)
         auth.audit("access_refused", page="/cases", case_id=case_id)
-        st.warning(f"There is no case {auth.md_escape(case_id)} among the cases of your sites ({', '.join(sites) or 'none'}).",
+        st.warning(f"There is no case {lit(case_id)} among the cases of your sites ({', '.join(sites) or 'none'}).",
                    icon=":material/search_off:")
     else:
-        st.warning(f"There is no case {auth.md_escape(case_id)} in the published snapshot.", icon=":material/search_off:")
+        st.warning(f"There is no case {lit(case_id)} in the published snapshot.", icon=":material/search_off:")
     st.stop()
 auth.audit_case_view(case_id)
 
@@ -69,7 +70,7 @@ if case["is_synthetic"]:
     badges.insert(0, ":orange-badge[:material/science: Synthetic case]")
 else:
     badges.insert(0, f":blue-badge[{ctx.label('source', case['source'])}]")
-st.subheader(f"Case {case_id}")
+st.subheader(f"Case {lit(case_id)}")
 st.markdown(" ".join(badges))
 
 dead = case["vital_status"] == "dead"

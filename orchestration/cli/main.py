@@ -17,7 +17,7 @@ from typing import Sequence
 
 from orchestration.cli import access as access_cli
 from orchestration.cli import fhir as fhir_cli
-from orchestration.cli import tabular
+from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import receipt_lines as _receipt_line
@@ -387,6 +387,7 @@ def build_parser() -> argparse.ArgumentParser:
     # each format module adds its sub-commands to these groups
     fhir_cli.register(import_sub)
     tabular.register(import_sub, export_sub, template_sub)
+    ops.register(sub)
     return p
 
 

@@ -7,9 +7,10 @@
    records before them in the same call: *accepted* (new case or new revision), *duplicate* (same
    case, revision and content: a no-op) or *conflict* (same case and revision, other content:
    quarantined).
-3. Accepted records are written as one immutable JSON Lines batch (atomic rename), then its index
-   (Parquet); quarantined records, with every reason and their payload, as one quarantine batch.
-4. Every record gets one line in the audit log.
+3. Quarantined records, with every reason and their payload, are written as one quarantine batch;
+   accepted records as one immutable JSON Lines batch (atomic rename), then its index (Parquet).
+4. Every record gets one line in the audit log: the commit point. A journal written first makes
+   the whole step all or nothing across crashes and full disks (see ``journal.py``).
 
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
@@ -23,6 +24,7 @@ quarantine), with an error on ``site_id`` in its receipt and a ``submission_refu
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import hashlib
 import json
@@ -37,8 +39,8 @@ import pyarrow.parquet as pq
 
 from orchestration.config import Home
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
-from orchestration.registry import audit
-from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.registry import audit, journal
+from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
@@ -259,7 +261,8 @@ def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecor
     out: list[Receipt] = []
     if parsed:
         validated = _validate_chunk(parsed)
-        with file_lock(home.locks / "landing.lock"):
+        with journal.landing_lock(home):
+            journal.recover(home)  # finish or undo a submission a crash interrupted
             index.refresh()
             out = _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel, user)
     if refused:
@@ -345,38 +348,8 @@ def _classify_and_write(
 
     batch_id = stamp()
     now = utcnow().isoformat()
-    if accepted:
-        lines = b"".join(
-            orjson.dumps(
-                {
-                    "case_id": v.case_id,
-                    "revision": v.revision,
-                    "content_hash": v.content_hash,
-                    "submitted_at": now,
-                    "source_file": v.parsed.source_file,
-                    "record_index": v.parsed.record,
-                    "channel": channel,
-                    "record": v.parsed.obj,
-                }
-            )
-            + b"\n"
-            for v in accepted
-        )
-        atomic_write(home.landing_batches / f"{batch_id}.jsonl", lines, tmp_dir=home.tmp)
-        del lines
-        keys = pa.table(
-            {
-                "case_id": [v.case_id for v in accepted],
-                "revision": [v.revision for v in accepted],
-                "content_hash": [v.content_hash for v in accepted],
-                "batch_id": [batch_id] * len(accepted),
-            },
-            schema=INDEX_SCHEMA,
-        )
-        sink = pa.BufferOutputStream()
-        pq.write_table(keys, sink)
-        atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
-        index.add(keys, batch_id)
+    writes: list[tuple[Path, bytes, str]] = []  # (path, content, crash point after it), in write order
+    keys = None
     if quarantine:
         # metadata and reasons in quarantine/batches (what the warehouse loads), payloads verbatim
         # in quarantine/payloads (never loaded into the warehouse), line for line
@@ -399,26 +372,74 @@ def _classify_and_write(
                 + b"\n"
             )
             payloads.append(orjson.dumps({"quarantine_id": r.quarantine_id, "case_id": r.case_id, **payload}) + b"\n")
-        atomic_write(home.quarantine_payloads / f"{batch_id}.jsonl", b"".join(payloads), tmp_dir=home.tmp)
-        atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
-    audit.append(
-        home,
-        (
+        writes.append((home.quarantine_payloads / f"{batch_id}.jsonl", b"".join(payloads), "submit.after_quarantine_payloads"))
+        writes.append((home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), "submit.after_quarantine"))
+        del entries, payloads
+    if accepted:
+        lines = b"".join(
+            orjson.dumps(
+                {
+                    "case_id": v.case_id,
+                    "revision": v.revision,
+                    "content_hash": v.content_hash,
+                    "submitted_at": now,
+                    "source_file": v.parsed.source_file,
+                    "record_index": v.parsed.record,
+                    "channel": channel,
+                    "record": v.parsed.obj,
+                }
+            )
+            + b"\n"
+            for v in accepted
+        )
+        keys = pa.table(
             {
-                "event": "submission",
-                "file": r.file,
-                "record": r.record,
-                "case_id": r.case_id,
-                "revision": r.revision,
-                "status": r.status,
-                "batch_id": batch_id,
-                "channel": channel,
-                **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
-                **({"user": user} if user else {}),
-            }
-            for r in receipts
-        ),
+                "case_id": [v.case_id for v in accepted],
+                "revision": [v.revision for v in accepted],
+                "content_hash": [v.content_hash for v in accepted],
+                "batch_id": [batch_id] * len(accepted),
+            },
+            schema=INDEX_SCHEMA,
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(keys, sink)
+        writes.append((home.landing_batches / f"{batch_id}.jsonl", lines, "submit.after_batch"))
+        writes.append((home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), "submit.after_index"))
+        del lines, sink
+    audit_lines = audit.encode(
+        {
+            "event": "submission",
+            "file": r.file,
+            "record": r.record,
+            "case_id": r.case_id,
+            "revision": r.revision,
+            "status": r.status,
+            "batch_id": batch_id,
+            "channel": channel,
+            **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+            **({"user": user} if user else {}),
+        }
+        for r in receipts
     )
+    # crash safety (see journal.py): journal, files, audit lines (the commit point), journal removed
+    journal.begin(home, batch_id, [w[0] for w in writes], audit_lines)
+    try:
+        for path, data, label in writes:
+            atomic_write(path, data, tmp_dir=home.tmp)
+            crash_point(label)
+        del writes
+        audit.append_bytes(home, audit_lines)
+        crash_point("submit.after_audit")
+    except BaseException:
+        # nothing of this chunk was committed (a full disk, an interrupt): undo its files, so that
+        # no record lands without its audit line; the error reaches the caller
+        with contextlib.suppress(Exception):
+            journal.rollback(home, batch_id)
+        raise
+    journal.commit(home, batch_id)
+    crash_point("submit.after_commit")
+    if keys is not None:
+        index.add(keys, batch_id)
     return receipts
 
 
@@ -504,14 +525,19 @@ def landing_watermark(home: Home) -> str | None:
     """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
     resolution or a withdrawal (all named by the same sortable stamp)."""
     newest = None
+    entries = {}
     for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals):
-        if not d.exists():
-            continue
-        for entry in d.iterdir():
-            name = entry.name
+        entries[d] = [e.name for e in d.iterdir()] if d.exists() else []
+    # listed after the batches: a batch whose submission has not committed yet is not a watermark
+    # (a build tagged with it would skip it for good)
+    pending = journal.pending_batches(home)
+    for names in entries.values():
+        for name in names:
             if name.startswith("."):
                 continue
             stem = name.split(".", 1)[0]
+            if stem in pending:
+                continue
             if newest is None or stem > newest:
                 newest = stem
     return newest

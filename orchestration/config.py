@@ -134,9 +134,8 @@ class Home:
             self.dagster_home,
             self.dbt_dir,
             self.locks,
-            self.config_dir,
         )
-        private = {self.root}
+        private = {self.root} | ({self.config_dir} if self.config_dir.is_dir() else set())  # config/: made when first written
         for d in dirs:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
             private.update(p for p in (d, *d.parents) if p.is_relative_to(self.root))

@@ -76,7 +76,7 @@ with editor:
     if run_clicked:
         try:
             with st.spinner("Running…"):
-                result = sql_console.run(sql, ctx.snap.database, timeout_s=timeout)
+                result = sql_console.run(sql, ctx.snap.database, timeout_s=timeout, user=auth.current_email())  # per-user limits
             st.session_state["sql_result"] = (sql, result, None)
             auth.audit("sql_query", query=sql, rows=result.row_count, seconds=round(result.elapsed_s, 3))
         except QueryRefused as exc:

@@ -101,6 +101,7 @@ def provider():
 @pytest.fixture(scope="module")
 def server(built, provider):
     port = measure.free_port()
+    access.auth_file(built).parent.mkdir(mode=0o700, exist_ok=True)
     access.auth_file(built).write_text(
         "[auth]\n"
         f'redirect_uri = "http://localhost:{port}/oauth2callback"\n'

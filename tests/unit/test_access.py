@@ -251,6 +251,7 @@ def test_serve_refuses_a_public_address_without_auth(home):
 
 def test_serve_hands_auth_toml_to_streamlit(home):
     f = access.auth_file(home)
+    f.parent.mkdir(mode=0o700, exist_ok=True)
     f.write_text(AUTH.replace('client_secret = "s3cret"\n', ""))
     with pytest.raises(UserError, match="missing client_secret"):
         serve_cli.check_auth(home, "0.0.0.0")

@@ -28,7 +28,7 @@ st.set_page_config(
 )
 
 #: Pages whose figures depend on the cohort filter in the sidebar.
-ANALYSIS_PAGES = {"", "mortality", "organs", "labs", "cases"}
+ANALYSIS_PAGES = {"", "mortality", "organs", "labs", "cases", "analysis"}
 
 user = auth.resolve()  # every run: single-user mode, or the signed-in user's grants as they are now
 
@@ -44,6 +44,7 @@ pages = [
     st.Page(HERE / "app_pages" / "organs.py", title="Organs", url_path="organs", visibility=_visible("organs"), icon=":material/pulmonology:"),
     st.Page(HERE / "app_pages" / "labs.py", title="Labs", url_path="labs", visibility=_visible("labs"), icon=":material/biotech:"),
     st.Page(HERE / "app_pages" / "cases.py", title="Cases", url_path="cases", visibility=_visible("cases"), icon=":material/person_search:"),
+    st.Page(HERE / "app_pages" / "analysis.py", title="Analysis", url_path="analysis", visibility=_visible("analysis"), icon=":material/query_stats:"),
     st.Page(HERE / "app_pages" / "quality.py", title="Data quality", url_path="quality", visibility=_visible("quality"), icon=":material/fact_check:"),
     st.Page(HERE / "app_pages" / "submit.py", title="Submit", url_path="submit", visibility=_visible("submit"), icon=":material/upload_file:"),
     st.Page(HERE / "app_pages" / "sql.py", title="SQL", url_path="sql", visibility=_visible("sql"), icon=":material/terminal:"),

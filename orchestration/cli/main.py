@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from orchestration.cli import access as access_cli
+from orchestration.cli import analysis as analysis_cli
 from orchestration.cli import fhir as fhir_cli
 from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     fhir_cli.register(import_sub)
     tabular.register(import_sub, export_sub, template_sub)
     ops.register(sub)
+    analysis_cli.register(sub)
     return p
 
 

@@ -8,7 +8,7 @@ Roles (a user may hold several; their rights add up):
 
 - ``coordinator``: everything: every page, every site's submissions and quarantine, withdrawal,
   the audit log and the access list.
-- ``analyst``: every dashboard page over the whole registry, ``/cases`` and ``/sql``; no submission.
+- ``analyst``: every dashboard page over the whole registry (``/analysis`` too), ``/cases`` and ``/sql``; no submission.
 - ``site_staff`` (with one or more sites): ``/submit`` for those sites only, ``/cases`` and the
   quarantine of those sites only, and the aggregate pages over the whole registry.
 - ``viewer``: the aggregate pages only (``/``, ``/mortality``, ``/organs``, ``/labs``).
@@ -38,10 +38,10 @@ ROLES = (COORDINATOR, ANALYST, SITE_STAFF, VIEWER)
 
 # Pages by URL path ("" is the overview).
 AGGREGATE_PAGES = frozenset({"", "mortality", "organs", "labs"})
-ALL_PAGES = AGGREGATE_PAGES | {"cases", "quality", "submit", "sql"}
+ALL_PAGES = AGGREGATE_PAGES | {"cases", "analysis", "quality", "submit", "sql"}
 PAGES_BY_ROLE: dict[str, frozenset[str]] = {
     COORDINATOR: ALL_PAGES,
-    ANALYST: AGGREGATE_PAGES | {"cases", "quality", "sql"},
+    ANALYST: AGGREGATE_PAGES | {"cases", "analysis", "quality", "sql"},
     SITE_STAFF: AGGREGATE_PAGES | {"cases", "submit"},
     VIEWER: AGGREGATE_PAGES,
 }

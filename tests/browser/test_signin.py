@@ -39,12 +39,12 @@ USERS = {
     "viewer": "viewer@example.org",
 }
 NOBODY = "nobody@example.org"
-PAGES = ["", "mortality", "organs", "labs", "cases", "quality", "submit", "sql"]
-TITLES = {"": "Calciphylaxis Registry", "mortality": "Mortality", "organs": "Organs", "labs": "Labs", "cases": "Cases",
+PAGES = ["", "mortality", "organs", "labs", "cases", "analysis", "quality", "submit", "sql"]
+TITLES = {"": "Calciphylaxis Registry", "mortality": "Mortality", "organs": "Organs", "labs": "Labs", "cases": "Cases", "analysis": "Analysis",
           "quality": "Data quality", "submit": "Submit cases", "sql": "SQL"}
 ALLOWED = {
     "coordinator": set(PAGES),
-    "analyst": {"", "mortality", "organs", "labs", "cases", "quality", "sql"},
+    "analyst": {"", "mortality", "organs", "labs", "cases", "analysis", "quality", "sql"},
     "site_staff": {"", "mortality", "organs", "labs", "cases", "submit"},
     "viewer": {"", "mortality", "organs", "labs"},
 }
@@ -228,7 +228,7 @@ def test_pages_allowed_and_refused(pages, server, built, role):
     assert events(built, "sign_in", email), "the sign-in left no audit line"
     nav = page.locator("[data-testid='stSidebarNav'] a").all_inner_texts()
     assert sorted(t.strip().splitlines()[-1] for t in nav) == sorted(
-        {"": "Overview", "mortality": "Mortality", "organs": "Organs", "labs": "Labs", "cases": "Cases", "quality": "Data quality",
+        {"": "Overview", "mortality": "Mortality", "organs": "Organs", "labs": "Labs", "cases": "Cases", "analysis": "Analysis", "quality": "Data quality",
          "submit": "Submit", "sql": "SQL"}[p] for p in ALLOWED[role])
     for path in PAGES:
         text = open_path(page, server, path)

@@ -37,10 +37,10 @@ def cli(home: Home, *args: str, umask: int | None = 0o022) -> subprocess.Complet
 
 # --------------------------------------------------------------------------- the permission matrix
 
-PAGES = ["", "mortality", "organs", "labs", "cases", "quality", "submit", "sql"]
+PAGES = ["", "mortality", "organs", "labs", "cases", "analysis", "quality", "submit", "sql"]
 EXPECTED_PAGES = {
     "coordinator": set(PAGES),
-    "analyst": {"", "mortality", "organs", "labs", "cases", "quality", "sql"},
+    "analyst": {"", "mortality", "organs", "labs", "cases", "analysis", "quality", "sql"},
     "site_staff": {"", "mortality", "organs", "labs", "cases", "submit"},
     "viewer": {"", "mortality", "organs", "labs"},
 }

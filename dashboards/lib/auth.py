@@ -20,7 +20,7 @@ import os
 
 import streamlit as st
 
-from dashboards.lib import data
+from dashboards.lib import data, public
 from orchestration.registry import access
 
 USER_STATE = "registry_user"
@@ -90,7 +90,10 @@ def _signed_in() -> set:
 
 
 def current() -> access.User:
-    """The user resolved by ``app.py`` for this run (a page never runs without one)."""
+    """The user resolved by ``app.py`` for this run (a page never runs without one). On the public
+    dashboard (``public_app.py``: aggregate pages only, under the disclosure policy) an anonymous viewer."""
+    if st.session_state.get(public.PUBLIC_STATE):
+        return access.User("public", frozenset({access.VIEWER}))
     user = st.session_state.get(USER_STATE) or resolve()  # resolve: a page run on its own (tests)
     if user is None or not user.has_access:  # not signed in, or no grant: refuse
         st.error("Sign in first.", icon=":material/lock:")

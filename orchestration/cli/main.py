@@ -17,6 +17,7 @@ from typing import Sequence
 
 from orchestration.cli import access as access_cli
 from orchestration.cli import analysis as analysis_cli
+from orchestration.cli import disclosure as disclosure_cli
 from orchestration.cli import fhir as fhir_cli
 from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
@@ -291,7 +292,8 @@ def _serve(home: Home, args: argparse.Namespace) -> int:
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0
-    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster, host=args.host)
+    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster,
+                 public=getattr(args, "public", False), host=args.host)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -351,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
-    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--port", type=int, default=None, help="default 8501, or 8502 with --public")
+    s.add_argument("--public", action="store_true",
+                   help="serve only the public dashboard: aggregate pages under the disclosure policy, no sign-in, no Dagster")
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
     s.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address the dashboards listen on (non-loopback needs config/auth.toml)")
@@ -372,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
     s.add_argument("--write", action="store_true", help="rewrite the committed schema file")
     s.set_defaults(func=cmd_schema)
+
+    disclosure_cli.register(sub)
 
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)

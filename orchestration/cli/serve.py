@@ -91,10 +91,33 @@ def check_auth(home: Home, host: str) -> Path | None:
     return f
 
 
-def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, host: str = "127.0.0.1",
-             secrets: Path | None = None) -> list[Child]:
+#: Port of the public dashboard (``registry serve --public``), beside the signed-in one on 8501.
+PUBLIC_PORT = 8502
+
+
+def public_child(port: int, host: str = "127.0.0.1") -> Child:
+    """The public dashboard: only the aggregate pages, under the disclosure policy (dashboards/public_app.py)."""
+    return Child(
+        "public dashboard",
+        [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "public_app.py"), "--server.port", str(port), "--server.headless", "true",
+         "--server.address", host, "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
+        f"http://{_local(host)}:{port}/_stcore/health",
+        f"http://localhost:{port}",
+        DASHBOARDS_DIR,
+    )
+
+
+def _local(host: str) -> str:
+    """The address this machine reaches a server listening on ``host`` at."""
     local = host if is_loopback(host) or host not in ("0.0.0.0", "::") else "127.0.0.1"
-    local = f"[{local}]" if ":" in local else local
+    return f"[{local}]" if ":" in local else local
+
+
+def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, host: str = "127.0.0.1",
+             secrets: Path | None = None, public: bool = False) -> list[Child]:
+    if public:  # the public dashboard alone: no Dagster, nothing else
+        return [public_child(port, host)]
+    local = _local(host)
     argv = [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "app.py"), "--server.port", str(port), "--server.headless", "true",
             "--server.address", host, "--browser.gatherUsageStats", "false"]
     if secrets is not None:
@@ -159,14 +182,18 @@ class _Terminate(Exception):
     pass
 
 
-def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagster: bool = True, host: str = "127.0.0.1") -> int:
+def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with_dagster: bool = True, public: bool = False,
+          host: str = "127.0.0.1") -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
     os.umask(0o077)  # whatever the servers write into the home: readable by its owner only
-    secrets = check_auth(home, host)
+    secrets = None if public else check_auth(home, host)  # the public dashboard shows only suppressed aggregates, no sign-in
     home.ensure()
     prepare_dagster_home(home)
     env = _env(home, secrets)
-    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster, host=host, secrets=secrets)
+    if port is None:
+        port = PUBLIC_PORT if public else 8501
+    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster and not public, host=host,
+                     secrets=secrets, public=public)
 
     def on_term(signum, frame):  # noqa: ARG001
         raise _Terminate()
@@ -195,7 +222,7 @@ def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagste
                 print("", flush=True)
                 for c in procs:
                     if c.address:
-                        what = "Dashboards" if c.name == "dashboards" else c.name
+                        what = {"dashboards": "Dashboards", "public dashboard": "Public dashboard (aggregate figures under the disclosure policy)"}.get(c.name, c.name)
                         late = "" if c.ready else "  (not answering yet)"
                         print(f"{what}: {c.address}{late}", flush=True)
                 print("\nPress Ctrl-C to stop.", flush=True)

@@ -23,6 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from orchestration.analytics import disclosure as dc
+from orchestration.registry.textsafety import to_safe_csv
 
 MARK = dc.MARK
 #: session key set by the public entry script
@@ -60,7 +61,7 @@ def csv_bytes(df: pd.DataFrame, k: int) -> bytes:
     """The suppressed table as CSV, with a first comment row saying so."""
     buf = io.StringIO()
     buf.write(f"# suppressed table: minimum cell size k={k}; '{MARK}' marks a count of 1-{k - 1} or a cell from which one could be derived\n")
-    df.to_csv(buf, index=False)
+    buf.write(to_safe_csv(df))  # no spreadsheet formulas from submitted text
     return buf.getvalue().encode("utf-8")
 
 

@@ -3,7 +3,6 @@ size and the synthetic-data banner, tables with a CSV download, and charts."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from dashboards.lib import auth, cohort, data, labels, public
 from dashboards.lib.cohort import CohortFilter
 from dashboards.queries import common as common_queries
 from orchestration.analytics import disclosure
+from orchestration.registry.textsafety import to_safe_csv
 
 NOTHING_PUBLISHED = (
     "**Nothing published yet: run `registry build`.**\n\n"
@@ -253,9 +253,7 @@ _NOT_COUNTS = frozenset({"index_year", "day", "revision", "record", "lab_index",
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8")
+    return to_safe_csv(df).encode("utf-8")  # no spreadsheet formulas from submitted text
 
 
 def download(df: pd.DataFrame | Any, name: str, *, key: str | None = None, label: str = "Download CSV") -> None:

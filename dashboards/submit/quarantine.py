@@ -35,7 +35,7 @@ def _payload(entry: dict[str, Any]) -> tuple[Any, str | None]:
     if enc == "json":
         try:
             obj = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # kept verbatim: it may be broken or nested beyond reason
             return None, payload
         return (obj if isinstance(obj, dict) else None), json.dumps(obj, ensure_ascii=False, indent=2)
     if enc == "base64":

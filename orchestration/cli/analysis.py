@@ -6,7 +6,10 @@ analyses on a filtered cohort of the published snapshot (the figures of the /ana
                           [--format json|text]
     registry analysis cif [--filter ...] [--format json|csv]
     registry analysis wounds [--filter ...] [--format json]
-    registry report OUT.html|OUT.pdf [--filter ...]
+    registry report OUT.html|OUT.pdf [--filter ...] [--public]
+
+``registry report`` is the coordinator's tool: exact figures, unless ``--public`` applies the home's
+disclosure policy (``registry disclosure show``; docs/disclosure.md) for a report that leaves the registry.
 
 ``--filter COLUMN=CODE`` may be repeated (AND); see ``orchestration.services.cohort``.
 Exit codes: 0 ok; 1 the analysis cannot be computed for this cohort (one line says why);
@@ -37,12 +40,12 @@ __all__ = ["register"]
 def _m() -> SimpleNamespace:
     """The analysis modules, imported on first use: they load pandas, scipy, lifelines and
     matplotlib, which every other ``registry`` command (e.g. ``submit``) must not wait for."""
-    from orchestration.analytics import competing_risks, cox, table1, wounds  # heavy: lifelines, scipy (see above)
+    from orchestration.analytics import competing_risks, cox, disclosure, table1, wounds  # heavy: lifelines, scipy (see above)
     from orchestration.services import cohort as cohort_service  # heavy: duckdb, pandas
     from orchestration.services import report as report_service  # heavy: matplotlib
     from orchestration.warehouse import snapshot
 
-    return SimpleNamespace(competing_risks=competing_risks, cox=cox, table1=table1, wounds=wounds,
+    return SimpleNamespace(competing_risks=competing_risks, cox=cox, disclosure=disclosure, table1=table1, wounds=wounds,
                            cohort_service=cohort_service, report_service=report_service, snapshot=snapshot)
 
 
@@ -60,7 +63,7 @@ def _clean(x: Any) -> Any:
 
 
 def _dump(obj: Any) -> None:
-    sys.stdout.write(json.dumps(_clean(obj), ensure_ascii=False, allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(_clean(obj), ensure_ascii=True, allow_nan=False) + "\n")
 
 
 def _cell(v: Any) -> Any:
@@ -178,12 +181,22 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise UserError(f"{args.out}: the report is written as .html or .pdf")
     if not out.parent.is_dir():
         raise UserError(f"{args.out}: no such folder {str(out.parent)!r}")
+    k = None
+    if args.public:
+        try:
+            k = _m().disclosure.load_policy(home_from_args(args)).min_cell
+        except ValueError as e:  # a broken policy file stops the report, never a weaker policy
+            raise UserError(str(e)) from None
     c = _cohort(args, treatments=True, labs=True, organs=True)
-    data = _m().report_service.build_report(c)
+    data = _m().report_service.build_report(c, public=args.public, min_cell=k)
     if fmt == "html":
         out.write_text(_m().report_service.render_html(data), encoding="utf-8")
     else:
         _m().report_service.render_pdf(data, out)
+    if args.public:
+        size = "no figures: " + data["public"]["refusal"] if data["public"]["refusal"] else f"{c.cases.shape[0]} cases"
+        print(f"wrote {out} (public, disclosure policy k={k}; {size}; generated from snapshot {c.version})")
+        return 0
     print(f"wrote {out} ({c.cases.shape[0]} cases, generated from snapshot {c.version})")
     return 0
 
@@ -229,4 +242,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("report", help="write the registry report (self-contained HTML or PDF) of a filtered cohort")
     s.add_argument("out", metavar="OUT.html|OUT.pdf")
     _filter_arg(s)
+    s.add_argument("--public", action="store_true",
+                   help="apply the home's disclosure policy (small cells suppressed, safe survival, no Cox or competing "
+                        "risks) for a report circulated outside the registry; without it the figures are exact")
     s.set_defaults(func=_run(cmd_report))

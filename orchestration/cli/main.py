@@ -22,6 +22,7 @@ from orchestration.cli import fhir as fhir_cli
 from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
+from orchestration.cli.common import printable as _p
 from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract import schema
@@ -59,7 +60,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for r in chunk:
             counts[r.status] += 1
         if args.format == "json":
-            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=False) for r in chunk)
+            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=True) for r in chunk)
             if body:
                 out.write(("" if first else ", ") + body)
                 first = False
@@ -138,18 +139,18 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     home = _home(args)
-    entries = quarantine_entries(home, include_resolved=not args.unresolved)
+    entries = quarantine_entries(home, include_resolved=not args.unresolved, with_payload=args.format == "json")
     if args.format == "json":
-        print(json.dumps(entries, ensure_ascii=False))
+        print(json.dumps(entries, ensure_ascii=True))
         return 0
     if not entries:
         print("quarantine is empty")
     for e in entries:
         state = f"resolved {e['resolved_at']}" if e["resolved_at"] else "open"
         rec = "whole file" if e["record"] is None else f"record {e['record']}"
-        print(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]")
+        print(_p(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]"))
         for err in e["errors"]:
-            print(f"    {err['path']}: {err['message']}")
+            print(_p(f"    {err['path']}: {err['message']}"))
     return 0
 
 
@@ -242,11 +243,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.user:
         events = [e for e in events if matches_user(e, args.user)]
     if args.format == "json":
-        print(json.dumps(events, ensure_ascii=False))
+        print(json.dumps(events, ensure_ascii=True))
         return 0
     for e in events:
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)
-        print(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}")
+        print(_p(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}"))
     return 0
 
 

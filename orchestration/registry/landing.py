@@ -38,12 +38,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.config import Home
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, record_errors
 from orchestration.registry import audit, journal
 from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
+INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
 INDEX_SCHEMA = pa.schema(
     [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
@@ -133,17 +134,22 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost (for a converted record: the
-    record as constructed, never the input it was built from)."""
+    """What was submitted, kept verbatim so that nothing is lost: the record's original text (the
+    JSON Lines line or array element: a NaN stays NaN, 1e309 stays 1e309); for a converted record the
+    record as constructed, never the input it was built from; else the whole file."""
     if isinstance(data, Converted) and p.obj is None:
         return {"payload": None, "payload_encoding": "withheld"}
-    if p.obj is not None or (p.raw is None and p.record is not None):
+    text = p.verbatim()
+    if text is not None:
+        return {"payload": text, "payload_encoding": "json" if p.error is None else "text"}
+    if p.obj is not None or p.record is not None:
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
         except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
-    if p.raw is not None:
-        return {"payload": p.raw, "payload_encoding": "text"}
+            try:
+                return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
+            except (TypeError, ValueError, RecursionError):
+                return {"payload": repr(p.obj), "payload_encoding": "text"}
     raw = data.read() if isinstance(data, FileSource) else (data or b"")
     return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
 
@@ -285,16 +291,22 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]]):
             quarantine.append((r, _payload(p, data)))
             receipts.append(r)
             continue
-        errors = validate_record(p.obj)
-        if isinstance(data, Converted):
-            errors = data.merge(errors)
-        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
-        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, [])
         receipts.append(r)
-        if errors:
+        try:
+            errors = record_errors(p)  # reads whole-number floats in integer fields as ints, in place
+            if isinstance(data, Converted):
+                errors = data.merge(errors)
+            r.errors = errors
+            if not r.errors:
+                canon, h = content_hash(p.obj)
+        except Exception:  # noqa: BLE001 - one record fails, never its file
+            r.errors = [Error("$", INTERNAL_ERROR)]
+        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
+        r.revision = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
+        if r.errors:
             quarantine.append((r, _payload(p, None)))
         else:
-            canon, h = content_hash(p.obj)
             valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
     return receipts, quarantine, valid
 
@@ -311,8 +323,9 @@ def _classify_and_write(
 ) -> list[Receipt]:
     if withdrawn:
         kept = []
+        withdrawn_keys = {w.lower() for w in withdrawn}  # case-insensitive: WD-1 withdrawn blocks wd-1
         for v in valid:
-            if v.case_id in withdrawn:
+            if v.case_id.lower() in withdrawn_keys:
                 r = receipts[v.seq]
                 r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
                 # the payload of a withdrawn patient is not kept, not even in quarantine
@@ -344,7 +357,7 @@ def _classify_and_write(
                     f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
                 )
             ]
-            quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
+            quarantine.append((r, _payload(v.parsed, None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()

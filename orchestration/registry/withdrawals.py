@@ -29,6 +29,12 @@ class Purge:
     audit_events_purged: int
 
 
+def is_withdrawn(case_id: str, withdrawn: set[str]) -> bool:
+    """Whether ``case_id`` is a withdrawn case, ignoring case: ``wd-canary-01`` may not come back
+    after ``WD-CANARY-01`` was withdrawn."""
+    return case_id.lower() in {w.lower() for w in withdrawn}
+
+
 def withdrawn_case_ids(home: Home) -> set[str]:
     d = home.withdrawals
     out = set()

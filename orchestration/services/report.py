@@ -17,9 +17,14 @@ Choices:
 * The report states the snapshot it was generated from (version and publication time), so the
   numbers of a paper can be reproduced from that snapshot with ``registry report --filter ...``.
 
-TODO (disclosure issue): ``public``/``min_cell`` -- suppress small cells (counts below ``min_cell``)
-for a report circulated outside the registry. The hook is here; the policy is not implemented yet,
-so asking for it is refused rather than silently ignored.
+* **Public report** (``build_report(..., public=True, min_cell=k)``; ``registry report --public``): the
+  disclosure policy of ``docs/disclosure.md`` applied with the functions of
+  ``orchestration.analytics.disclosure`` (the same ones the dashboards' disclosure mode uses, no rule
+  of its own): a cohort below k (or leaving out fewer than k of the registry) gives only the cohort
+  definition, the snapshot and one sentence; otherwise every table is the suppressed table (cells read
+  "suppressed"), Kaplan-Meier is the safe curve with safe numbers at risk, lab summaries are safe
+  quantiles (no min/max), and the sections that cannot be made safe with these functions (the Cox model,
+  cumulative incidence by cause) are left out with one line saying so.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import base64
 import datetime as _dt
 import html
 import io
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -37,8 +43,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from orchestration.analytics import competing_risks, cox, stats, table1, wounds
+from orchestration.analytics import disclosure as dc
 from orchestration.analytics import variables as V
 from orchestration.analytics.errors import AnalysisError
+from orchestration.config import Home
 from orchestration.contract import reference
 
 __all__ = ["DEFAULT_COVARIATES", "build_report", "cif_figure", "forest_figure", "render_html", "render_pdf", "table1_display"]
@@ -90,8 +98,11 @@ def _png(fig: Figure) -> bytes:
 # ----------------------------------------------------------------------------- figures
 
 
-def km_figure(curve: pd.DataFrame, title: str = "Kaplan–Meier survival (all cases)") -> Figure:
-    """Kaplan–Meier curve with its 95 % band and the number at risk under the axis."""
+def km_figure(curve: pd.DataFrame, title: str = "Kaplan–Meier survival (all cases)", *, k: int | None = None,
+              exact: pd.DataFrame | None = None) -> Figure:
+    """Kaplan–Meier curve with its 95 % band and the number at risk under the axis. With ``k``:
+    ``curve`` is the safe curve (:func:`disclosure.safe_curve`) and the numbers at risk under the axis
+    are read from the ``exact`` curve through :func:`disclosure.safe_at_risk`."""
     fig = Figure(figsize=(8, 4.6))
     ax = fig.add_axes((0.1, 0.3, 0.85, 0.6))
     if len(curve):
@@ -109,8 +120,13 @@ def km_figure(curve: pd.DataFrame, title: str = "Kaplan–Meier survival (all ca
     at.set_xlim(ax.get_xlim())
     at.axis("off")
     at.text(0, 1.0, "Number at risk", fontsize=8, fontweight="bold", transform=at.transAxes, va="top")
-    for d, n in _at_risk(curve, ticks):
-        at.text(d, 0.3, f"{n:,}", ha="center", fontsize=8)
+    if k is None:
+        labels = [(d, f"{n:,}") for d, n in _at_risk(curve, ticks)]
+    else:
+        pairs = _at_risk(exact if exact is not None else pd.DataFrame(columns=["day", "n_at_risk"]), ticks)
+        labels = [(d, dc.MARK if v is None else f"{v:,}") for (d, _), v in zip(pairs, dc.safe_at_risk([n for _, n in pairs], k))]
+    for d, text in labels:
+        at.text(d, 0.3, text, ha="center", fontsize=8 if k is None else 6.5)
     ax.set_xlabel("Days from day 0")
     return fig
 
@@ -250,11 +266,18 @@ def _n_known_values(s: pd.Series, column: str) -> int:
 
 
 def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] = DEFAULT_COVARIATES,
-                 public: bool = False, min_cell: int | None = None) -> dict[str, Any]:
-    """Every figure and table of the report for a :class:`orchestration.services.cohort.Cohort`."""
-    if public or min_cell:
-        # TODO(disclosure issue): small-cell suppression for public reports
-        raise NotImplementedError("the disclosure policy (public report, min_cell) is not implemented yet")
+                 public: bool = False, min_cell: int | None = None, home: Home | None = None) -> dict[str, Any]:
+    """Every figure and table of the report for a :class:`orchestration.services.cohort.Cohort`.
+
+    ``public=True``: the report under the disclosure policy, with the minimum cell size ``min_cell``
+    when given, else the policy of ``home`` (:func:`disclosure.load_policy`; a broken policy file
+    raises ValueError, never a fallback to a weaker policy). Giving ``min_cell`` alone asks for it too."""
+    if min_cell is not None:
+        public = True  # asking for a minimum cell size is asking for the policy
+    elif public:
+        if home is None:
+            raise ValueError("a public report needs the minimum cell size: give min_cell or the registry home")
+        min_cell = dc.load_policy(home).min_cell
     cases = c.cases
     vocab = dict(c.vocabulary or {})
     curve = stats.kaplan_meier(cases["followup_days"], cases["died"]) if len(cases) else stats.kaplan_meier([], [])
@@ -273,7 +296,7 @@ def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] 
         model, model_error = None, str(e)
     t1 = table1.table1(cases, by) if len(cases) else None
     n_syn = int(cases["is_synthetic"].astype(bool).sum()) if "is_synthetic" in cases.columns else 0
-    return {
+    d = {
         "title": "Calciphylaxis registry report",
         "snapshot": c.version,
         "published_at": c.published_at,
@@ -295,7 +318,203 @@ def build_report(c, *, by: str = DEFAULT_TABLE1_BY, covariates: tuple[str, ...] 
         "labs": _labs(c),
         "completeness": _completeness(cases),
         "wounds": wounds.healing_by_lesion_distribution(cases) if len(cases) else [],
+        "public": None,
     }
+    return _protect(d, dc.validate_min_cell(min_cell)) if public else d
+
+
+# ----------------------------------------------------------------------------- the public report
+
+
+#: sections left out of a public report: their figures cannot be made safe with the policy's functions
+PUBLIC_OMITTED: tuple[tuple[str, str], ...] = (
+    ("Cumulative incidence of death by cause",
+     "left out of the public report: the deaths by cause and their curves cannot be made safe with the disclosure functions."),
+    ("Cox model of death",
+     "left out of the public report: hazard ratios of small groups and the counts of cases used and excluded cannot be "
+     "made safe with the disclosure functions."),
+)
+
+
+def _s(v: Any, hide: bool, fmt=lambda v: f"{v:,}") -> str:
+    """A cell of a public table: the mark when hidden, else the formatted value."""
+    return dc.MARK if hide or v is None else fmt(v)
+
+
+def _refusal(n: int, n_registry: int, k: int) -> str | None:
+    """One sentence when the cohort may show no figure (the dashboards' rule: fewer than k cases, or
+    leaving out fewer than k of the registry's cases), else None."""
+    if not dc.cohort_ok(n, k):
+        return (f"Fewer than {k} cases match this cohort definition, so this report shows no figures "
+                f"(disclosure control, minimum cell size k = {k}).")
+    rest = n_registry - n
+    if rest > 0 and not dc.cohort_ok(rest, k):
+        return (f"This cohort leaves out fewer than {k} of the registry's cases, who could be singled out by comparison "
+                f"with the whole registry, so this report shows no figures (minimum cell size k = {k}).")
+    return None
+
+
+def _public_table1(t: dict[str, Any], vocab, k: int) -> tuple[list[str], list[list[str]]]:
+    """Table 1 with every level x group table suppressed (margins: the groups' sizes and the overall
+    column), quartiles only for groups of at least k known values, p and SMD only when every group has
+    at least k cases."""
+    groups = [g["group"] for g in t["groups"] if g["group"] != table1.OVERALL]
+    sizes = np.array([g["n"] for g in t["groups"] if g["group"] != table1.OVERALL], dtype=float)
+    size_m = dc.suppress_counts(sizes, k) if len(groups) else np.zeros(0, dtype=bool)
+    tests_ok = bool(len(groups)) and bool((sizes >= k).all())
+    header = ["Characteristic"] + [
+        _label(vocab, t["by"], g) + f" (n={_s(int(n), m)})" for g, n, m in zip(groups, sizes, size_m)
+    ] + [f"Overall (n={t['n']:,})", "p", "Test", "SMD"]
+    rows = []
+    for v in t["variables"]:
+        name = V.LABELS.get(v["variable"], v["variable"].replace("_", " "))
+        smds = [abs(x["smd"]) for x in v["smd"] if x["smd"] is not None]
+        smd = "" if not smds else (f"{smds[0]:.3f}" if len(v["smd"]) == 1 else f"max {max(smds):.3f}")
+        p, test = (_fmt_p(v["p"]), v["test"] or "") if tests_ok else (dc.MARK, "")
+        smd = smd if tests_ok else (dc.MARK if smd else "")
+        if v["type"] == "continuous":
+            summ = [v["summary"][g] for g in groups + [table1.OVERALL]]
+            miss = np.array([[s["n"], s["n_missing"]] for s in summ[:-1]], dtype=float).reshape(len(groups), 2)
+            if len(groups):
+                cm, _, tot_m, _ = dc.suppress_table(miss, k, row_total_hidden=size_m)
+            else:
+                cm, tot_m = np.zeros((0, 2), dtype=bool), dc.suppress_counts([summ[-1]["n"], summ[-1]["n_missing"]], k)
+            cells = []
+            for i, s in enumerate(summ):
+                hid_n, hid_miss = (cm[i] if i < len(groups) else tot_m)
+                q_ok = not hid_n and s["n"] >= k and s["median"] is not None
+                txt = (f"{_fmt_num(s['median'])} ({_fmt_num(s['q1'])}–{_fmt_num(s['q3'])})" if q_ok else dc.MARK)
+                if s["n_missing"] or hid_miss:
+                    txt += f" [{_s(s['n_missing'], hid_miss)} missing]"
+                cells.append(txt)
+            rows.append([f"{name}, {v['unit']}, median (IQR)"] + cells + [p, test, smd])
+        else:
+            levels = v["levels"]
+            counts = np.array([[lv["counts"][g]["n"] for g in groups] for lv in levels], dtype=float).reshape(len(levels), len(groups))
+            if len(groups) and len(levels):
+                cm, rm, _, _ = dc.suppress_table(counts, k, col_total_hidden=size_m)
+            else:
+                cm = np.zeros((len(levels), 0), dtype=bool)
+                rm = dc.suppress_counts([lv["counts"][table1.OVERALL]["n"] for lv in levels], k)
+            rows.append([f"{name}, n (%)"] + [""] * (len(groups) + 1) + [p, test, smd])
+            for i, lv in enumerate(levels):
+                cells = []
+                for j, g in enumerate(groups + [table1.OVERALL]):
+                    c = lv["counts"][g]
+                    hide = bool(cm[i, j]) if j < len(groups) else bool(rm[i])
+                    cells.append(dc.MARK if hide else _fmt_n_pct(c["n"], c["percent"]))
+                rows.append(["    " + _label(vocab, v["variable"], lv["level"])] + cells + ["", "", ""])
+    return header, rows
+
+
+def _protect(d: dict[str, Any], k: int) -> dict[str, Any]:
+    """The report's data under the disclosure policy with minimum cell size ``k``: every figure and
+    table replaced by its safe version (see the module's docstring); the exact figures are dropped."""
+    vocab = d["vocab"]
+    n, n_reg = d["n_cases"], d["n_registry"]
+    exact_km = d["km"]
+    out = {key: d[key] for key in ("title", "snapshot", "published_at", "generated_at", "cohort", "n_registry", "vocab")}
+    out.update({"public": {"k": k, "refusal": _refusal(n, n_reg, k), "sections": [], "omitted": list(PUBLIC_OMITTED)},
+                "n_cases": n, "n_synthetic": 0, "synthetic_hidden": False, "table1": None, "km": dc.safe_curve(None, k),
+                "km_exact": None, "km_summary": None, "at_risk": [], "cif": pd.DataFrame(), "cif_at": [], "cox": None,
+                "cox_error": None, "organs": [], "labs": [], "completeness": [], "wounds": []})
+    pub = out["public"]
+    if pub["refusal"]:
+        pub["omitted"] = []
+        return out
+    syn_m = dc.suppress_counts([n - d["n_synthetic"], d["n_synthetic"]], k)
+    out["n_synthetic"], out["synthetic_hidden"] = d["n_synthetic"], bool(syn_m.any()) and d["n_synthetic"] > 0
+    secs = pub["sections"]
+    if d["table1"]:
+        h, r = _public_table1(d["table1"], vocab, k)
+        secs.append(("Table 1. Baseline characteristics by " + V.LABELS.get(d["table1"]["by"], d["table1"]["by"]).lower(), h, r,
+                     f"Counts (% of the group); '{dc.MARK}' marks a count of 1–{k - 1} or one from which such a count could "
+                     f"be derived. Median (IQR) only for groups of at least {k} known values. p and SMD only when every "
+                     f"group has at least {k} cases."))
+    # Kaplan-Meier: the safe curve, safe numbers at risk, survival and median read off the safe curve
+    safe = dc.safe_curve(exact_km, k)
+    out["km"], out["km_exact"] = safe, exact_km
+    at = _at_risk(exact_km, AT_RISK_DAYS)
+    at_safe = dc.safe_at_risk([v for _, v in at], k)
+    secs.append(("Number at risk", ["Day"] + [str(dd) for dd, _ in at], [["At risk"] + [_s(v, False) for v in at_safe]],
+                 f"Cases with a known outcome still followed at the start of each day, rounded down to a multiple of {k}; "
+                 f"'{dc.MARK}' below {k}."))
+    s = d["km_summary"]
+    if s:
+        om = dc.suppress_counts([s["n_deaths"], s["n_known_outcome"] - s["n_deaths"], n - s["n_known_outcome"]], k)
+        known_hidden = bool(om[0] or om[1]) and bool(om[2])
+        cells = []
+        for day in stats.SURVIVAL_DAYS:
+            sv, lo, hi = dc.safe_survival_at(safe, day)
+            cells.append(dc.MARK if sv is None else f"{sv:.3f} ({lo:.3f}–{hi:.3f})")
+        status, med = dc.safe_median(safe)
+        med_txt = str(med) if status == "reached" else ("not reached" if status == "not reached" else dc.MARK)
+        secs.append(("Survival (Kaplan–Meier)", ["", "30 d", "90 d", "180 d", "365 d", "Median (days)"],
+                     [["Survival (95% CI)"] + cells + [med_txt]],
+                     f"{_s(s['n_known_outcome'], known_hidden)} cases with a known outcome, {_s(s['n_deaths'], bool(om[0]))} "
+                     f"deaths. Read off the safe curve: steps of at least {k} deaths, stopping where fewer than {k} remain "
+                     "at risk; 95% log(−log) Greenwood bands."))
+    # organ involvement: each organ's count against the rest of the cohort
+    orgs = []
+    for r in d["organs"]:
+        hide = bool(dc.suppress_counts([r["n"], n - r["n"]], k)[0])
+        orgs.append({**r, "n": None if hide else r["n"], "percent": None if hide else r["percent"]})
+    out["organs"] = orgs
+    secs.append(("Organ involvement", ["Organ", "Group", "Cases", "%"],
+                 [[r["label"], r["group"], _s(r["n"], False), _s(r["percent"], False, lambda v: f"{v:.1f}")] for r in orgs],
+                 f"Cases with calcific vasculopathy of each organ (% of the cohort); '{dc.MARK}' where the organ's cases "
+                 f"or the cases without it are 1–{k - 1}."))
+    labs = []
+    for r in d["labs"]:
+        q = {**r, **dc.safe_quantiles(r, k)}
+        q.pop("min", None), q.pop("max", None)
+        q["n_text"] = _s(q["n"], False)
+        # one value per case: the cases without one are a derived count too (the dashboards' /labs rule):
+        # when they are 1 .. k-1, no size and no count or percentage that would give it back
+        if r["n"] and dc.suppress_counts([r["n"], n - r["n"]], k)[0]:
+            q["n_text"] = f"{dc.MARK} (≥{k})" if r["n"] >= k else dc.MARK
+            q.update({"n": None, "n_low": None, "n_high": None, "pct_low": None, "pct_high": None})
+        labs.append(q)
+    out["labs"] = labs
+    secs.append(("Baseline labs against reference ranges", ["Analyte", "Unit", "n", "Median (IQR)", "Reference", "Low", "High"],
+                 [[r["label"], r["unit"], r["n_text"],
+                   dc.MARK if r["median"] is None else f"{_fmt_num(r['median'], 2)} ({_fmt_num(r['p25'], 2)}–{_fmt_num(r['p75'], 2)})",
+                   _ref(r), dc.MARK if r["n_low"] is None else f"{r['n_low']:,} ({_fmt_num(r['pct_low'])}%)",
+                   dc.MARK if r["n_high"] is None else f"{r['n_high']:,} ({_fmt_num(r['pct_high'])}%)"] for r in labs],
+                 f"Each case's earliest value; quartiles only for at least {k} values, never a minimum or maximum; "
+                 f"'{dc.MARK} (≥{k})': a size hidden because the cases without a value are fewer than {k}; "
+                 "low/high against the range of the record or the analyte's default (shown)."))
+    # wound healing: lesion groups x healing levels, margins the groups' sizes and the 'all' row
+    wrows = [r for r in d["wounds"] if r["group"] != wounds.ALL]
+    if wrows:
+        cells = np.array([[r[f"n_{lv}"] for lv in wounds.HEALING_LEVELS] for r in wrows], dtype=float)
+        size_m = dc.suppress_counts([r["n"] for r in wrows], k)
+        cm, rm, colm, _ = dc.suppress_table(cells, k, row_total_hidden=size_m)
+        table = []
+        for i, r in enumerate(list(wrows) + [next(x for x in d["wounds"] if x["group"] == wounds.ALL)]):
+            m = cm[i] if i < len(wrows) else colm
+            row_hidden = bool(rm[i]) if i < len(wrows) else False
+            parts = [dc.MARK if m[j] else _fmt_n_pct(r[f"n_{lv}"], r[f"pct_{lv}"]) for j, lv in enumerate(wounds.HEALING_LEVELS)]
+            assessed = [j for j, lv in enumerate(wounds.HEALING_LEVELS) if lv in wounds.ASSESSED]
+            ok = not row_hidden and not any(m[j] for j in assessed) and r["pct_complete_of_assessed"] is not None
+            table.append([_label(vocab, "lesion_distribution", r["group"]) if r["group"] != wounds.ALL else "All",
+                          _s(r["n"], row_hidden)] + parts + [_fmt_num(r["pct_complete_of_assessed"]) + "%" if ok else dc.MARK])
+        secs.append(("Wound healing by lesion distribution", ["Lesions", "n", "Complete", "Partial", "None",
+                                                             "Not applicable", "Unknown", "Complete of assessed"], table,
+                     "Healing at last contact; suppressed as a table with its margins. " + wounds.TREATMENT_CAUTION))
+    # data completeness: each column's known values against its unknown ones (deaths: their count too)
+    comp = []
+    deaths_hidden = bool(s and dc.suppress_counts([s["n_deaths"], n - s["n_deaths"]], k)[0]) if s else True
+    for r in d["completeness"]:
+        hide = bool(dc.suppress_counts([r["known"], r["denominator"] - r["known"]], k).any())
+        denom_hidden = deaths_hidden if r["column"] == "cause_of_death" else False
+        comp.append([V.LABELS.get(r["column"], r["column"].replace("_", " ")) + (f" ({r['note']})" if r["note"] else ""),
+                     _s(r["known"], hide or denom_hidden), _s(r["denominator"], denom_hidden),
+                     dc.MARK if hide or denom_hidden else _fmt_num(r["percent"])])
+    secs.append(("Data completeness", ["Column", "Known", "Of", "%"], comp,
+                 f"Known = neither missing nor recorded as unknown; '{dc.MARK}' where the known or the unknown values are "
+                 f"1–{k - 1}."))
+    return out
 
 
 # ----------------------------------------------------------------------------- tables as rows of text
@@ -331,6 +550,8 @@ def table1_display(t: dict[str, Any], vocab: dict[tuple[str, str], str]) -> tupl
 
 def _sections(d: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], str]]:
     """(title, header, rows, caption) of every table of the report, shared by HTML and PDF."""
+    if d.get("public"):
+        return list(d["public"]["sections"])
     vocab = d["vocab"]
     out = []
     if d["table1"]:
@@ -405,6 +626,16 @@ def _ref(r: dict[str, Any]) -> str:
 
 
 def _figures(d: dict[str, Any]) -> dict[str, Figure]:
+    pub = d.get("public")
+    if pub:  # safe curve, safe numbers at risk, shown organs only; no competing risks, no Cox
+        if pub["refusal"]:
+            return {}
+        figs = {"km": km_figure(d["km"], f"Kaplan–Meier survival (all cases; steps of at least {pub['k']} deaths)",
+                                k=pub["k"], exact=d["km_exact"])}
+        shown = [r for r in d["organs"] if r["percent"] is not None]
+        if shown:
+            figs["organs"] = organ_figure(shown)
+        return figs
     figs = {"km": km_figure(d["km"]), "cif": cif_figure(d["cif"], d["vocab"])}
     if d["cox"]:
         figs["forest"] = forest_figure(d["cox"], d["vocab"])
@@ -444,9 +675,18 @@ def render_html(d: dict[str, Any]) -> str:
         f"<p class='meta'><strong>Generated from snapshot {e(str(d['snapshot']))}</strong>"
         + (f", published {e(str(d['published_at']))}" if d["published_at"] else "")
         + f"; generated {e(d['generated_at'])}.</p>",
-        f"<p><strong>Cohort:</strong> {e(d['cohort'])}: {d['n_cases']:,} of the {d['n_registry']:,} cases of the snapshot.</p>",
     ]
-    if d["n_synthetic"]:
+    pub = d.get("public")
+    if pub:
+        parts.append(f"<p class='warn'>{e(_policy_line(pub['k']))}</p>")
+    if pub and pub["refusal"]:
+        parts += [f"<p><strong>Cohort:</strong> {e(d['cohort'])}.</p>", f"<p>{e(pub['refusal'])}</p>", "</body></html>"]
+        return "\n".join(parts)
+    parts.append(f"<p><strong>Cohort:</strong> {e(d['cohort'])}: {d['n_cases']:,} of the {d['n_registry']:,} cases of the snapshot.</p>")
+    if pub and d["synthetic_hidden"]:
+        parts.append("<p class='warn'>Includes synthetic cases (how many is suppressed under the disclosure policy), "
+                     "generated for testing and demonstration.</p>")
+    elif d["n_synthetic"]:
         parts.append(f"<p class='warn'>Includes synthetic cases (n={d['n_synthetic']:,}), generated for testing and "
                      "demonstration.</p>")
     by_title = {}
@@ -468,7 +708,10 @@ def render_html(d: dict[str, Any]) -> str:
     section("Number at risk")
     section("Survival (Kaplan–Meier)")
     section("Cumulative incidence of death by cause", "cif", "Stacked cumulative incidence of death by cause")
-    if d["cox"] is None:
+    if pub:
+        for title, why in pub["omitted"]:
+            parts.append(f"<p class='warn'>{e(title)}: {e(why)}</p>")
+    elif d["cox"] is None:
         parts.append(f"<h2>Cox model of death</h2><p class='warn'>Not computed: {e(d['cox_error'] or '')}</p>")
     else:
         if d["cox"]["ph_warning"]:
@@ -478,9 +721,16 @@ def render_html(d: dict[str, Any]) -> str:
     section("Baseline labs against reference ranges")
     section("Wound healing by lesion distribution")
     section("Data completeness")
-    parts.append(f"<p class='meta'>Reproduce: <code>registry report OUT.html {e(_filter_args(d['cohort']))}</code> on "
+    parts.append(f"<p class='meta'>Reproduce: <code>registry report OUT.html {e(_filter_args(d['cohort']))}"
+                 f"{' --public' if pub else ''}</code> on "
                  f"snapshot {e(str(d['snapshot']))}.</p></body></html>")
     return "\n".join(parts)
+
+
+def _policy_line(k: int) -> str:
+    return (f"This report applies the disclosure policy with k={k}: counts of 1–{k - 1}, and any count or percentage from "
+            f"which one could be derived, read '{dc.MARK}'; survival is read off a curve coarsened to steps of at least {k} "
+            f"deaths that stops where fewer than {k} remain at risk; no minimum or maximum is shown.")
 
 
 def _filter_args(definition: str) -> str:
@@ -492,6 +742,10 @@ def _filter_args(definition: str) -> str:
 # ----------------------------------------------------------------------------- PDF
 
 _A4 = (8.27, 11.69)
+
+
+def _wrap(text: str, width: int = 95) -> str:
+    return textwrap.fill(text, width)
 
 
 def _text_page(pdf: PdfPages, lines: list[tuple[str, float, str]]) -> None:
@@ -544,13 +798,24 @@ def render_pdf(d: dict[str, Any], out) -> None:
     with PdfPages(out, metadata={"Title": f"{d['title']} – snapshot {d['snapshot']}", "Creator": "registry report"}) as pdf:
         head = [(d["title"], 20, "bold"),
                 (f"Generated from snapshot {d['snapshot']}" + (f", published {d['published_at']}" if d["published_at"] else ""), 10, "bold"),
-                (f"Generated {d['generated_at']}", 9, "normal"),
-                (f"Cohort: {d['cohort']}: {d['n_cases']:,} of the {d['n_registry']:,} cases of the snapshot.", 10, "normal")]
-        if d["n_synthetic"]:
+                (f"Generated {d['generated_at']}", 9, "normal")]
+        pub = d.get("public")
+        if pub:
+            head.append((_wrap(_policy_line(pub["k"])), 9, "normal"))
+        if pub and pub["refusal"]:
+            head += [(f"Cohort: {d['cohort']}.", 10, "normal"), (_wrap(pub["refusal"]), 10, "normal")]
+            _text_page(pdf, head)
+            return
+        head.append((f"Cohort: {d['cohort']}: {d['n_cases']:,} of the {d['n_registry']:,} cases of the snapshot.", 10, "normal"))
+        if pub:
+            head += [(_wrap(f"{t}: {why}"), 9, "normal") for t, why in pub["omitted"]]
+        if pub and d["synthetic_hidden"]:
+            head.append(("Includes synthetic cases (how many is suppressed under the disclosure policy).", 10, "normal"))
+        elif d["n_synthetic"]:
             head.append((f"Includes synthetic cases (n={d['n_synthetic']:,}), generated for testing and demonstration.", 10, "normal"))
         if d["cox"] and d["cox"]["ph_warning"]:
             head.append(("Cox model: " + d["cox"]["ph_warning"], 8, "normal"))
-        if d["cox"] is None:
+        if d["cox"] is None and not pub:
             head.append((f"Cox model not computed: {d['cox_error']}", 9, "normal"))
         _text_page(pdf, head)
         order = [("Table 1", None), ("Number at risk", "km"), ("Survival (Kaplan–Meier)", None),

@@ -55,6 +55,7 @@ import duckdb
 import pyarrow as pa
 
 from orchestration.config import Home
+from orchestration.registry.textsafety import escape_controls, safe_csv_cell
 from orchestration.sql import limits
 from orchestration.warehouse import snapshot
 
@@ -582,9 +583,9 @@ def format_result(result: QueryResult, fmt: str, *, max_display_rows: int | None
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
+        w.writerow([safe_csv_cell(c) for c in cols])
         for r in rows:
-            w.writerow([_csv_cell(r.get(c)) for c in cols])
+            w.writerow([safe_csv_cell(_csv_cell(r.get(c))) if isinstance(r.get(c), str) else _csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
     if fmt == "table":
         return _text_table(result, rows, max_display_rows)
@@ -668,7 +669,7 @@ def _text_cell(v: Any) -> str:
         s = "\\x" + bytes(v).hex()
     else:
         s = str(v)
-    s = s.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    s = escape_controls(s.replace("\t", " "))  # no raw ESC, BEL or CR from submitted text in a terminal
     return s if len(s) <= _MAX_CELL else s[: _MAX_CELL - 1] + "…"
 
 

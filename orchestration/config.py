@@ -16,6 +16,11 @@ Layout (created on demand)::
       dagster/                    DAGSTER_HOME for runs, sensors and the UI
       dbt/                        dbt logs and run artifacts
       locks/                      advisory file locks
+      config/auth.toml            sign-in through an identity provider (absent: single-user mode)
+      config/access.json          role grants (``registry access``)
+
+The home and everything in it is readable by its owner only: ``ensure`` makes the directories 0700,
+and the ``registry`` command and ``registry serve`` run with umask 077, so files are created 0600.
 """
 
 from __future__ import annotations
@@ -110,8 +115,12 @@ class Home:
     def locks(self) -> Path:
         return self.root / "locks"
 
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
     def ensure(self) -> "Home":
-        for d in (
+        dirs = (
             self.landing_batches,
             self.landing_index,
             self.quarantine_batches,
@@ -125,6 +134,12 @@ class Home:
             self.dagster_home,
             self.dbt_dir,
             self.locks,
-        ):
-            d.mkdir(parents=True, exist_ok=True)
+        )
+        private = {self.root} | ({self.config_dir} if self.config_dir.is_dir() else set())  # config/: made when first written
+        for d in dirs:
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private.update(p for p in (d, *d.parents) if p.is_relative_to(self.root))
+        for d in private:  # the home is readable by its owner only, whatever the umask
+            if d.stat().st_mode & 0o777 != 0o700:
+                d.chmod(0o700)
         return self

@@ -8,12 +8,13 @@ import io
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import auth, charts, data, labels, ui
 from dashboards.queries import analysis as q
 from orchestration.analytics import names as V
 from orchestration.analytics import wounds
 from orchestration.services import report
 
+auth.guard("analysis")
 ctx = ui.start_page("Analysis", "Table 1, risk factors for death (Cox), competing causes of death and wound healing of the "
                     "cohort in the sidebar. The same figures come from `registry analysis` and `registry report`.")
 if ui.empty_cohort(ctx):

@@ -4,10 +4,12 @@ reference ranges."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import auth, charts, data, labels, ui
 from dashboards.lib.text import lit
 from dashboards.queries import cases as q
 
+auth.guard("cases")
+sites = auth.site_scope()  # site_staff: their sites only, in every query of this page
 ctx = ui.start_page("Cases", "Search the cohort, then pick a case (click its row, or type its ID) to see all of its facts.")
 
 LIST_LIMIT = 5000
@@ -29,7 +31,7 @@ with c2:
     picked = st.text_input("Case ID", key="case", placeholder="e.g. LIT-AUTOPSY-002", bind="query-params",
                            icon=":material/badge:", help="The case shown below. Also set by clicking a row of the table.")
 
-listing = data.run(ctx.snap, q.case_list, ctx.filter, search, LIST_LIMIT)
+listing = data.run(ctx.snap, q.case_list, ctx.filter, search, LIST_LIMIT, sites)
 cases = listing["cases"]
 st.session_state["_case_ids"] = list(cases["case_id"])
 shown = cases.copy()
@@ -41,19 +43,25 @@ n = listing["n_matching"]
 snap, flt = ctx.snap, ctx.filter
 ui.table(
     shown, "cases", key="case_table", height=320 if len(shown) > 8 else "auto", on_select=_pick_row, selection_mode="single-row",
-    csv=lambda: data.uncached(snap, q.case_list, flt, search, None)["cases"],
+    csv=lambda: data.uncached(snap, q.case_list, flt, search, None, sites)["cases"],
     caption=(f"{n:,} matching cases" + (f"; showing the first {LIST_LIMIT:,} (real cases first): the download has all of them" if n > LIST_LIMIT else "")),
     column_config={"index_year": st.column_config.NumberColumn("Index year", format="%d")},
 )
 
-case_id = (picked or "").strip() or data.run(ctx.snap, q.default_case, ctx.filter)
+case_id = (picked or "").strip() or data.run(ctx.snap, q.default_case, ctx.filter, sites)
 if not case_id:
     st.info("No case matches this filter.", icon=":material/filter_alt_off:")
     st.stop()
-detail = data.run(ctx.snap, q.case_detail, case_id)
+detail = data.run(ctx.snap, q.case_detail, case_id, sites)
 if detail is None:
-    st.warning(f"There is no case {lit(case_id)} in the published snapshot.", icon=":material/search_off:")
+    if sites is not None:  # not among the user's sites (or no such case: the answer does not say which)
+        auth.audit("access_refused", page="/cases", case_id=case_id)
+        st.warning(f"There is no case {lit(case_id)} among the cases of your sites ({', '.join(sites) or 'none'}).",
+                   icon=":material/search_off:")
+    else:
+        st.warning(f"There is no case {lit(case_id)} in the published snapshot.", icon=":material/search_off:")
     st.stop()
+auth.audit_case_view(case_id)
 
 case = detail["case"]
 st.divider()

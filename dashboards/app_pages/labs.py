@@ -4,9 +4,10 @@ calcium × phosphate product."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, public_views, ui
+from dashboards.lib import auth, charts, data, labels, public_views, ui
 from dashboards.queries import labs as q
 
+auth.guard("labs")
 ctx = ui.start_page("Labs", "Laboratory values converted to each analyte's canonical unit at ingestion. By default one value per "
                     "case: its baseline (earliest) value, as in mart_lab_distributions.")
 if ui.empty_cohort(ctx):

@@ -4,9 +4,10 @@ log-rank test and causes of death."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, public_views, ui
+from dashboards.lib import auth, charts, data, labels, public_views, ui
 from dashboards.queries import mortality as q
 
+auth.guard("mortality")
 ctx = ui.start_page("Mortality", "Survival from day 0 (first presentation). Cases with unknown vital status are left out; "
                     "the others are followed until death or last contact (censored).")
 if ui.empty_cohort(ctx):

@@ -3,9 +3,10 @@ visceral rather than cutaneous only."""
 
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, public_views, ui
+from dashboards.lib import auth, charts, data, labels, public_views, ui
 from dashboards.queries import organs as q
 
+auth.guard("organs")
 ctx = ui.start_page("Organs", "Organs with calcific vasculopathy. Cutaneous: skin, subcutaneous fat, skeletal muscle; "
                     "visceral: every other organ.")
 if ui.empty_cohort(ctx):

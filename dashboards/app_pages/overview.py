@@ -3,9 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, public_views, ui
+from dashboards.lib import auth, charts, data, labels, public_views, ui
 from dashboards.queries import overview as q
 
+auth.guard("")
 ctx = ui.start_page("Calciphylaxis Registry", "Cases of calciphylaxis (calcific uraemic arteriolopathy) in the published snapshot.")
 if ui.empty_cohort(ctx):
     st.stop()

@@ -4,10 +4,11 @@ process, a timeout, results with row count, time and CSV download; errors as a m
 
 import streamlit as st
 
-from dashboards.lib import data, sql_console, ui
+from dashboards.lib import auth, data, sql_console, ui
 from dashboards.queries import sql as sql_queries
 from orchestration.sql.console import QueryRefused
 
+auth.guard("sql")
 ctx = ui.start_page(
     "SQL",
     "Ask the registry what the dashboards do not: read-only SQL (DuckDB dialect) over the published snapshot. "
@@ -75,9 +76,12 @@ with editor:
     if run_clicked:
         try:
             with st.spinner("Running…"):
-                st.session_state["sql_result"] = (sql, sql_console.run(sql, ctx.snap.database, timeout_s=timeout), None)
+                result = sql_console.run(sql, ctx.snap.database, timeout_s=timeout, user=auth.current_email())  # per-user limits
+            st.session_state["sql_result"] = (sql, result, None)
+            auth.audit("sql_query", query=sql, rows=result.row_count, seconds=round(result.elapsed_s, 3))
         except QueryRefused as exc:
             st.session_state["sql_result"] = (sql, None, str(exc))
+            auth.audit("sql_query", query=sql, rows=None, refused=(str(exc).strip().splitlines() or ["refused"])[0])
 
     last = st.session_state.get("sql_result")
     if last is not None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards.lib import ui
+from dashboards.lib import auth, ui
 from dashboards.submit.batch import batch_upload
 from dashboards.submit.form import case_report_form
 from dashboards.submit.quarantine import quarantine
 from dashboards.submit.state import TABS, restore
 
 ui.ensure_navigation()  # keep: runs this page inside app.py on a fresh server (see its docstring)
+auth.guard("submit")
 restore()
 
 st.html(

@@ -93,8 +93,8 @@ def schema(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     ).df()
 
 
-def run(sql: str, database: str | Path, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> sqlconsole.QueryResult:
+def run(sql: str, database: str | Path, *, timeout_s: float = DEFAULT_TIMEOUT_S, user: str | None = None) -> sqlconsole.QueryResult:
     """Run one analyst query on the published snapshot. Raises ``sqlconsole.QueryRefused`` with a
     one-line message for anything refused, failed, too slow or too big."""
     timeout_s = max(1.0, min(float(timeout_s), MAX_TIMEOUT_S))
-    return sqlconsole.run_query_isolated(sql, database=Path(database), timeout_s=timeout_s, max_rows=DOWNLOAD_ROWS)
+    return sqlconsole.run_query_isolated(sql, database=Path(database), timeout_s=timeout_s, max_rows=DOWNLOAD_ROWS, user=user)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from dashboards.lib import cohort, data, labels, public
+from dashboards.lib import auth, cohort, data, labels, public
 from dashboards.lib.cohort import CohortFilter
 from dashboards.queries import common as common_queries
 from orchestration.analytics import disclosure
@@ -262,12 +262,18 @@ def download(df: pd.DataFrame | Any, name: str, *, key: str | None = None, label
     to_csv = (lambda d: public.csv_bytes(d, k)) if k else csv_bytes
     if k and not name.endswith(f"_suppressed_k{k}"):
         name = public.csv_name(name, k)
+    who = auth.current_email()  # the download runs on click, maybe outside this script run
+
+    def audited(frame: pd.DataFrame) -> bytes:  # one audit line per download: what, how many rows
+        auth.audit("download", what=name, rows=len(frame), user=who)
+        return to_csv(frame)
+
     if callable(df):
         producer = df
-        payload = lambda: to_csv(producer())  # noqa: E731
+        payload = lambda: audited(producer())  # noqa: E731
     else:
         frame = df
-        payload = lambda: to_csv(frame)  # noqa: E731
+        payload = lambda: audited(frame)  # noqa: E731
     st.download_button(label, data=payload, file_name=f"{name}.csv", mime="text/csv", key=key or f"dl-{name}",
                        on_click="ignore", icon=":material/download:", type="tertiary")
 

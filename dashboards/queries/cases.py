@@ -16,11 +16,25 @@ def _search(search: str) -> tuple[str, list[Any]]:
     return "(case_id ILIKE ? OR site_id ILIKE ? OR source ILIKE ?)", [like, like, like]
 
 
-def case_list(con: Con, f: CohortFilter, search: str = "", limit: int | None = 5000) -> dict[str, Any]:
+def _sites(sites: tuple[str, ...] | None) -> tuple[str, list[Any]]:
+    """The rows a user may read: ``sites`` None is every site (coordinator, analyst); a tuple is
+    site_staff's own sites (empty: none). Every case-level query here ANDs this into its WHERE
+    clause, so a site's staff never read another site's rows, whatever the page asks for."""
+    if sites is None:
+        return "TRUE", []
+    if not sites:
+        return "FALSE", []
+    return f"site_id IN ({', '.join('?' for _ in sites)})", list(sites)
+
+
+def case_list(con: Con, f: CohortFilter, search: str = "", limit: int | None = 5000,
+              sites: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Cases of the cohort matching ``search`` (case ID, site or source, case-insensitive): ``cases``
-    (real cases first, at most ``limit`` rows) and ``n_matching``."""
+    (real cases first, at most ``limit`` rows) and ``n_matching``; only ``sites`` when given."""
     where, params = f.where()
     s_sql, s_params = _search(search)
+    scope, scope_params = _sites(sites)
+    s_sql, s_params = f"{s_sql} AND {scope}", s_params + scope_params
     n = con.execute(f"SELECT count(*) FROM dim_cases WHERE ({where}) AND {s_sql}", params + s_params).fetchone()[0]
     lim = "" if limit is None else f"LIMIT {int(limit)}"
     df = query_df(
@@ -32,18 +46,21 @@ def case_list(con: Con, f: CohortFilter, search: str = "", limit: int | None = 5
     return {"cases": df, "n_matching": int(n)}
 
 
-def default_case(con: Con, f: CohortFilter) -> str | None:
+def default_case(con: Con, f: CohortFilter, sites: tuple[str, ...] | None = None) -> str | None:
     """The case shown when none is picked: the cohort's first real case, else its first case."""
     where, params = f.where()
-    row = con.execute(f"SELECT case_id FROM dim_cases WHERE {where} ORDER BY is_synthetic, case_id LIMIT 1", params).fetchone()
+    scope, scope_params = _sites(sites)
+    row = con.execute(f"SELECT case_id FROM dim_cases WHERE ({where}) AND {scope} ORDER BY is_synthetic, case_id LIMIT 1",
+                      params + scope_params).fetchone()
     return row[0] if row else None
 
 
-def case_detail(con: Con, case_id: str) -> dict[str, Any] | None:
+def case_detail(con: Con, case_id: str, sites: tuple[str, ...] | None = None) -> dict[str, Any] | None:
     """Every published fact of one case: ``case`` (its dim_cases row as a dict), ``organs``,
     ``lesions``, ``treatments``, ``labs`` (with the analyte's label and reference range) and
-    ``revisions``; ``None`` when there is no such case."""
-    case = query_df(con, "SELECT * FROM dim_cases WHERE case_id = ?", [case_id])
+    ``revisions``; ``None`` when there is no such case (among ``sites``, when given)."""
+    scope, scope_params = _sites(sites)
+    case = query_df(con, f"SELECT * FROM dim_cases WHERE case_id = ? AND {scope}", [case_id] + scope_params)
     if case.empty:
         return None
     organs = query_df(
@@ -78,8 +95,8 @@ def case_detail(con: Con, case_id: str) -> dict[str, Any] | None:
     }
 
 
-def cases_page(con: Con, f: CohortFilter) -> dict[str, Any]:
+def cases_page(con: Con, f: CohortFilter, sites: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Everything /cases computes when it opens: the case list and the default case's details."""
-    listing = case_list(con, f)
-    cid = default_case(con, f)
-    return {**listing, "detail": case_detail(con, cid) if cid else None}
+    listing = case_list(con, f, sites=sites)
+    cid = default_case(con, f, sites)
+    return {**listing, "detail": case_detail(con, cid, sites) if cid else None}

@@ -6,10 +6,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.lib import case_form as cf
-from dashboards.lib import data, ui
+from dashboards.lib import auth, data, ui
 from dashboards.lib.text import lit
 from dashboards.submit.state import S
-from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED
+from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, REFUSED
 from orchestration.services import imports
 from orchestration.services.import_fhir import import_bundles
 
@@ -29,14 +29,15 @@ def _submit_batch() -> None:
     uploads = [(f.name, f.getvalue()) for f in files]
     bundles = [(n, d) for n, d in uploads if imports.is_fhir_bundle(n, d)]
     others = [(n, d) for n, d in uploads if not imports.is_fhir_bundle(n, d)]
-    receipts = list(imports.submit_uploads(data.home(), others)) if others else []
+    allowed, who = auth.submit_sites(), auth.current_email()  # site_staff: another site's record is refused, in every format
+    receipts = list(imports.submit_uploads(data.home(), others, allowed_sites=allowed, user=who)) if others else []
     notices: list[str] = []
     if bundles:
         site = (S.get("cf_fhir_site") or "").strip()
         if not site:
             S["cf_batch_msg"] = "FHIR bundles need the site they come from: type your site ID above the uploader."
             return
-        for r in import_bundles(data.home(), bundles, site_id=site):
+        for r in import_bundles(data.home(), bundles, site_id=site, allowed_sites=allowed, user=who):
             receipts.append(r.receipt)
             notices += [f"{r.given_name}: {n}" for n in r.notices]
     S["cf_batch_msg"] = None
@@ -83,6 +84,10 @@ def batch_upload() -> None:
                                                                     help="Line number in JSON Lines; position (from 0) in a JSON array")},
              caption="Reasons as `path: message`, separated by ` | `. Accepted records appear in the dashboards after the next "
                      "automatic rebuild (about a minute while `registry serve` runs).")
+    refused = df[df["status"] == REFUSED]
+    if len(refused):
+        st.error(f"{len(refused):,} record{'s were' if len(refused) != 1 else ' was'} refused (neither landed nor quarantined): "
+                 + "; ".join(auth.md_escape(str(x)) for x in refused["reasons"].head(3)), icon=":material/block:")
     for line in res.get("notices") or []:
         st.text(f"Not mapped: {line}")
     if counts.get(QUARANTINED, 0):

@@ -35,7 +35,7 @@ from dashboards.submit.state import (
 )
 from orchestration.config import Home
 from orchestration.contract.validate import validate_record
-from orchestration.registry.landing import ACCEPTED, DUPLICATE, latest_revision
+from orchestration.registry.landing import ACCEPTED, DUPLICATE, REFUSED, latest_revision
 
 # ----------------------------------------------------------------------------- inline messages
 
@@ -280,6 +280,10 @@ def _receipt(rc: dict[str, Any]) -> None:
         resolved = f" Quarantine entry {lit(rc['resolved'])} is marked resolved." if rc.get("resolved") else ""
         st.info(f"**Duplicate**: case {lit(cid)} revision {rev} is already in the registry with exactly this content, so nothing "
                 f"changed.{resolved}", icon=":material/content_copy:")
+    elif status == REFUSED:
+        st.error(f"**Refused**: case **{cid}** was neither landed nor quarantined, because:", icon=":material/block:")
+        for e in rc["errors"]:
+            message("err", [e["message"]], path=e["path"])
     else:
         st.error(f"**Quarantined**: case {lit(cid)} revision {rev} was kept in quarantine as {lit(rc['quarantine_id'])}, because:",
                  icon=":material/block:")

@@ -10,11 +10,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import data, ui
+from dashboards.lib import auth, data, ui
 from dashboards.lib.text import lit, plain
 from dashboards.submit.form import dir_sig, message
 from dashboards.submit.state import QUARANTINE_LIMIT, S, open_in_form
 from orchestration.config import Home
+from orchestration.registry.access import AccessDenied
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services import quarantine as quarantine_service
 
@@ -55,7 +56,12 @@ def _resolve(qid: str) -> None:
     if not note:
         S["cf_q_msg"] = ("err", "Write a note first: why is this entry resolved? (It is kept with the note.)")
         return
-    quarantine_service.resolve(data.home(), qid, note)
+    try:
+        quarantine_service.resolve(data.home(), qid, note, allowed_sites=auth.submit_sites())
+    except AccessDenied as exc:
+        auth.audit("access_refused", page="/submit", quarantine_id=qid)
+        S["cf_q_msg"] = ("err", str(exc))
+        return
     S["cf_q_note"] = ""
     S["cf_q_msg"] = ("ok", f"Entry {qid} is marked resolved (it is kept, with your note).")
 
@@ -63,6 +69,10 @@ def _resolve(qid: str) -> None:
 def quarantine() -> None:
     home = data.home()
     entries = _entries(str(home.root), dir_sig(home.quarantine_batches, home.quarantine_resolutions))
+    user = auth.current()
+    if user.sites_submittable() is not None:  # site_staff: only their sites' records (each record's site_id)
+        entries = [e for e in entries if user.may_correct(e)]
+        st.caption(f"Quarantined records of your sites: {', '.join(sorted(user.sites_submittable()))}.")
     open_ = [e for e in entries if not e["resolved_at"]]
     n_resolved = len(entries) - len(open_)
     st.markdown("Records that failed a check wait here with every reason: nothing is dropped. Open one in the form to fix and "

@@ -8,8 +8,9 @@ from typing import Any
 import streamlit as st
 
 from dashboards.lib import case_form as cf
-from dashboards.lib import data
+from dashboards.lib import auth, data
 from orchestration.contract.validate import validate_record
+from orchestration.registry.access import AccessDenied
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, latest_record, next_revision
 from orchestration.registry.withdrawals import is_withdrawn, withdrawn_case_ids
 from orchestration.services import quarantine as quarantine_service
@@ -157,7 +158,15 @@ def submit_form() -> None:
     S["cf_blocked"] = 0
     mode = S.get("cf_mode") or {}
     qid = mode["qid"] if mode.get("kind") == "correct" else None
-    c = quarantine_service.correct(data.home(), qid, record, channel="form", source=f"form:{record['case_id']}")
+    try:  # site_staff: another site's entry or record is refused by the use case itself
+        c = quarantine_service.correct(data.home(), qid, record, channel="form", source=f"form:{record['case_id']}",
+                                       allowed_sites=auth.submit_sites(), user=auth.current_email())
+    except AccessDenied as exc:
+        auth.audit("access_refused", page="/submit", quarantine_id=qid)
+        S["cf_receipt"] = {"status": "refused", "case_id": record.get("case_id"), "revision": record.get("revision"),
+                           "quarantine_id": None, "errors": [{"path": "site_id", "message": str(exc)}], "record": record,
+                           "batch_id": None, "resolved": None}
+        return
     r = c.receipt
     S["cf_receipt"] = {
         "status": r.status, "case_id": r.case_id, "revision": r.revision, "quarantine_id": r.quarantine_id,
@@ -178,6 +187,10 @@ def load_existing() -> None:
         return
     home = data.home()
     rec = latest_record(home, cid)
+    if rec is not None and not auth.current().may_submit(rec.get("site_id")):  # another site's case: not even shown
+        auth.audit("access_refused", page="/submit", case_id=cid)
+        S["cf_load_msg"] = f"Case {cid} is not a case of your sites ({', '.join(sorted(auth.submit_sites() or ()))})."
+        return
     if rec is None:
         S["cf_load_msg"] = (f"Case {cid} was withdrawn from the registry (consent withdrawn) and cannot be edited."
                             if is_withdrawn(cid, withdrawn_case_ids(home)) else

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import access as access_cli
 from orchestration.cli import analysis as analysis_cli
 from orchestration.cli import disclosure as disclosure_cli
 from orchestration.cli import fhir as fhir_cli
@@ -26,6 +27,7 @@ from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract import schema
 from orchestration.registry import audit
+from orchestration.registry.access import matches_user
 from orchestration.registry.landing import open_file, submit, submit_iter
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services import quarantine as service
@@ -238,6 +240,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     events = list(audit.read(home))
     if args.event:
         events = [e for e in events if e.get("event") == args.event]
+    if args.user:
+        events = [e for e in events if matches_user(e, args.user)]
     if args.format == "json":
         print(json.dumps(events, ensure_ascii=True))
         return 0
@@ -290,7 +294,7 @@ def _serve(home: Home, args: argparse.Namespace) -> int:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0
     return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster,
-                 public=getattr(args, "public", False))
+                 public=getattr(args, "public", False), host=args.host)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -346,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
+    s.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address the dashboards listen on (non-loopback needs config/auth.toml)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
@@ -354,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve only the public dashboard: aggregate pages under the disclosure policy, no sign-in, no Dagster")
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
+    s.add_argument("--host", default="127.0.0.1", metavar="ADDRESS", help="address the dashboards listen on (non-loopback needs config/auth.toml)")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("withdraw", help="withdraw a case (consent withdrawn): purge it everywhere analysts can read")
@@ -364,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("audit", help="print the append-only audit log")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    s.add_argument("--event", help="only events of this kind (submission, quarantine_resolved, withdrawal, build, publish)")
+    s.add_argument("--event", help="only events of this kind (submission, quarantine_resolved, withdrawal, build, publish, sign_in, ...)")
+    s.add_argument("--user", metavar="EMAIL", help="only what this user did (or what was granted to them)")
     s.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("schema", help="print the JSON Schema of case record v1")
@@ -375,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)
+
+    access_cli.register(sub)
 
     # Other ways in and out: each format registers its sub-commands under these three.
     s = sub.add_parser("import", help="import cases from REDCap, spreadsheets or FHIR R4 bundles (same checks as submit)")
@@ -392,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.umask(0o077)  # the registry home and everything in it: readable by its owner only
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

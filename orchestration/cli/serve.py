@@ -6,24 +6,38 @@ reaches only this supervisor, which then stops them in order (SIGTERM to the who
 after a grace period). If one server dies, the others are stopped too and the exit status is
 non-zero: a half-running registry is worse than a stopped one.
 
+Sign-in: when ``$REGISTRY_HOME/config/auth.toml`` exists (an ``[auth]`` table with Streamlit's keys
+``redirect_uri``, ``cookie_secret``, ``client_id``, ``client_secret``, ``server_metadata_url``), it is
+handed to Streamlit as its secrets file (``--secrets.files``), so ``st.login`` signs users in through
+that OpenID Connect provider, and the dashboards may listen on any ``--host``. Without it the registry
+is in single-user mode and listens on a loopback address only: a non-loopback ``--host`` is refused.
+The servers run with umask 077 (the home is readable by its owner only).
+
 The dashboards read only the published snapshot (``dashboards/lib/data.py``), so serving them
 never blocks a build, and a newly published snapshot appears without a restart.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestration.cli.common import UserError
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
+from orchestration.registry.access import auth_file
 from orchestration.services.build import prepare_dagster_home
+
+#: The keys of the ``[auth]`` table that ``st.login`` needs (one OpenID Connect provider).
+AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
 
 #: Seconds each child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
@@ -47,32 +61,74 @@ def _bin(name: str) -> str:
     return str(exe) if exe.exists() else name
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def check_auth(home: Home, host: str) -> Path | None:
+    """The auth.toml to hand to Streamlit (None: single-user mode), or a UserError saying why not."""
+    f = auth_file(home)
+    if not f.is_file():
+        if not is_loopback(host):
+            raise UserError(f"refusing to listen on {host}: without {f} (sign-in) the registry is single-user and serves 127.0.0.1 only")
+        return None
+    try:
+        auth = tomllib.loads(f.read_text()).get("auth")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{f}: not valid TOML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(auth, dict):
+        raise UserError(f"{f}: needs an [auth] table with {', '.join(AUTH_KEYS)}")
+    missing = [k for k in AUTH_KEYS if not str(auth.get(k) or "").strip()]
+    if missing:
+        raise UserError(f"{f}: [auth] is missing {', '.join(missing)}")
+    if f.stat().st_mode & 0o077:
+        f.chmod(0o600)  # it holds the client secret and the cookie secret
+    return f
+
+
 #: Port of the public dashboard (``registry serve --public``), beside the signed-in one on 8501.
 PUBLIC_PORT = 8502
 
 
-def public_child(port: int) -> Child:
+def public_child(port: int, host: str = "127.0.0.1") -> Child:
     """The public dashboard: only the aggregate pages, under the disclosure policy (dashboards/public_app.py)."""
     return Child(
         "public dashboard",
         [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "public_app.py"), "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
-        f"http://127.0.0.1:{port}/_stcore/health",
+         "--server.address", host, "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
+        f"http://{_local(host)}:{port}/_stcore/health",
         f"http://localhost:{port}",
         DASHBOARDS_DIR,
     )
 
 
-def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, public: bool = False) -> list[Child]:
+def _local(host: str) -> str:
+    """The address this machine reaches a server listening on ``host`` at."""
+    local = host if is_loopback(host) or host not in ("0.0.0.0", "::") else "127.0.0.1"
+    return f"[{local}]" if ":" in local else local
+
+
+def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, host: str = "127.0.0.1",
+             secrets: Path | None = None, public: bool = False) -> list[Child]:
     if public:  # the public dashboard alone: no Dagster, nothing else
-        return [public_child(port)]
+        return [public_child(port, host)]
+    local = _local(host)
+    argv = [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "app.py"), "--server.port", str(port), "--server.headless", "true",
+            "--server.address", host, "--browser.gatherUsageStats", "false"]
+    if secrets is not None:
+        argv += ["--secrets.files", str(secrets)]
+    shown = "localhost" if host in ("127.0.0.1", "localhost", "0.0.0.0", "::") else local
     out = [
         Child(
             "dashboards",
-            [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "app.py"), "--server.port", str(port), "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            f"http://127.0.0.1:{port}/_stcore/health",
-            f"http://localhost:{port}",
+            argv,
+            f"http://{local}:{port}/_stcore/health",
+            f"http://{shown}:{port}",
             DASHBOARDS_DIR,  # so that dashboards/.streamlit/config.toml (theme) applies
         )
     ]
@@ -85,8 +141,9 @@ def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, pu
     return out
 
 
-def _env(home: Home) -> dict[str, str]:
+def _env(home: Home, secrets: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
+    env["REGISTRY_AUTH"] = "oidc" if secrets is not None else "single-user"  # what the dashboards were started with
     env["REGISTRY_HOME"] = str(home.root)
     env["DAGSTER_HOME"] = str(home.dagster_home)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -125,13 +182,18 @@ class _Terminate(Exception):
     pass
 
 
-def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with_dagster: bool = True, public: bool = False) -> int:
+def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with_dagster: bool = True, public: bool = False,
+          host: str = "127.0.0.1") -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
+    os.umask(0o077)  # whatever the servers write into the home: readable by its owner only
+    secrets = None if public else check_auth(home, host)  # the public dashboard shows only suppressed aggregates, no sign-in
+    home.ensure()
     prepare_dagster_home(home)
-    env = _env(home)
+    env = _env(home, secrets)
     if port is None:
         port = PUBLIC_PORT if public else 8501
-    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster and not public, public=public)
+    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster and not public, host=host,
+                     secrets=secrets, public=public)
 
     def on_term(signum, frame):  # noqa: ARG001
         raise _Terminate()
@@ -142,6 +204,8 @@ def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with
         for c in procs:
             c.proc = subprocess.Popen(c.argv, cwd=c.cwd, env=env, start_new_session=True)
         print(f"Starting the registry's servers for {home.root} ...", flush=True)
+        print(f"Sign-in through the identity provider of {secrets}" if secrets else
+              f"Single-user mode (no {auth_file(home)}): you are the local coordinator; listening on {host} only", flush=True)
         started = time.monotonic()
         announced = False
         while True:

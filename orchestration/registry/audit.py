@@ -49,7 +49,7 @@ def append_bytes(home: Home, payload: bytes) -> int:
         return 0
     home.audit_log.parent.mkdir(parents=True, exist_ok=True)
     with lock(home):
-        fd = os.open(home.audit_log, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(home.audit_log, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             size = _cut_partial_tail(fd)
             try:

@@ -14,6 +14,11 @@
 
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
+
+Site scoping: a caller acting for a user who may submit for some sites only (site_staff, see
+``orchestration.registry.access``) passes ``allowed_sites``. A record whose ``site_id`` is another
+site is then *refused*: neither landed nor quarantined (it must not appear in that other site's
+quarantine), with an error on ``site_id`` in its receipt and a ``submission_refused`` audit line.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from orchestration.registry import audit, journal
 from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
-ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
 INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
 INDEX_SCHEMA = pa.schema(
@@ -203,15 +208,18 @@ class _LandingIndex:
 CHUNK_RECORDS = 10_000
 
 
-def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> list[Receipt]:
-    """Validate, classify and land every record of ``files`` (name as submitted, bytes or mmap)."""
+def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli",
+           allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[Receipt]:
+    """Validate, classify and land every record of ``files`` (name as submitted, bytes or mmap).
+    ``allowed_sites`` (None: any site) refuses records of other sites; ``user`` goes into the audit lines."""
     out: list[Receipt] = []
-    for chunk in submit_iter(home, files, channel=channel):
+    for chunk in submit_iter(home, files, channel=channel, allowed_sites=allowed_sites, user=user):
         out.extend(chunk)
     return out
 
 
-def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli") -> Iterator[list[Receipt]]:
+def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli",
+                allowed_sites: frozenset[str] | None = None, user: str | None = None) -> Iterator[list[Receipt]]:
     """Like :func:`submit`, but yields the receipts chunk by chunk, so that a file of a million
     records is processed in bounded memory. Each chunk is validated, then classified and landed
     under the landing lock (one batch), and only then yielded: the lock is never held while the
@@ -232,22 +240,44 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
             for p in parsed:
                 pending.append((p, data if p.record is None or isinstance(data, Converted) else None))
                 if len(pending) >= CHUNK_RECORDS:
-                    yield _land_chunk(home, index, pending, channel)
+                    yield _land_chunk(home, index, pending, channel, allowed_sites, user)
                     pending = []
         if pending:
-            yield _land_chunk(home, index, pending, channel)
+            yield _land_chunk(home, index, pending, channel, allowed_sites, user)
     finally:
         index.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str) -> list[Receipt]:
-    validated = _validate_chunk(parsed)
-    with journal.landing_lock(home):
-        journal.recover(home)  # finish or undo a submission a crash interrupted
-        index.refresh()
-        return _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel)
+def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str,
+                allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[Receipt]:
+    refused: dict[int, Receipt] = {}
+    if allowed_sites is not None:
+        kept = []
+        for i, (p, data) in enumerate(parsed):
+            site = p.obj.get("site_id") if p.error is None and isinstance(p.obj, dict) else None
+            if isinstance(site, str) and site and site not in allowed_sites:
+                mine = ", ".join(sorted(allowed_sites)) or "none"
+                refused[i] = Receipt(p.source_file, p.record, p.case_id, REFUSED, [Error(
+                    "site_id", f"site_id {site!r} is not one of your sites ({mine}): you may submit and correct records of your own sites only")])
+            else:
+                kept.append((p, data))
+        parsed = kept
+    out: list[Receipt] = []
+    if parsed:
+        validated = _validate_chunk(parsed)
+        with journal.landing_lock(home):
+            journal.recover(home)  # finish or undo a submission a crash interrupted
+            index.refresh()
+            out = _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel, user)
+    if refused:
+        audit.append(home, ({"event": "submission_refused", "user": user, "file": r.file, "record": r.record, "case_id": r.case_id,
+                             "channel": channel, "reason": "site_id"} for r in refused.values()))
+        # the receipts in submission order
+        it = iter(out)
+        out = [refused[i] if i in refused else next(it) for i in range(len(out) + len(refused))]
+    return out
 
 
 def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]]):
@@ -289,6 +319,7 @@ def _classify_and_write(
     valid: list[_Valid],
     withdrawn: set[str],
     channel: str,
+    user: str | None = None,
 ) -> list[Receipt]:
     if withdrawn:
         kept = []
@@ -399,6 +430,7 @@ def _classify_and_write(
             "batch_id": batch_id,
             "channel": channel,
             **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+            **({"user": user} if user else {}),
         }
         for r in receipts
     )

@@ -75,6 +75,8 @@ def import_bundles(
     case_id: str | None = None,
     source: str = "chart_review",
     revision: int = 1,
+    allowed_sites: frozenset[str] | None = None,
+    user: str | None = None,
 ) -> list[ImportResult]:
     """Convert and submit each (path as given, bytes) bundle; one receipt per bundle, in order."""
     home.ensure()
@@ -88,5 +90,5 @@ def import_bundles(
             (name, Converted(conv.record, tuple(conv.errors), dict(conv.where), frozenset(conv.explained), record=0 if conv.record is not None else None))
         )
         notices.append(conv.notices)
-    receipts = submit(home, files, channel="fhir")
+    receipts = submit(home, files, channel="fhir", allowed_sites=allowed_sites, user=user)
     return [ImportResult(r, ns, given) for r, ns, (given, _) in zip(receipts, notices, bundles)]

@@ -31,7 +31,7 @@ from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract.formats import redcap, xlsx
 from orchestration.contract.formats.flat import Converted
 from orchestration.contract.validate import Error
-from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, Receipt, submit
+from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, REFUSED, Receipt, submit
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 CHANNELS = ("redcap", "xlsx", "csv")
@@ -92,7 +92,8 @@ def counts(receipts: Iterable[FormatReceipt]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- landing converted records
 
 
-def _land(home: Home, name: str, converted: Sequence[Converted], channel: str) -> list[FormatReceipt]:
+def _land(home: Home, name: str, converted: Sequence[Converted], channel: str, *,
+          allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     if not converted:
         return []
     records = [c.record for c in converted]
@@ -101,14 +102,14 @@ def _land(home: Home, name: str, converted: Sequence[Converted], channel: str) -
     except TypeError:  # a whole number beyond 64 bits, as typed: the validator reports it at its place
         payload = json.dumps(records).encode()
     out = []
-    for r in submit(home, [(name, payload)], channel=channel):
+    for r in submit(home, [(name, payload)], channel=channel, allowed_sites=allowed_sites, user=user):
         conv = converted[r.record] if r.record is not None and r.record < len(converted) else None
         if conv is None:  # pragma: no cover - the array is ours, every receipt names one of its records
             out.append(FormatReceipt(r, "whole file", list(r.errors), [e.path for e in r.errors]))
             continue
         errors, paths = [], []
         for e in r.errors:
-            if conv.only_own_errors and e.path not in conv.messages:
+            if conv.only_own_errors and e.path not in conv.messages and r.status != REFUSED:
                 continue
             where, message = conv.map_error(e.path, e.message)
             errors.append(Error(where, message))
@@ -117,13 +118,14 @@ def _land(home: Home, name: str, converted: Sequence[Converted], channel: str) -
     return out
 
 
-def _land_unreadable(home: Home, name: str, data: bytes, fmt: str, problem: str, channel: str) -> list[FormatReceipt]:
+def _land_unreadable(home: Home, name: str, data: bytes, fmt: str, problem: str, channel: str, *,
+                     user: str | None = None) -> list[FormatReceipt]:
     """Quarantine a file that cannot be read, whole, with the reason in the format's words. Its
     content is not kept, only its size and SHA-256: an unreadable upload may be anything (a
     hospital's patient list), and it cannot be corrected in the quarantine anyway: the site fixes
     the file and imports it again."""
     kept = [fmt, problem, {"bytes": len(data), "sha256": hashlib.sha256(bytes(data)).hexdigest()}]
-    (r,) = submit(home, [(name, orjson.dumps([kept]))], channel=channel)
+    (r,) = submit(home, [(name, orjson.dumps([kept]))], channel=channel, user=user)
     r.record = None
     return [FormatReceipt(r, "whole file", [Error(name, problem)], ["$"])]
 
@@ -131,15 +133,15 @@ def _land_unreadable(home: Home, name: str, data: bytes, fmt: str, problem: str,
 # ----------------------------------------------------------------------------- REDCap
 
 
-def import_redcap(home: Home, name: str, data: bytes) -> list[FormatReceipt]:
+def import_redcap(home: Home, name: str, data: bytes, *, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     """Land a REDCap records export (CSV) of the registry's project."""
     try:
         converted = redcap.read_export(data, name)
     except redcap.FileProblem as exc:
-        return _land_unreadable(home, name, data, "redcap", f"{exc}", "redcap")
+        return _land_unreadable(home, name, data, "redcap", f"{exc}", "redcap", user=user)
     if not converted:
-        return _land_unreadable(home, name, data, "redcap", "has no records", "redcap")
-    return _land(home, name, converted, "redcap")
+        return _land_unreadable(home, name, data, "redcap", "has no records", "redcap", user=user)
+    return _land(home, name, converted, "redcap", allowed_sites=allowed_sites, user=user)
 
 
 def fetch_redcap_api(url: str, token: str, *, timeout: float = 60) -> bytes:
@@ -185,34 +187,34 @@ def import_redcap_api(home: Home, url: str, token: str) -> list[FormatReceipt]:
 # ----------------------------------------------------------------------------- spreadsheets
 
 
-def import_xlsx(home: Home, name: str, data: bytes) -> list[FormatReceipt]:
+def import_xlsx(home: Home, name: str, data: bytes, *, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     """Land the cases of a workbook (the registry's template, filled in)."""
     try:
         converted = xlsx.read_workbook(data)
     except xlsx.FileProblem as exc:
-        return _land_unreadable(home, name, data, "xlsx", f"{exc}", "xlsx")
+        return _land_unreadable(home, name, data, "xlsx", f"{exc}", "xlsx", user=user)
     if not converted:
-        return _land_unreadable(home, name, data, "xlsx", "has no cases (the sheet cases is empty)", "xlsx")
-    return _land(home, name, converted, "xlsx")
+        return _land_unreadable(home, name, data, "xlsx", "has no cases (the sheet cases is empty)", "xlsx", user=user)
+    return _land(home, name, converted, "xlsx", allowed_sites=allowed_sites, user=user)
 
 
-def import_csv_sheets(home: Home, files: Sequence[tuple[str, bytes]]) -> list[FormatReceipt]:
+def import_csv_sheets(home: Home, files: Sequence[tuple[str, bytes]], *, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     """Land the cases of CSV files of the template's sheets (cases.csv, labs.csv, ...)."""
     name = " + ".join(n for n, _ in files)
     try:
         converted = xlsx.read_csv_sheets(list(files))
     except xlsx.FileProblem as exc:
         joined = b"".join(b"--- " + n.encode() + b"\n" + bytes(d) for n, d in files)
-        return _land_unreadable(home, name, joined, "csv", f"{exc}", "csv")
+        return _land_unreadable(home, name, joined, "csv", f"{exc}", "csv", user=user)
     if not converted:
-        return _land_unreadable(home, name, b"", "csv", "has no cases (cases.csv is empty or missing)", "csv")
-    return _land(home, name, converted, "csv")
+        return _land_unreadable(home, name, b"", "csv", "has no cases (cases.csv is empty or missing)", "csv", user=user)
+    return _land(home, name, converted, "csv", allowed_sites=allowed_sites, user=user)
 
 
 # ----------------------------------------------------------------------------- the /submit page
 
 
-def import_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[FormatReceipt]:
+def import_uploads(home: Home, files: Sequence[tuple[str, bytes]], *, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     """Land uploaded REDCap exports, workbooks and CSV sheets (for the ``/submit`` page): a
     ``.xlsx`` is a workbook; a ``.csv`` with a ``record_id`` column is a REDCap export; the other
     ``.csv`` files are sheets of the template (``cases.csv``, ``labs.csv``, ...), imported together.
@@ -222,28 +224,29 @@ def import_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Forma
     for name, data in files:
         low = name.lower()
         if low.endswith((".xlsx", ".xlsm")):
-            out += import_xlsx(home, name, data)
+            out += import_xlsx(home, name, data, allowed_sites=allowed_sites, user=user)
         elif (low.endswith(".csv") and _first_line(data).startswith(b"record_id")) or xlsx.sheet_of(name) is None:
-            out += import_redcap(home, name, data)
+            out += import_redcap(home, name, data, allowed_sites=allowed_sites, user=user)
         else:
             sheets.append((name, data))
     if sheets:
-        out += import_csv_sheets(home, sheets)
+        out += import_csv_sheets(home, sheets, allowed_sites=allowed_sites, user=user)
     return out
 
 
 UPLOAD_TYPES = ("json", "jsonl", "xlsx", "csv")
 
 
-def submit_uploads(home: Home, files: Sequence[tuple[str, bytes]]) -> list[Any]:
+def submit_uploads(home: Home, files: Sequence[tuple[str, bytes]], *, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[Any]:
     """Everything uploaded on ``/submit`` in one call: JSON and JSON Lines go to
     :func:`~orchestration.registry.landing.submit` (channel ``upload``), REDCap exports, workbooks
     and CSV sheets to :func:`import_uploads`. The receipts of both kinds have the same attributes
-    (``file``, ``record``, ``case_id``, ``revision``, ``status``, ``errors``, ``quarantine_id``)."""
+    (``file``, ``record``, ``case_id``, ``revision``, ``status``, ``errors``, ``quarantine_id``).
+    ``allowed_sites`` (site_staff's sites) refuses a record of another site, whatever its format."""
     as_json = [(n, d) for n, d in files if n.lower().endswith((".json", ".jsonl", ".ndjson"))]
     others = [(n, d) for n, d in files if not n.lower().endswith((".json", ".jsonl", ".ndjson"))]
-    out: list[Any] = list(submit(home, as_json, channel="upload")) if as_json else []
-    return out + (import_uploads(home, others) if others else [])
+    out: list[Any] = list(submit(home, as_json, channel="upload", allowed_sites=allowed_sites, user=user)) if as_json else []
+    return out + (import_uploads(home, others, allowed_sites=allowed_sites, user=user) if others else [])
 
 
 def is_fhir_bundle(name: str, data: bytes) -> bool:

@@ -5,6 +5,10 @@ A correction is a new submission of the fixed record through the one landing wri
 validator, receipts and audit as ``registry submit``); when it is accepted (or is identical to an
 accepted record) the quarantine entry is marked resolved with a note saying so, and kept. An entry
 that needs no resubmission (a file sent twice, a test) is resolved with a note alone.
+
+Site scoping: ``allowed_sites`` (site_staff's sites; None for a coordinator or the command line)
+refuses an entry whose record belongs to another site (:class:`AccessDenied`), and the corrected
+record goes through ``submit(..., allowed_sites=...)``, which refuses a record of another site.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestration.config import Home
+from orchestration.registry.access import AccessDenied, entry_site
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, Receipt, batch_of, submit
 from orchestration.registry.quarantine import quarantine_entries, resolve_quarantine
 
@@ -36,16 +41,28 @@ def find_entry(home: Home, quarantine_id: str) -> dict[str, Any]:
     raise UnknownEntry(f"no quarantine entry {quarantine_id!r} (see `registry quarantine`)")
 
 
+def _check_site(entry: dict[str, Any], allowed_sites: frozenset[str] | None) -> None:
+    if allowed_sites is None:
+        return
+    site = entry_site(entry)
+    if site is None or site not in allowed_sites:
+        raise AccessDenied(f"quarantine entry {entry['quarantine_id']} is not a record of your sites "
+                           f"({', '.join(sorted(allowed_sites)) or 'none'}): site_id {site or 'unknown'}")
+
+
 def correct(home: Home, quarantine_id: str | None, record: dict[str, Any], *, channel: str = "form",
-            source: str | None = None) -> Correction:
+            source: str | None = None, allowed_sites: frozenset[str] | None = None, user: str | None = None) -> Correction:
     """Submit ``record`` as the correction of quarantine entry ``quarantine_id`` (or as a plain
-    submission when it is ``None``); resolve the entry when the record lands."""
+    submission when it is ``None``); resolve the entry when the record lands. ``allowed_sites``:
+    see the module's docstring."""
     if quarantine_id is not None:
         entry = find_entry(home, quarantine_id)
+        _check_site(entry, allowed_sites)
         if entry["resolved_at"]:
             raise ValueError(f"quarantine entry {quarantine_id} is already resolved ({entry['resolution']})")
     body = json.dumps(record, ensure_ascii=False, indent=2).encode("utf-8")
-    (r,) = submit(home, [(source or f"{channel}:{record.get('case_id')}", body)], channel=channel)
+    (r,) = submit(home, [(source or f"{channel}:{record.get('case_id')}", body)], channel=channel,
+                  allowed_sites=allowed_sites, user=user)
     batch = batch_of(home, r.case_id, r.revision) if r.status == ACCEPTED else None
     resolved = None
     if quarantine_id is not None and r.status in (ACCEPTED, DUPLICATE):
@@ -56,11 +73,12 @@ def correct(home: Home, quarantine_id: str | None, record: dict[str, Any], *, ch
     return Correction(r, resolved, batch)
 
 
-def resolve(home: Home, quarantine_id: str, note: str) -> None:
+def resolve(home: Home, quarantine_id: str, note: str, *, allowed_sites: frozenset[str] | None = None) -> None:
     """Mark an entry resolved with a note (it is kept)."""
     if not note.strip():
         raise ValueError("a note is required: why is this entry resolved?")
     entry = find_entry(home, quarantine_id)
+    _check_site(entry, allowed_sites)
     if entry["resolved_at"]:
         raise ValueError(f"quarantine entry {quarantine_id} is already resolved ({entry['resolution']})")
     resolve_quarantine(home, quarantine_id, note=note)

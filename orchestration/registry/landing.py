@@ -211,7 +211,8 @@ def _land_chunk(
 
 
 def _canonical(p: ParsedRecord) -> tuple[bytes, str] | None:
-    if p.error is not None or type(p.obj) is not dict:
+    # a record whose reading found problems (duplicate keys and the like) is left to the validator
+    if p.error is not None or type(p.obj) is not dict or getattr(p, "problems", None):
         return None
     try:
         return content_hash(p.obj)

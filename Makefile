@@ -35,10 +35,13 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 # pytest exits 5 when it collects no test: treated as a failure here, since the suite must run.
+# The layer contracts (import-linter, see pyproject.toml and docs/architecture.md) run first.
 test: install browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 test-fast: install
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 -m "not slow and not browser" $(PYTEST_ARGS)
 
 bench: install

@@ -15,7 +15,7 @@ every step run as a real subprocess of the ``registry`` command:
 * ``serve``      one new case with ``registry serve`` running (Dagster daemon, its sensor, dashboards):
   from the start of ``registry submit`` until the published snapshot has the case (polled every 0.1 s);
 * ``page.*``     the queries of each dashboard page on a snapshot connection (median of 5 runs after
-  one warm-up), from ``dashboards.lib.queries`` when it exists, else representative SQL;
+  one warm-up), from ``dashboards.queries`` when it exists, else representative SQL;
 * peak RSS of every step: the largest single process (``/usr/bin/time -v``, or ``ru_maxrss`` of a
   tiny wrapper) and the whole process tree (``/proc`` sampled every 50 ms, summed).
 
@@ -517,7 +517,7 @@ def pages_from_module(mod: Any) -> dict[str, list[tuple[str, Callable]]]:
 
 
 def fallback_pages(con: Any) -> dict[str, list[tuple[str, str]]]:
-    """Representative SQL per dashboard page, used while ``dashboards.lib.queries`` does not exist."""
+    """Representative SQL per dashboard page, used while ``dashboards.queries`` does not exist."""
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
     some_case = con.execute("SELECT min(case_id) FROM dim_cases").fetchone()[0] or "none"
     lit = "'" + some_case.replace("'", "''") + "'"
@@ -584,8 +584,8 @@ def measure_pages(home: Path, repeats: int = PAGE_REPEATS) -> dict[str, Any]:
     """Time each page's queries on one snapshot connection: one warm-up, then the median of
     ``repeats`` runs of all of the page's queries in sequence."""
     sys.path.insert(0, str(REPO_ROOT))
-    from orchestration.warehouse import snapshot
     from orchestration.config import Home
+    from orchestration.warehouse import snapshot
 
     h = Home(Path(home))
     t0 = time.perf_counter()
@@ -593,20 +593,20 @@ def measure_pages(home: Path, repeats: int = PAGE_REPEATS) -> dict[str, Any]:
     con.execute("SELECT count(*) FROM dim_cases").fetchone()
     connect_s = time.perf_counter() - t0
     try:
-        import dashboards.lib.queries as mod  # type: ignore[import-not-found]
+        import dashboards.queries as mod
     except ImportError as exc:
         mod, why = None, f"{type(exc).__name__}: {exc}"
     runners: dict[str, list[tuple[str, Callable[[], Any]]]] = {}
     if mod is not None:
-        source = "dashboards.lib.queries"
+        source = "dashboards.queries"
         flt = _cohort_filter(mod)
         for page, fns in pages_from_module(mod).items():
             runners[page] = [(n, (lambda f=f: f(con, flt))) for n, f in fns]
-        note = f"functions of dashboards.lib.queries (cohort filter: {flt!r})"
+        note = f"functions of dashboards.queries (cohort filter: {flt!r})"
     if not runners:
         source = "fallback_sql"
         note = (
-            "dashboards.lib.queries not available (" + (why if mod is None else "no page functions found")
+            "dashboards.queries not available (" + (why if mod is None else "no page functions found")
             + "): representative SQL per page"
         )
         for page, qs in fallback_pages(con).items():

@@ -2,7 +2,8 @@
 
 The entry point only declares the pages (their URL paths are part of the interface), draws the
 shared cohort filter in the sidebar of the analysis pages and runs the chosen page. Page files are
-thin; their logic lives in ``dashboards/lib`` (see ``dashboards/lib/queries.py``).
+thin: their queries live in ``dashboards/queries`` (one module per page), shared widgets and
+charts in ``dashboards/lib``, the submission form in ``dashboards/submit``.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ st.set_page_config(
 ANALYSIS_PAGES = {"", "mortality", "organs", "labs", "cases"}
 
 pages = [
-    st.Page(HERE / "pages" / "overview.py", title="Overview", url_path="", default=True, icon=":material/dashboard:"),
-    st.Page(HERE / "pages" / "mortality.py", title="Mortality", url_path="mortality", icon=":material/monitor_heart:"),
-    st.Page(HERE / "pages" / "organs.py", title="Organs", url_path="organs", icon=":material/pulmonology:"),
-    st.Page(HERE / "pages" / "labs.py", title="Labs", url_path="labs", icon=":material/biotech:"),
-    st.Page(HERE / "pages" / "cases.py", title="Cases", url_path="cases", icon=":material/person_search:"),
-    st.Page(HERE / "pages" / "quality.py", title="Data quality", url_path="quality", icon=":material/fact_check:"),
-    st.Page(HERE / "pages" / "submit.py", title="Submit", url_path="submit", icon=":material/upload_file:"),
-    st.Page(HERE / "pages" / "sql.py", title="SQL", url_path="sql", icon=":material/terminal:"),
+    st.Page(HERE / "app_pages" / "overview.py", title="Overview", url_path="", default=True, icon=":material/dashboard:"),
+    st.Page(HERE / "app_pages" / "mortality.py", title="Mortality", url_path="mortality", icon=":material/monitor_heart:"),
+    st.Page(HERE / "app_pages" / "organs.py", title="Organs", url_path="organs", icon=":material/pulmonology:"),
+    st.Page(HERE / "app_pages" / "labs.py", title="Labs", url_path="labs", icon=":material/biotech:"),
+    st.Page(HERE / "app_pages" / "cases.py", title="Cases", url_path="cases", icon=":material/person_search:"),
+    st.Page(HERE / "app_pages" / "quality.py", title="Data quality", url_path="quality", icon=":material/fact_check:"),
+    st.Page(HERE / "app_pages" / "submit.py", title="Submit", url_path="submit", icon=":material/upload_file:"),
+    st.Page(HERE / "app_pages" / "sql.py", title="SQL", url_path="sql", icon=":material/terminal:"),
 ]
 page = st.navigation(pages)
 st.logo(str(HERE / "static" / "logo.png"), size="large")

@@ -7,7 +7,7 @@ one), then, after one warm-up load, opens each page path ``--rounds`` times and 
 time from navigation start until the page is ready: Streamlit's script has finished
 (``data-test-script-state="notRunning"``), the title is drawn and every expected Plotly chart has
 rendered its SVG. It also times switching pages through the sidebar (no full reload), which is
-what a user mostly does. The browser test (``tests/test_browser.py``) uses the same helpers.
+what a user mostly does. The browser test (``tests/browser/test_browser.py``) uses the same helpers.
 
 Chromium is Debian's (``/usr/bin/chromium``, ``make browser`` installs it); Playwright drives it.
 """
@@ -115,7 +115,7 @@ def screenshot(page, path: Path) -> None:
 
 def measure(base: str, *, rounds: int = 3, screenshots: Path | None = None) -> dict[str, dict[str, float]]:
     """Median milliseconds per page: ``load`` (open the URL) and ``switch`` (click it in the sidebar)."""
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright  # only the measurement needs a browser driver
 
     out: dict[str, dict[str, list[float]]] = {p: {"load": [], "switch": []} for p in PAGES}
     with sync_playwright() as pw:

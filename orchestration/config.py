@@ -1,4 +1,4 @@
-"""Where everything lives. All state sits under ``$REGISTRY_HOME`` (default ``./data``).
+"""The registry's settings, resolved once per entry point: where everything lives. All state sits under ``$REGISTRY_HOME`` (default ``./data``).
 
 Layout (created on demand)::
 
@@ -7,6 +7,8 @@ Layout (created on demand)::
       landing/index/*.parquet     (case_id, revision, content_hash) of each batch, for duplicate checks
       quarantine/batches/*.jsonl  rejected records with every reason (loaded into the warehouse)
       quarantine/payloads/*.jsonl the rejected payloads as submitted (never loaded into the warehouse)
+      quarantine/resolutions/     resolution notes of quarantine entries (entries are kept)
+      withdrawals/*.json          tombstones of withdrawn cases (case id, reason, time)
       warehouse/registry.duckdb   the pipeline's own database (one writer: pipeline runs)
       published/versions/<id>/    immutable published snapshots (DuckDB file, Parquet, data dictionary)
       published/current           symlink to the newest version; switched atomically
@@ -67,6 +69,10 @@ class Home:
         return self.quarantine / "resolutions"
 
     @property
+    def withdrawals(self) -> Path:
+        return self.root / "withdrawals"
+
+    @property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
@@ -111,6 +117,7 @@ class Home:
             self.quarantine_batches,
             self.quarantine_payloads,
             self.quarantine_resolutions,
+            self.withdrawals,
             self.tmp,
             self.warehouse.parent,
             self.published_versions,

@@ -1,27 +1,41 @@
-"""The Dagster code location of the registry (``dagster dev -m orchestration.definitions``)."""
+"""The Dagster code location of the registry (``dagster dev -m orchestration.definitions``): the
+entry point only. The definitions are built when the code location loads (:func:`build_defs`,
+cached), so importing this module does no work."""
 
 from __future__ import annotations
 
-from dagster import AssetSelection, Definitions, define_asset_job, in_process_executor
+import functools
 
-from orchestration.defs.assets import published_snapshot, raw_tables, registry_dbt_models
+from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
+
+from orchestration.defs.assets import build_assets
 from orchestration.defs.checks import nothing_submitted_is_lost, snapshot_matches_warehouse
+from orchestration.defs.dbt_project import dbt_project
 from orchestration.defs.resources import RegistryHome, dbt_resource
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
-registry_build = define_asset_job(
-    "registry_build",
-    selection=AssetSelection.all(),
-    description="Ingest the landing zone, dbt build (with tests), publish a snapshot.",
-    # one process for the whole run: steps are sequential anyway (one writer), and a subprocess per
-    # step cost ~5 s each in start-up and code loading
-    executor_def=in_process_executor,
-)
+JOB = "registry_build"
 
-defs = Definitions(
-    assets=[raw_tables, registry_dbt_models, published_snapshot],
-    asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse],
-    jobs=[registry_build],
-    sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
-    resources={"registry": RegistryHome(), "dbt": dbt_resource()},
-)
+
+@functools.cache
+def build_defs() -> Definitions:
+    registry_build = define_asset_job(
+        JOB,
+        selection=AssetSelection.all(),
+        description="Ingest the landing zone, dbt build (with tests), publish a snapshot.",
+        # one process for the whole run: steps are sequential anyway (one writer), and a subprocess per
+        # step cost ~5 s each in start-up and code loading
+        executor_def=in_process_executor,
+    )
+    return Definitions(
+        assets=list(build_assets()),
+        asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse],
+        jobs=[registry_build],
+        sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
+        resources={"registry": RegistryHome(), "dbt": dbt_resource(dbt_project())},
+    )
+
+
+@definitions
+def defs() -> Definitions:
+    return build_defs()

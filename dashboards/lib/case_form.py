@@ -23,13 +23,13 @@ import math
 import re
 from typing import Any, Iterable
 
-import duckdb
 import orjson
 
+from dashboards.lib.labels import value_label
+from orchestration.config import REFERENCE_DIR
 from orchestration.contract.model import CaseRecord
 from orchestration.contract.reference import load, unit_key
 from orchestration.contract.validate import Error, show
-from orchestration.config import REFERENCE_DIR, Home
 
 REF = load()
 
@@ -118,8 +118,6 @@ def vocabulary_labels() -> dict[tuple[str, str], str]:
 
 def code_label(vocabulary: str, code: Any) -> str:
     """The readable label of one code of a vocabulary (a code outside it is shown as typed)."""
-    from dashboards.lib.labels import value_label
-
     if code is None:
         return "–"
     if vocabulary not in REF.vocab or code not in REF.codes(vocabulary):
@@ -428,72 +426,6 @@ def errors_by_field(errors: Iterable[Error]) -> dict[str, list[str]]:
 def cli_line(path: str, message: str) -> str:
     """An error as ``registry submit`` prints it."""
     return f"{path}: {message}"
-
-
-# --------------------------------------------------------------------------- landing zone (read side)
-
-
-def _index_files(home: Home) -> list[str]:
-    return [str(f) for f in sorted(home.landing_index.glob("*.parquet"))] if home.landing_index.exists() else []
-
-
-def landed_revisions(home: Home, case_id: str) -> list[tuple[int, str]]:
-    """(revision, batch_id) of every accepted revision of a case, oldest first."""
-    files = _index_files(home)
-    if not files or not case_id:
-        return []
-    con = duckdb.connect(":memory:")
-    try:
-        rows = con.execute(
-            "SELECT revision, any_value(batch_id) FROM read_parquet(?) WHERE case_id = ? GROUP BY revision ORDER BY revision",
-            [files, case_id],
-        ).fetchall()
-    finally:
-        con.close()
-    return [(int(r), str(b)) for r, b in rows]
-
-
-def latest_revision(home: Home, case_id: str) -> int | None:
-    revs = landed_revisions(home, case_id)
-    return revs[-1][0] if revs else None
-
-
-def batch_of(home: Home, case_id: str, revision: int) -> str | None:
-    return dict(landed_revisions(home, case_id)).get(revision)
-
-
-def latest_landed(home: Home, case_id: str) -> dict[str, Any] | None:
-    """The landing-zone envelope of a case's highest accepted revision (``case_id``, ``revision``,
-    ``batch_id``, ``submitted_at``, ``channel``, ``record`` as submitted), or ``None``."""
-    revs = landed_revisions(home, case_id)
-    if not revs:
-        return None
-    rev, batch = revs[-1]
-    path = home.landing_batches / f"{batch}.jsonl"
-    needle = orjson.dumps(case_id)
-    with open(path, "rb") as f:
-        for line in f:
-            if needle in line:
-                env = orjson.loads(line)
-                if env.get("case_id") == case_id and env.get("revision") == rev:
-                    return {**env, "batch_id": batch}
-    return None
-
-
-def latest_record(home: Home, case_id: str) -> dict[str, Any] | None:
-    """The latest accepted revision of a case, exactly as submitted (with its revision filled in)."""
-    env = latest_landed(home, case_id)
-    if env is None:
-        return None
-    return {**env["record"], "revision": env["revision"]}
-
-
-def next_revision(home: Home, case_id: str, wanted: Any = 1) -> int:
-    """The revision a correction of ``case_id`` should carry: ``wanted`` unless the registry already
-    holds that revision or a later one, then the latest + 1."""
-    latest = latest_revision(home, case_id) if isinstance(case_id, str) else None
-    w = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1 else 1
-    return w if latest is None or w > latest else latest + 1
 
 
 # --------------------------------------------------------------------------- batch upload

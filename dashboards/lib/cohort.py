@@ -34,20 +34,24 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 from urllib.parse import urlencode
 
+from orchestration.contract.reference import age_bands, vocabulary_labels
+
 TRI_STATE = ("any", "yes", "no", "unknown")
 TRI_LABELS = {"any": "Any", "yes": "Yes", "no": "No", "unknown": "Unknown"}
-SEXES = ("female", "male", "other", "unknown")
-AGE_BANDS = ("<40", "40-49", "50-59", "60-69", "70-79", "80-89", "90+")
-KIDNEY_STATUSES = ("dialysis", "transplant", "ckd", "aki", "normal", "unknown")
-LESION_DISTRIBUTIONS = ("central", "peripheral", "mixed", "none")
+# The coded levels of the filter and their labels come from the reference seeds (``vocabularies`` and
+# ``age_bands``), the same tables dbt publishes; the sidebar reads them from the published snapshot.
+_VOCAB = vocabulary_labels()
+SEXES = tuple(_VOCAB["sex"])
+AGE_BANDS = tuple(b.code for b in age_bands())
+KIDNEY_STATUSES = tuple(_VOCAB["kidney_status"])
+LESION_DISTRIBUTIONS = tuple(_VOCAB["lesion_distribution"])
 
 #: Labels of the coded values (those of the ``vocabularies`` seed); the sidebar shows them, the URL carries them.
 OPTION_LABELS: dict[str, dict[str, str]] = {
-    "sex": {"female": "Female", "male": "Male", "other": "Other", "unknown": "Unknown"},
-    "kidney_status": {"dialysis": "Dialysis", "transplant": "Transplant", "ckd": "CKD", "aki": "AKI", "normal": "Normal",
-                      "unknown": "Unknown"},
-    "lesion_distribution": {"central": "Central", "peripheral": "Peripheral", "mixed": "Mixed", "none": "None"},
-    "age_band": {b: b for b in AGE_BANDS},
+    "sex": _VOCAB["sex"],
+    "kidney_status": _VOCAB["kidney_status"],
+    "lesion_distribution": _VOCAB["lesion_distribution"],
+    "age_band": {b: _VOCAB.get("age_band", {}).get(b, b) for b in AGE_BANDS},
 }
 
 

@@ -11,6 +11,7 @@ and cohort filter, so they can never mix two versions.
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from typing import Any, Callable
 import duckdb
 import streamlit as st
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
+from orchestration.warehouse import snapshot
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,8 @@ def cursor(snap: Snapshot) -> duckdb.DuckDBPyConnection:
 
 
 @st.cache_data(max_entries=256, show_spinner=False, ttl=6 * 3600)
-def _cached(fn_name: str, database: str, args: tuple, kwargs: tuple) -> Any:
-    from dashboards.lib import queries
-
-    fn = getattr(queries, fn_name)
+def _cached(module: str, name: str, database: str, args: tuple, kwargs: tuple) -> Any:
+    fn = getattr(importlib.import_module(module), name)
     cur = cursor(Snapshot(version="", database=database, published_at=None))
     try:
         return fn(cur, *args, **dict(kwargs))
@@ -99,9 +98,12 @@ def _cached(fn_name: str, database: str, args: tuple, kwargs: tuple) -> Any:
 
 
 def run(snap: Snapshot, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(con, *args, **kwargs)`` from :mod:`dashboards.lib.queries`, cached per snapshot version
-    and arguments. Never mutate what it returns (it is shared by every session)."""
-    return _cached(fn.__name__, snap.database, tuple(args), tuple(sorted(kwargs.items())))
+    """``fn(con, *args, **kwargs)``, a query function of :mod:`dashboards.queries` (any module), cached
+    per snapshot version, function (keyed explicitly by its module and name) and arguments. Never
+    mutate what it returns (it is shared by every session)."""
+    if "<" in fn.__qualname__:
+        raise ValueError(f"{fn.__qualname__}: only module-level query functions can be cached")
+    return _cached(fn.__module__, fn.__qualname__, snap.database, tuple(args), tuple(sorted(kwargs.items())))
 
 
 def uncached(snap: Snapshot, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

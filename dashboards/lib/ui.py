@@ -10,9 +10,11 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
 
-from dashboards.lib import cohort, data, labels, queries
+from dashboards.lib import cohort, data, labels
 from dashboards.lib.cohort import CohortFilter
+from dashboards.queries import common as common_queries
 
 NOTHING_PUBLISHED = (
     "**Nothing published yet: run `registry build`.**\n\n"
@@ -72,7 +74,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     """The shared cohort filter in the sidebar; every widget is bound to the URL query string (its
     key is the parameter name, see :mod:`dashboards.lib.cohort`). Returns the filter and keeps it
     (and the cohort's size) in the session for the page."""
-    opts = data.run(snap, queries.filter_options)
+    opts = data.run(snap, common_queries.filter_options)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731
@@ -80,9 +82,10 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         size_box = st.container()
         st.markdown("**Cohort filter**")
         values: dict[str, Any] = {}
-        values["sex"] = st.multiselect("Sex", cohort.SEXES, key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
-        values["age"] = st.multiselect("Age band", cohort.AGE_BANDS, key="age", placeholder="All", **_WIDGET)
-        values["kidney"] = st.multiselect("Kidney status", cohort.KIDNEY_STATUSES, key="kidney", format_func=fmt["kidney_status"],
+        levels = opts.get("levels") or {}
+        values["sex"] = st.multiselect("Sex", levels.get("sex", cohort.SEXES), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
+        values["age"] = st.multiselect("Age band", levels.get("age_band", cohort.AGE_BANDS), key="age", placeholder="All", **_WIDGET)
+        values["kidney"] = st.multiselect("Kidney status", levels.get("kidney_status", cohort.KIDNEY_STATUSES), key="kidney", format_func=fmt["kidney_status"],
                                           placeholder="All", **_WIDGET)
         c1, c2 = st.columns(2)
         with c1:
@@ -90,7 +93,8 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         with c2:
             values["warfarin"] = st.selectbox("Warfarin", cohort.TRI_STATE, key="warfarin", format_func=tri, **_WIDGET)
         values["visceral"] = st.selectbox("Visceral involvement", ("any", "yes", "no"), key="visceral", format_func=tri, **_WIDGET)
-        values["lesions"] = st.multiselect("Lesion distribution", cohort.LESION_DISTRIBUTIONS, key="lesions",
+        values["lesions"] = st.multiselect("Lesion distribution", levels.get("lesion_distribution", cohort.LESION_DISTRIBUTIONS),
+                                           key="lesions",
                                            format_func=fmt["lesion_distribution"], placeholder="All", **_WIDGET)
         values["site"] = st.multiselect("Site", opts["sites"], key="site", placeholder="All sites", **_WIDGET)
         yb = opts["year_bounds"]
@@ -103,7 +107,7 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         f = cohort.from_widgets(values, yb)
         st.button("Reset filter", on_click=_reset_filter, args=(yb,), icon=":material/restart_alt:", disabled=f.is_default,
                   width="stretch")
-    size = data.run(snap, queries.cohort_size, f)
+    size = data.run(snap, common_queries.cohort_size, f)
     with size_box:
         st.metric("Cohort", f"{size['n_cases']:,} cases", border=True,
                   help=f"{size['n_cases']:,} of the {size['n_registry']:,} cases in the published snapshot match the filter.")
@@ -135,8 +139,6 @@ def ensure_navigation() -> None:
     a request for ``/mortality`` would run ``pages/mortality.py`` on its own. A page that finds
     itself run that way switches the mode off and reruns, which goes through ``app.py``.
     """
-    from streamlit.runtime.pages_manager import PagesManager
-
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
@@ -156,13 +158,13 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
     snap = st.session_state.get(SNAPSHOT_STATE) or data.current_snapshot()
     if snap is None:
         no_snapshot(title)
-    vocab = data.run(snap, queries.vocabulary)
+    vocab = data.run(snap, common_queries.vocabulary)
     if filtered:
         f = st.session_state.get(FILTER_STATE) or CohortFilter()
-        size = st.session_state.get(SIZE_STATE) or data.run(snap, queries.cohort_size, f)
+        size = st.session_state.get(SIZE_STATE) or data.run(snap, common_queries.cohort_size, f)
     else:
         f = CohortFilter()
-        size = data.run(snap, queries.cohort_size, f)
+        size = data.run(snap, common_queries.cohort_size, f)
     st.title(title)
     if intro:
         st.caption(intro)

@@ -3,8 +3,8 @@
 The published marts (``mart_survival``, ``mart_mortality``, ``mart_lab_distributions``) are computed
 in SQL by dbt for the whole registry; a dashboard that filters the cohort needs the same figures
 on the fly. This module computes them for any set of cases, with exactly the definitions of the
-marts (``tests/test_marts.py`` checks that both agree on every stratum of a built registry, and
-``tests/test_stats.py`` checks this module against ``lifelines`` and ``numpy``).
+marts (``tests/pipeline/test_marts.py`` checks that both agree on every stratum of a built registry, and
+``tests/unit/test_stats.py`` checks this module against ``lifelines`` and ``numpy``).
 
 Definitions (shared with the marts, see ``docs/marts.md``):
 

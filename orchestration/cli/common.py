@@ -4,7 +4,6 @@ command line, and how a receipt is printed."""
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from orchestration.config import Home
@@ -15,8 +14,10 @@ class UserError(Exception):
 
 
 def home_from_args(args: argparse.Namespace) -> Home:
+    """``--home`` when given, else ``$REGISTRY_HOME`` (default ``./data``): resolved once per command,
+    then passed on (child processes get it in their own environment, see ``serve``)."""
     if getattr(args, "home", None):
-        os.environ["REGISTRY_HOME"] = str(Path(args.home).resolve())
+        return Home(Path(args.home).expanduser().resolve())
     return Home.from_env()
 
 

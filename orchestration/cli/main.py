@@ -15,15 +15,25 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from orchestration.cli.common import UserError, home_from_args as _home, receipt_lines as _receipt_line
+from orchestration.cli import fhir as fhir_cli
+from orchestration.cli import tabular
+from orchestration.cli.common import UserError
+from orchestration.cli.common import home_from_args as _home
+from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
-
+from orchestration.contract import schema
+from orchestration.registry import audit
+from orchestration.registry.landing import open_file, submit, submit_iter
+from orchestration.registry.quarantine import quarantine_entries
+from orchestration.services import quarantine as service
+from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
+from orchestration.synthetic.generate import write_jsonl
+from orchestration.warehouse import snapshot
 
 # --------------------------------------------------------------------------- submit
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import open_file, submit_iter
 
     home = _home(args)
     files = []
@@ -85,6 +95,7 @@ def _print_summary(s) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
     home = _home(args)
@@ -100,8 +111,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    from orchestration.warehouse import snapshot
-    from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()
@@ -124,8 +133,6 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import quarantine_entries
-
     home = _home(args)
     entries = quarantine_entries(home, include_resolved=not args.unresolved)
     if args.format == "json":
@@ -142,9 +149,39 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_generate(args: argparse.Namespace) -> int:
-    from orchestration.synthetic.generate import write_jsonl
+def cmd_quarantine_resolve(args: argparse.Namespace) -> int:
+    """Resolve a quarantine entry: with ``--record FILE`` by submitting the corrected record (resolved
+    when it lands), else with a note alone. The /submit form's correction does the same."""
+    home = _home(args)
+    try:
+        if args.record is None:
+            if not args.note:
+                raise UserError("give --record FILE (the corrected record) or --note TEXT (why it needs no resubmission)")
+            service.resolve(home, args.quarantine_id, args.note)
+            print(f"RESOLVED     {args.quarantine_id}  (note: {args.note})")
+            return 0
+        path = Path(args.record)
+        try:
+            record = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise UserError(f"{args.record}: no such file") from None
+        except ValueError as exc:
+            raise UserError(f"{args.record}: not a JSON object ({exc})") from None
+        if not isinstance(record, dict):
+            raise UserError(f"{args.record}: must hold one case record (a JSON object)")
+        c = service.correct(home, args.quarantine_id, record, channel="cli", source=str(path))
+    except (service.UnknownEntry, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    for line in _receipt_line(c.receipt):
+        print(line)
+    if c.resolved:
+        print(f"RESOLVED     {c.resolved}  (corrected as {c.receipt.case_id} r{c.receipt.revision})")
+        return 0
+    print(f"OPEN         {args.quarantine_id}  (the correction did not land: fix it and try again)")
+    return 1
 
+
+def cmd_generate(args: argparse.Namespace) -> int:
     if args.cases < 0:
         raise UserError("--cases must be zero or more")
     t0 = time.perf_counter()
@@ -154,8 +191,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from orchestration.contract import schema
-
     if args.write:
         print(f"wrote {schema.write()}", file=sys.stderr)
     else:
@@ -165,6 +200,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Parse the dbt project once so that Dagster can load it (run by make)."""
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.defs.dbt_project import ensure_manifest
 
     print(f"dbt manifest ready: {ensure_manifest()}", file=sys.stderr)
@@ -175,6 +211,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_withdraw(args: argparse.Namespace) -> int:
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.withdraw import withdraw
 
     home = _home(args)
@@ -194,8 +231,6 @@ def cmd_withdraw(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from orchestration.registry import audit
-
     home = _home(args)
     events = list(audit.read(home))
     if args.event:
@@ -217,14 +252,12 @@ def seed_case_files() -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from orchestration.registry.landing import submit
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
     home = _home(args).ensure()
     empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))
     if empty:
-        from orchestration.synthetic.generate import write_jsonl
-
         synthetic = home.tmp / f"demo-synthetic-{args.cases}-seed{args.seed}.jsonl"
         write_jsonl(synthetic, args.cases, args.seed)
         files = [(str(p.relative_to(SEED_CASES_DIR.parent.parent)), p.read_bytes()) for p in seed_case_files()]
@@ -248,6 +281,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _serve(home: Home, args: argparse.Namespace) -> int:
     try:
+        # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
         from orchestration.cli.serve import serve
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
@@ -288,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--unresolved", action="store_true", help="only entries not yet resolved")
     s.set_defaults(func=cmd_quarantine)
+    qsub = s.add_subparsers(dest="quarantine_action", metavar="ACTION")
+    r = qsub.add_parser("resolve", help="correct a quarantined record (--record FILE) or resolve it with a note")
+    r.add_argument("quarantine_id", metavar="QUARANTINE_ID")
+    r.add_argument("--record", metavar="FILE", help="the corrected record (JSON object): submitted, and the entry resolved when it lands")
+    r.add_argument("--note", metavar="TEXT", help="why the entry needs no resubmission (without --record)")
+    r.set_defaults(func=cmd_quarantine_resolve)
 
     s = sub.add_parser("generate", help="write a deterministic synthetic cohort (JSON Lines, source: synthetic)")
     s.add_argument("out", metavar="OUT.jsonl")
@@ -335,8 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     export_sub = s.add_subparsers(dest="export_format", required=True, metavar="FORMAT")
     s = sub.add_parser("template", help="write an empty submission template")
     template_sub = s.add_subparsers(dest="template_format", required=True, metavar="FORMAT")
-    # each format module adds its sub-commands here, e.g. `redcap.register(import_sub, export_sub, template_sub)`
-    _ = (import_sub, export_sub, template_sub)
+    # each format module adds its sub-commands to these groups
+    fhir_cli.register(import_sub)
+    tabular.register(import_sub, export_sub, template_sub)
     return p
 
 

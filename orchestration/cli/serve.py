@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
+from orchestration.services.build import prepare_dagster_home
 
 #: Seconds each child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
@@ -108,8 +109,6 @@ class _Terminate(Exception):
 
 def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagster: bool = True) -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
-    from orchestration.services.build import prepare_dagster_home
-
     prepare_dagster_home(home)
     env = _env(home)
     procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster)

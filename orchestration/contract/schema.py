@@ -1,7 +1,7 @@
 """The published JSON Schema of case record v1, generated from the typed model.
 
 The committed file ``orchestration/contract/case-record-v1.schema.json`` is what outside tools
-validate against; ``tests/test_contract_schema.py`` fails when it is stale
+validate against; ``tests/unit/test_contract_schema.py`` fails when it is stale
 (regenerate with ``registry schema --write``). JSON Schema cannot express every rule of the contract:
 units per analyte, hard limits in canonical units, days against follow-up and onset, and
 fields allowed only for some statuses are checked by :mod:`.validate` and described here in

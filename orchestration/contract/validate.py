@@ -15,6 +15,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
@@ -323,8 +324,6 @@ class FileSource:
     with bounded memory (a memory map would count the whole file in the process's RSS)."""
 
     def __init__(self, path) -> None:
-        from pathlib import Path
-
         self.path = Path(path)
 
     def __len__(self) -> int:

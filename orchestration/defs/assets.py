@@ -1,15 +1,20 @@
-"""The asset graph: landing zone -> raw tables -> dbt (staging, intermediate, marts) -> published snapshot."""
+"""The asset graph: landing zone -> raw tables -> dbt (staging, intermediate, marts) -> published snapshot.
+
+The dbt assets need the dbt manifest, so the graph is built by :func:`build_assets` when the code
+location loads (cached), never at import.
+"""
 
 
-import os
+import functools
 import time
 from typing import Any, Mapping
 
 from dagster import (
     AssetExecutionContext,
-    Config,
     AssetKey,
+    AssetsDefinition,
     AssetSpec,
+    Config,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -17,17 +22,11 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
-from orchestration.defs.dbt_project import DBT_PROJECT
+from orchestration.defs.dbt_project import dbt_project, ensure_manifest, home_profiles_dir
 from orchestration.defs.resources import RegistryHome
-from orchestration.registry.fsutil import file_lock
 from orchestration.warehouse.ingest import clear_pending, ingest
+from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import publish
-
-
-def warehouse_lock(home):
-    """One writer: every step that writes the warehouse holds this lock, whoever started the run
-    (`registry build`, the sensor, the Dagster UI)."""
-    return file_lock(home.locks / "warehouse.lock")
 
 RAW_TABLES = (
     "case_records",
@@ -86,50 +85,57 @@ class DbtBuildConfig(Config):
     full_refresh: bool = False  # rebuild every incremental model from scratch
 
 
-@dbt_assets(
-    manifest=DBT_PROJECT.manifest_path,
-    project=DBT_PROJECT,
-    dagster_dbt_translator=RegistryDbtTranslator(),
-)
-def registry_dbt_models(
-    context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, registry: RegistryHome
-):
-    """``dbt build``: seeds, models with enforced contracts and data tests. The per-case models are
-    incremental: they recompute only the cases ingestion listed as pending. dbt's unit tests check
-    the models' SQL against fixed fixtures, not the data, so their verdict changes only with the code:
-    they run on ``--full-refresh`` (and so in the test suite), not on every build (13 of the 129
-    nodes, about a fifth of dbt's node time at 100k cases)."""
-    home = registry.home()
-    os.environ["REGISTRY_WAREHOUSE"] = str(home.warehouse)
-    os.environ["DBT_LOG_PATH"] = str(home.dbt_dir / "logs")
-    args = ["build", *(["--full-refresh"] if config.full_refresh else ["--exclude-resource-type", "unit_test"])]
-    t0 = time.perf_counter()
-    with warehouse_lock(home):
-        yield from dbt.cli(args, context=context, target_path=home.dbt_dir / "target").stream()
-        cleared = clear_pending(home)  # reached only when dbt build succeeded
-    context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s ({cleared} pending cases)")
+@functools.cache
+def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinition]":
+    """(raw tables, dbt models, published snapshot), the dbt part from the prepared manifest."""
+    project = dbt_project()
 
-
-@asset(
-    key=AssetKey("published_snapshot"),
-    deps=list(registry_dbt_models.keys),
-    group_name="published",
-    description=(
-        "The consistent snapshot readers use: published/current -> versions/<id>/ with a DuckDB file, "
-        "Parquet files and the data dictionary; switched atomically."
-    ),
-)
-def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
-    home = registry.home()
-    with warehouse_lock(home):
-        res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
-    context.log.info(f"published {res.version} in {res.seconds:.2f}s")
-    return MaterializeResult(
-        metadata={
-            "version": res.version,
-            "path": MetadataValue.path(str(res.path)),
-            "seconds": MetadataValue.float(round(res.seconds, 3)),
-            "cases": res.tables.get("dim_cases", 0),
-            "tables": MetadataValue.json(res.tables),
-        }
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        project=project,
+        dagster_dbt_translator=RegistryDbtTranslator(),
     )
+    def registry_dbt_models(
+        context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, registry: RegistryHome
+    ):
+        """``dbt build``: seeds, models with enforced contracts and data tests. The per-case models are
+        incremental: they recompute only the cases ingestion listed as pending. dbt's unit tests check
+        the models' SQL against fixed fixtures, not the data, so their verdict changes only with the
+        code: they run on ``--full-refresh`` (and so in the test suite), not on every build (13 of the
+        129 nodes, about a fifth of dbt's node time at 100k cases)."""
+        home = registry.home()
+        args = [
+            "build", "--profiles-dir", str(home_profiles_dir(home)),
+            *(["--full-refresh"] if config.full_refresh else ["--exclude-resource-type", "unit_test"]),
+        ]
+        t0 = time.perf_counter()
+        with warehouse_lock(home):
+            yield from dbt.cli(args, context=context, target_path=home.dbt_dir / "target").stream()
+            cleared = clear_pending(home)  # reached only when dbt build succeeded
+        context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s ({cleared} pending cases)")
+
+    @asset(
+        key=AssetKey("published_snapshot"),
+        deps=list(registry_dbt_models.keys),
+        group_name="published",
+        description=(
+            "The consistent snapshot readers use: published/current -> versions/<id>/ with a DuckDB file, "
+            "Parquet files and the data dictionary; switched atomically."
+        ),
+    )
+    def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
+        home = registry.home()
+        with warehouse_lock(home):
+            res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
+        context.log.info(f"published {res.version} in {res.seconds:.2f}s")
+        return MaterializeResult(
+            metadata={
+                "version": res.version,
+                "path": MetadataValue.path(str(res.path)),
+                "seconds": MetadataValue.float(round(res.seconds, 3)),
+                "cases": res.tables.get("dim_cases", 0),
+                "tables": MetadataValue.json(res.tables),
+            }
+        )
+
+    return raw_tables, registry_dbt_models, published_snapshot

@@ -5,11 +5,11 @@ readers see is the warehouse that was just built."""
 import duckdb
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
-from orchestration.registry import audit
-from orchestration.defs.assets import warehouse_lock
 from orchestration.defs.resources import RegistryHome
-from orchestration.registry.landing import quarantine_entries
+from orchestration.registry import audit
+from orchestration.registry.quarantine import quarantine_entries
 from orchestration.warehouse import snapshot
+from orchestration.warehouse.locks import warehouse_lock
 
 
 @asset_check(asset=AssetKey(["raw", "case_records"]), description="accepted + duplicates + quarantined = submitted, and every accepted record version is in raw.case_records")

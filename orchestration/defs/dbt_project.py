@@ -1,23 +1,28 @@
-"""The dbt project as Dagster sees it. The manifest is prepared once (``registry prepare``, run by
-``make``) and re-prepared only when a dbt file is newer than it, never on every import."""
+"""The dbt project as Dagster sees it, built lazily: nothing here runs at import.
+
+The manifest is prepared by ``registry prepare`` (run by ``make``) and re-prepared only when a dbt
+file is newer than it, when the code location is loaded (:func:`ensure_manifest`). Each registry
+home gets its own dbt profile (:func:`home_profiles_dir`) naming its warehouse file, so dbt learns
+the warehouse path from its arguments, not from a process-wide environment variable.
+"""
 
 from __future__ import annotations
 
-import os
-import sys
+import functools
 from pathlib import Path
 
+import yaml
 from dagster_dbt import DbtProject
 
-from orchestration.config import DBT_PROJECT_DIR
+from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR, Home
+from orchestration.defs.resources import dbt_resource
 
-# dagster-dbt runs `dbt` as a subprocess and its preparer looks it up on PATH: make sure the dbt of
-# this interpreter's environment is found first, however the process was started.
-_BIN = str(Path(sys.executable).parent)
-if _BIN not in os.environ.get("PATH", "").split(os.pathsep):
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+PROFILE = "calciphylaxis_registry"
 
-DBT_PROJECT = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+@functools.cache
+def dbt_project() -> DbtProject:
+    return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
 def _newest_source() -> float:
@@ -26,18 +31,31 @@ def _newest_source() -> float:
         for p in (DBT_PROJECT_DIR / sub).rglob("*"):
             if p.is_file():
                 newest = max(newest, p.stat().st_mtime)
-    for p in [DBT_PROJECT_DIR / "dbt_project.yml", *(DBT_PROJECT_DIR.parent / "seeds" / "reference").glob("*")]:
+    for p in [DBT_PROJECT_DIR / "dbt_project.yml", DBT_PROJECT_DIR / "profiles.yml", *REFERENCE_DIR.glob("*")]:
         if p.exists():
             newest = max(newest, p.stat().st_mtime)
     return newest
 
 
 def ensure_manifest() -> Path:
-    manifest = Path(DBT_PROJECT.manifest_path)
+    """Parse the dbt project when its manifest is missing or older than a dbt file."""
+    project = dbt_project()
+    manifest = Path(project.manifest_path)
     if not manifest.exists() or manifest.stat().st_mtime < _newest_source():
-        DBT_PROJECT.preparer.prepare(DBT_PROJECT)
+        dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return manifest
 
 
-ensure_manifest()
-DBT_PROJECT.prepare_if_dev()
+def home_profiles_dir(home: Home) -> Path:
+    """A ``profiles.yml`` for this home: the project's profile with the home's warehouse path."""
+    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    profiles[PROFILE]["outputs"][profiles[PROFILE]["target"]]["path"] = str(home.warehouse)
+    text = "# Written by the registry for this home (see orchestration/defs/dbt_project.py).\n" + yaml.safe_dump(profiles, sort_keys=False)
+    d = home.dbt_dir / "profile"
+    f = d / "profiles.yml"
+    if not f.exists() or f.read_text() != text:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(f)
+    return d

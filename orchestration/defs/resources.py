@@ -5,10 +5,9 @@ from functools import cached_property
 from pathlib import Path
 
 from dagster import ConfigurableResource
-from dagster_dbt import DbtCliResource
+from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version
 
-from orchestration.defs.dbt_project import DBT_PROJECT
 from orchestration.config import Home
 
 
@@ -19,6 +18,8 @@ class RegistryHome(ConfigurableResource):
     root: str = ""
 
     def home(self) -> Home:
+        """The home of this run: ``root`` when a run's config names it (``registry build`` does),
+        else the ``$REGISTRY_HOME`` the process was started with (the daemon's)."""
         return (Home(Path(self.root).resolve()) if self.root else Home.from_env()).ensure()
 
 
@@ -27,11 +28,11 @@ class RegistryDbtCliResource(DbtCliResource):
     4.1 s of every build): a ``dbt --version`` subprocess to learn the version of the dbt-core that
     is installed right here, and an in-process dbt adapter that dagster-dbt builds only to fetch
     row counts and column metadata, which these assets do not request. Both are dagster-dbt
-    internals; tests/test_build.py runs every build through this class."""
+    internals; tests/pipeline/test_build.py runs every build through this class."""
 
     @cached_property
     def _cli_version(self) -> version.Version:
-        from dbt.version import __version__
+        from dbt.version import __version__  # here, not at import: dbt-core is slow to import
 
         return version.parse(__version__)
 
@@ -39,11 +40,11 @@ class RegistryDbtCliResource(DbtCliResource):
         return None
 
 
-def dbt_resource() -> DbtCliResource:
+def dbt_resource(project: DbtProject) -> DbtCliResource:
     # dbt runs as a subprocess: use the dbt of this interpreter's environment, whatever PATH says.
     dbt = Path(sys.executable).with_name("dbt")
     return RegistryDbtCliResource(
-        project_dir=DBT_PROJECT,
-        profiles_dir=str(DBT_PROJECT.profiles_dir),
+        project_dir=project,
+        profiles_dir=str(project.profiles_dir),
         dbt_executable=str(dbt) if dbt.exists() else "dbt",
     )

@@ -15,20 +15,22 @@ import time
 
 from dagster import (
     DagsterRunStatus,
-    RunFailureSensorContext,
-    RunStatusSensorContext,
-    run_failure_sensor,
-    run_status_sensor,
     DefaultSensorStatus,
+    RunFailureSensorContext,
     RunRequest,
     RunsFilter,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SkipReason,
+    run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 
-from orchestration.registry import audit
 from orchestration.config import Home
+from orchestration.defs.resources import RegistryHome
+from orchestration.registry import audit
+from orchestration.registry.landing import landing_watermark
 
 WATERMARK_TAG = "registry/landing_watermark"
 RETRY_AFTER_S = 20
@@ -38,23 +40,6 @@ IN_FLIGHT = [
     DagsterRunStatus.STARTING,
     DagsterRunStatus.STARTED,
 ]
-
-
-def landing_watermark(home: Home) -> str | None:
-    """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
-    resolution or a withdrawal (all named by the same sortable stamp)."""
-    newest = None
-    for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.root / "withdrawals"):
-        if not d.exists():
-            continue
-        for entry in d.iterdir():
-            name = entry.name
-            if name.startswith("."):
-                continue
-            stem = name.split(".", 1)[0]
-            if newest is None or stem > newest:
-                newest = stem
-    return newest
 
 
 def evaluate(context: SensorEvaluationContext, home: Home):
@@ -92,11 +77,11 @@ def evaluate(context: SensorEvaluationContext, home: Home):
     default_status=DefaultSensorStatus.RUNNING,
     description="Builds and publishes when new submissions land (retries a failed build on a later tick).",
 )
-def landing_zone_sensor(context: SensorEvaluationContext):
-    return evaluate(context, Home.from_env())
+def landing_zone_sensor(context: SensorEvaluationContext, registry: RegistryHome):
+    return evaluate(context, registry.home())
 
 
-def _audit_run(context: RunStatusSensorContext, success: bool) -> None:
+def _audit_run(context: RunStatusSensorContext, home: Home, success: bool) -> None:
     run = context.dagster_run
     if run.tags.get("registry/trigger") != "sensor":
         return  # `registry build` writes its own audit event
@@ -104,7 +89,7 @@ def _audit_run(context: RunStatusSensorContext, success: bool) -> None:
     if not success and context.failure_event is not None and context.failure_event.event_specific_data is not None:
         err = getattr(context.failure_event.event_specific_data, "error", None)
         error = err.message.strip().splitlines()[0] if err else "failed"
-    audit.event(Home.from_env(), "build", run_id=run.run_id, success=success, trigger="sensor", error=error)
+    audit.event(home, "build", run_id=run.run_id, success=success, trigger="sensor", error=error)
 
 
 @run_status_sensor(
@@ -115,9 +100,9 @@ def _audit_run(context: RunStatusSensorContext, success: bool) -> None:
     minimum_interval_seconds=2,
     monitor_all_code_locations=False,
 )
-def audit_successful_builds(context: RunStatusSensorContext):
+def audit_successful_builds(context: RunStatusSensorContext, registry: RegistryHome):
     if context.dagster_run.job_name == "registry_build":
-        _audit_run(context, True)
+        _audit_run(context, registry.home(), True)
 
 
 @run_failure_sensor(
@@ -125,6 +110,6 @@ def audit_successful_builds(context: RunStatusSensorContext):
     description="Records each failed automatic build in the audit log (it is retried by the landing sensor).",
     minimum_interval_seconds=2,
 )
-def audit_failed_builds(context: RunFailureSensorContext):
+def audit_failed_builds(context: RunFailureSensorContext, registry: RegistryHome):
     if context.dagster_run.job_name == "registry_build":
-        _audit_run(context, False)
+        _audit_run(context, registry.home(), False)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Iterator
 
+import duckdb
 import orjson
 
-from orchestration.registry.fsutil import file_lock, utcnow
 from orchestration.config import Home
+from orchestration.registry.fsutil import file_lock, utcnow
 
 
 def append(home: Home, events: Iterable[dict[str, Any]]) -> int:
@@ -49,8 +50,6 @@ def read(home: Home) -> Iterator[dict[str, Any]]:
 def submission_counts(home: Home) -> dict[str, int]:
     """Submissions by status (plus withdrawals), counted set-based: the log of a million-case
     registry is hundreds of MB, read here in a fraction of a second."""
-    import duckdb
-
     counts = {"submitted": 0, "accepted": 0, "duplicate": 0, "quarantined": 0, "withdrawals": 0,
               "accepted_withdrawn": 0, "duplicate_withdrawn": 0, "quarantined_withdrawn": 0}
     if not home.audit_log.exists() or home.audit_log.stat().st_size == 0:

@@ -20,20 +20,22 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import duckdb
 import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestration.registry import audit
+from orchestration.config import Home
 from orchestration.contract.setbased import SetChecker
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
+from orchestration.registry import audit
 from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
-from orchestration.config import Home
+from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
 
@@ -74,6 +76,49 @@ class _Valid:
     canonical: bytes
 
 
+@dataclass(frozen=True)
+class Converted:
+    """A record built from another format (FHIR, REDCap, a spreadsheet), handed to :func:`submit` in
+    place of a file's bytes. It goes through the same validator, receipts, quarantine and audit.
+
+    ``obj`` is the constructed contract-v1 record, or ``None`` when the input could not be read at
+    all; ``errors`` are the converter's own, in the input format's coordinates; ``where`` maps
+    contract paths (``labs[3]``, ``labs[3].unit``) to those coordinates, so that the validator's
+    errors are reported where the user can find them; validator errors on a path in ``explained``
+    (or below it) are left out, because a converter error already says why that fact is missing.
+    What is kept in the quarantine is the constructed record, never the input (which may identify
+    the patient); an unreadable input keeps no payload at all."""
+
+    obj: dict[str, Any] | None
+    errors: tuple[Error, ...] = ()
+    where: Mapping[str, str] = field(default_factory=dict)
+    explained: frozenset[str] = frozenset()
+    record: int | None = 0
+
+    def parsed(self, name: str) -> ParsedRecord:
+        if self.obj is None:
+            return ParsedRecord(name, None, error=self.errors[0] if self.errors else Error("$", "could not be read"))
+        return ParsedRecord(name, self.record, obj=self.obj)
+
+    def _locate(self, path: str) -> str | None:
+        p = path
+        while p:
+            if p in self.where:
+                return self.where[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return None
+
+    def merge(self, validator_errors: list[Error]) -> list[Error]:
+        out = list(self.errors)
+        for e in validator_errors:
+            if any(e.path == x or e.path.startswith((x + ".", x + "[")) for x in self.explained):
+                continue
+            loc = self._locate(e.path)
+            out.append(Error(f"{loc} ({e.path})", e.message) if loc and loc != e.path else e)
+        return out
+
+
 def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
     """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
     with the same hash are the same submission."""
@@ -82,13 +127,14 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost."""
+    """What was submitted, kept verbatim so that nothing is lost (for a converted record: the
+    record as constructed, never the input it was built from)."""
+    if isinstance(data, Converted) and p.obj is None:
+        return {"payload": None, "payload_encoding": "withheld"}
     if p.obj is not None or (p.raw is None and p.record is not None):
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
         except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            import json
-
             return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
     if p.raw is not None:
         return {"payload": p.raw, "payload_encoding": "text"}
@@ -180,8 +226,12 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     try:
         pending: list[tuple[ParsedRecord, Any]] = []
         for name, data in files:
-            for p in parse_submission(data, name):
-                pending.append((p, data if p.record is None else None))
+            if isinstance(data, Converted):
+                parsed: Iterable[ParsedRecord] = (data.parsed(name),)
+            else:
+                parsed = parse_submission(data, name)
+            for p in parsed:
+                pending.append((p, data if p.record is None or isinstance(data, Converted) else None))
                 if len(pending) >= CHUNK_RECORDS:
                     if checker is None and SET_BASED:
                         checker = SetChecker()
@@ -203,8 +253,6 @@ def _land_chunk(
     home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str, checker: SetChecker | None = None
 ) -> list[Receipt]:
     validated = _validate_chunk(parsed, checker)
-    from orchestration.services.withdraw import withdrawn_case_ids
-
     with file_lock(home.locks / "landing.lock"):
         index.refresh()
         return _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel)
@@ -227,7 +275,8 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker 
     # The canonical form is needed for the content hash of every valid record anyway; the
     # set-based check reads it too. A record it passes is certainly valid (validate_record would
     # return no error); every other record is judged by validate_record, as before.
-    canonical = [_canonical(p) for p, _ in parsed] if checker is not None else [None] * len(parsed)
+    # (a record converted from another format keeps the Python path: its converter's errors are merged in)
+    canonical = [_canonical(p) if data is None else None for p, data in parsed] if checker is not None else [None] * len(parsed)
     certain = (
         checker.passing([(p.obj, c[0]) if c is not None else None for (p, _), c in zip(parsed, canonical)])
         if checker is not None
@@ -235,11 +284,14 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker 
     )
     for (p, data), canon_hash, ok in zip(parsed, canonical, certain):
         if p.error is not None:
-            r = Receipt(p.source_file, p.record, None, QUARANTINED, [p.error])
+            errs = list(data.errors) if isinstance(data, Converted) and data.errors else [p.error]
+            r = Receipt(p.source_file, p.record, None, QUARANTINED, errs)
             quarantine.append((r, _payload(p, data)))
             receipts.append(r)
             continue
         errors = [] if ok else validate_record(p.obj)
+        if isinstance(data, Converted):
+            errors = data.merge(errors)
         rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
         r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
         receipts.append(r)
@@ -384,63 +436,87 @@ def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> l
     return submit(home, [(p, open_file(p)) for p in paths], channel=channel)
 
 
-# --------------------------------------------------------------------------- quarantine
+# --------------------------------------------------------------------------- read side (accepted records)
 
 
-def _payloads(home: Home, batch_stem: str) -> dict[str, dict[str, Any]]:
-    f = home.quarantine_payloads / f"{batch_stem}.jsonl"
-    out = {}
-    if f.exists():
-        with open(f, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    p = orjson.loads(line)
-                    out[p["quarantine_id"]] = p
-    return out
+def _index_files(home: Home) -> list[str]:
+    return [str(f) for f in sorted(home.landing_index.glob("*.parquet"))] if home.landing_index.exists() else []
 
 
-def quarantine_entries(home: Home, *, with_payload: bool = False, include_resolved: bool = True) -> list[dict[str, Any]]:
-    """Every quarantined record, oldest first, with its resolution when it has one."""
-    resolutions = {r["quarantine_id"]: r for r in _resolutions(home)}
-    out = []
-    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
-        payloads = _payloads(home, f.stem) if with_payload else {}
-        with open(f, "rb") as fh:
-            for line in fh:
-                if not line.strip():
-                    continue
-                e = orjson.loads(line)
-                res = resolutions.get(e["quarantine_id"])
-                if res is not None and not include_resolved:
-                    continue
-                item = {
-                    "quarantine_id": e["quarantine_id"],
-                    "source_file": e["source_file"],
-                    "record": e["record"],
-                    "case_id": e["case_id"],
-                    "errors": e["errors"],
-                    "quarantined_at": e["quarantined_at"],
-                    "resolved_at": res["at"] if res else None,
-                    "resolution": res.get("note") if res else None,
-                }
-                if with_payload:
-                    p = payloads.get(e["quarantine_id"], {})
-                    item["payload"] = p.get("payload")
-                    item["payload_encoding"] = p.get("payload_encoding")
-                out.append(item)
-    return out
+def landed_revisions(home: Home, case_id: str) -> list[tuple[int, str]]:
+    """(revision, batch_id) of every accepted revision of a case, oldest first."""
+    files = _index_files(home)
+    if not files or not case_id:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            "SELECT revision, any_value(batch_id) FROM read_parquet(?) WHERE case_id = ? GROUP BY revision ORDER BY revision",
+            [files, case_id],
+        ).fetchall()
+    finally:
+        con.close()
+    return [(int(r), str(b)) for r, b in rows]
 
 
-def _resolutions(home: Home) -> Iterable[dict[str, Any]]:
-    for f in sorted(home.quarantine_resolutions.glob("*.jsonl")) if home.quarantine_resolutions.exists() else []:
-        with open(f, "rb") as fh:
-            for line in fh:
-                if line.strip():
-                    yield orjson.loads(line)
+def latest_revision(home: Home, case_id: str) -> int | None:
+    revs = landed_revisions(home, case_id)
+    return revs[-1][0] if revs else None
 
 
-def resolve_quarantine(home: Home, quarantine_id: str, *, note: str, resolved_by_batch: str | None = None) -> None:
-    """Mark a quarantine entry resolved (it is kept, never deleted)."""
-    rec = {"quarantine_id": quarantine_id, "at": utcnow().isoformat(), "note": note, "batch_id": resolved_by_batch}
-    atomic_write(home.quarantine_resolutions / f"{stamp()}.jsonl", orjson.dumps(rec) + b"\n", tmp_dir=home.tmp)
-    audit.event(home, "quarantine_resolved", quarantine_id=quarantine_id, note=note)
+def batch_of(home: Home, case_id: str, revision: int) -> str | None:
+    return dict(landed_revisions(home, case_id)).get(revision)
+
+
+def latest_landed(home: Home, case_id: str) -> dict[str, Any] | None:
+    """The landing-zone envelope of a case's highest accepted revision (``case_id``, ``revision``,
+    ``batch_id``, ``submitted_at``, ``channel``, ``record`` as submitted), or ``None``."""
+    revs = landed_revisions(home, case_id)
+    if not revs:
+        return None
+    rev, batch = revs[-1]
+    path = home.landing_batches / f"{batch}.jsonl"
+    needle = orjson.dumps(case_id)
+    with open(path, "rb") as f:
+        for line in f:
+            if needle in line:
+                env = orjson.loads(line)
+                if env.get("case_id") == case_id and env.get("revision") == rev:
+                    return {**env, "batch_id": batch}
+    return None
+
+
+def latest_record(home: Home, case_id: str) -> dict[str, Any] | None:
+    """The latest accepted revision of a case, exactly as submitted (with its revision filled in)."""
+    env = latest_landed(home, case_id)
+    if env is None:
+        return None
+    return {**env["record"], "revision": env["revision"]}
+
+
+def next_revision(home: Home, case_id: str, wanted: Any = 1) -> int:
+    """The revision a correction of ``case_id`` should carry: ``wanted`` unless the registry already
+    holds that revision or a later one, then the latest + 1."""
+    latest = latest_revision(home, case_id) if isinstance(case_id, str) else None
+    w = wanted if isinstance(wanted, int) and not isinstance(wanted, bool) and wanted >= 1 else 1
+    return w if latest is None or w > latest else latest + 1
+
+
+# --------------------------------------------------------------------------- what the pipeline has to pick up
+
+
+def landing_watermark(home: Home) -> str | None:
+    """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
+    resolution or a withdrawal (all named by the same sortable stamp)."""
+    newest = None
+    for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals):
+        if not d.exists():
+            continue
+        for entry in d.iterdir():
+            name = entry.name
+            if name.startswith("."):
+                continue
+            stem = name.split(".", 1)[0]
+            if newest is None or stem > newest:
+                newest = stem
+    return newest

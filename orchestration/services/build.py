@@ -1,4 +1,4 @@
-"""Running the pipeline through Dagster, on the Dagster instance of ``$REGISTRY_HOME``.
+"""The build use case: the pipeline run through Dagster, on the Dagster instance of the registry home.
 
 ``registry build`` and the sensor-triggered runs go through the same job (``registry_build``), so
 every build is visible in the Dagster UI. A pipeline lock serialises builds: there is one writer.
@@ -12,9 +12,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestration.registry import audit
-from orchestration.registry.fsutil import file_lock
+from dagster import DagsterInstance
+
 from orchestration.config import Home
+from orchestration.definitions import JOB, build_defs
+from orchestration.defs.sensors import WATERMARK_TAG
+from orchestration.registry import audit
+from orchestration.registry.landing import landing_watermark
+from orchestration.warehouse.locks import build_lock
 
 DAGSTER_YAML = """\
 # Written by the registry. One pipeline run at a time: there is one writer.
@@ -39,8 +44,6 @@ def prepare_dagster_home(home: Home) -> None:
     cfg = home.dagster_home / "dagster.yaml"
     if not cfg.exists() or cfg.read_text() != DAGSTER_YAML:
         cfg.write_text(DAGSTER_YAML)
-    os.environ["DAGSTER_HOME"] = str(home.dagster_home)
-    os.environ["REGISTRY_HOME"] = str(home.root)
 
 
 @dataclass
@@ -67,20 +70,14 @@ def submission_totals(home: Home) -> dict[str, int]:
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False) -> BuildSummary:
     """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
     prepare_dagster_home(home)
-    from dagster import DagsterInstance
-
-    from orchestration.definitions import defs
-
     t0 = time.perf_counter()
     log_path = home.dbt_dir / "logs" / "last_build.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
     # serialise `registry build` invocations (each asset also takes the warehouse lock itself)
-    with file_lock(home.locks / "build.lock"), open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        with DagsterInstance.get() as instance:
-            from orchestration.defs.sensors import WATERMARK_TAG, landing_watermark
-
-            job = defs.resolve_job_def("registry_build")
+    with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+            job = build_defs().resolve_job_def(JOB)
             # a manual build covers everything landed so far: tag it so the sensor does not redo it
             watermark = landing_watermark(home)
             tags = {"registry/trigger": "cli", **({WATERMARK_TAG: watermark} if watermark else {})}
@@ -90,6 +87,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
                 asset_selection=asset_selection,
                 tags=tags,
                 run_config={
+                    "resources": {"registry": {"config": {"root": str(home.root)}}},
                     "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
                     "ops": {"registry_dbt_models": {"config": {"full_refresh": full_refresh}}},
                 },

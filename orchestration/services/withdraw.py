@@ -2,28 +2,21 @@
 
 ``withdraw(home, case_id, reason)``:
 
-1. under the landing lock, rewrites the landing batches and their indexes without the case's records
-   (the only edit ever made to the landing zone: erasure overrides immutability), drops the case's
-   quarantine entries (payloads included), and leaves a tombstone (case id, reason, time) in
-   ``withdrawals/`` so that the case is never ingested again and a resubmission is refused;
-2. redacts the case's audit events to case id, revision, status and time (marked withdrawn: no file
-   name or record position) and appends the withdrawal (case id, reason, time);
-3. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
+1. purges the case from the landing zone, the quarantine and the audit's details and leaves its
+   tombstone (:func:`orchestration.registry.withdrawals.purge`; the only edit ever made to the
+   landing zone: erasure overrides immutability), so the case is never ingested again and a
+   resubmission is refused;
+2. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
    snapshot is published, and every older snapshot version is removed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import duckdb
-import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 from orchestration.config import Home
+from orchestration.registry import withdrawals
+from orchestration.services.build import run_build
 from orchestration.warehouse.publish import prune
 
 
@@ -36,123 +29,10 @@ class WithdrawResult:
     build_success: bool | None = None
 
 
-def withdrawals_dir(home: Home) -> Path:
-    return home.root / "withdrawals"
-
-
-def withdrawn_case_ids(home: Home) -> set[str]:
-    d = withdrawals_dir(home)
-    out = set()
-    if d.exists():
-        for f in d.glob("*.json"):
-            out.add(orjson.loads(f.read_bytes())["case_id"])
-    return out
-
-
-def _batches_with_case(home: Home, case_id: str) -> list[str]:
-    files = sorted(home.landing_index.glob("*.parquet"))
-    if not files:
-        return []
-    con = duckdb.connect(":memory:")
-    try:
-        rows = con.execute(
-            "SELECT DISTINCT batch_id FROM read_parquet(?) WHERE case_id = ?", [[str(f) for f in files], case_id]
-        ).fetchall()
-    finally:
-        con.close()
-    return [r[0] for r in rows]
-
-
-def _purge_landing(home: Home, case_id: str) -> int:
-    purged = 0
-    needle = orjson.dumps(case_id)
-    for batch in _batches_with_case(home, case_id):
-        data_file = home.landing_batches / f"{batch}.jsonl"
-        if data_file.exists():
-            kept = []
-            with open(data_file, "rb") as f:
-                for line in f:
-                    # cheap pre-filter, exact check on the parsed envelope
-                    if needle in line and orjson.loads(line).get("case_id") == case_id:
-                        purged += 1
-                        continue
-                    kept.append(line)
-            atomic_write(data_file, b"".join(kept), tmp_dir=home.tmp)
-        index_file = home.landing_index / f"{batch}.parquet"
-        if index_file.exists():
-            table = pq.read_table(index_file)
-            mask = [c != case_id for c in table.column("case_id").to_pylist()]
-            kept_table = table.filter(pa.array(mask))
-            sink = pa.BufferOutputStream()
-            pq.write_table(kept_table, sink)
-            atomic_write(index_file, sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
-    return purged
-
-
-def _purge_quarantine(home: Home, case_id: str) -> int:
-    purged = 0
-    needle = orjson.dumps(case_id)
-    for f in sorted(home.quarantine_payloads.glob("*.jsonl")):
-        data = f.read_bytes()
-        if needle in data:
-            kept = [ln for ln in data.splitlines(keepends=True) if not (needle in ln and orjson.loads(ln).get("case_id") == case_id)]
-            atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
-    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
-        data = f.read_bytes()
-        if needle not in data:
-            continue
-        kept = []
-        for line in data.splitlines(keepends=True):
-            if needle in line and orjson.loads(line).get("case_id") == case_id:
-                purged += 1
-                continue
-            kept.append(line)
-        atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
-    return purged
-
-
-# What a withdrawn case's submission events keep: that the case was submitted, when, and with what
-# outcome; not which file or record it came from.
-_KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
-
-
-def _redact_audit(home: Home, case_id: str) -> int:
-    """Reduce the case's audit events to case id, revision, status and time, marked withdrawn."""
-    if not home.audit_log.exists():
-        return 0
-    needle = orjson.dumps(case_id)
-    with file_lock(home.locks / "audit.lock"):
-        out, redacted = [], 0
-        with open(home.audit_log, "rb") as f:
-            for line in f:
-                if needle in line:
-                    e = orjson.loads(line)
-                    if e.get("case_id") == case_id and e.get("event") != "withdrawal":
-                        e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
-                        line = orjson.dumps(e) + b"\n"
-                        redacted += 1
-                out.append(line)
-        atomic_write(home.audit_log, b"".join(out), tmp_dir=home.tmp)
-    return redacted
-
-
 def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> WithdrawResult:
-    from orchestration.registry import audit
-
-    home.ensure()
-    if not reason.strip():
-        raise ValueError("a reason is required")
-    with file_lock(home.locks / "landing.lock"):
-        landing = _purge_landing(home, case_id)
-        quarantined = _purge_quarantine(home, case_id)
-        tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
-        atomic_write(withdrawals_dir(home) / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
-    purged_events = _redact_audit(home, case_id)
-    audit.event(home, "withdrawal", case_id=case_id, reason=reason)
-    result = WithdrawResult(case_id, landing, quarantined, purged_events)
+    p = withdrawals.purge(home, case_id, reason)
+    result = WithdrawResult(case_id, p.landing_records_purged, p.quarantine_entries_purged, p.audit_events_purged)
     if build:
-        from orchestration.services.build import run_build
-
         summary = run_build(home)
         result.build_success = summary.success
         if summary.success:

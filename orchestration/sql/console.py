@@ -37,8 +37,10 @@ import datetime as _dt
 import decimal
 import io
 import json
-import os
 import math
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -50,8 +52,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from orchestration.warehouse import snapshot
 from orchestration.config import Home
+from orchestration.warehouse import snapshot
 
 __all__ = [
     "DEFAULT_DISPLAY_ROWS",
@@ -744,9 +746,6 @@ def run_query_isolated(
     """:func:`run_query` in a memory-capped child process (``python -m orchestration.sql.worker``)
     with a hard deadline. Same arguments, same result, same one-line :class:`QueryRefused`
     messages; the statement is classified here first, so refused statements never start a process."""
-    import subprocess
-    import sys
-
     classify(sql)
     database = _database(database, home)
     request = json.dumps(

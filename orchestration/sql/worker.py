@@ -20,6 +20,7 @@ def main() -> int:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     except (ValueError, OSError):  # pragma: no cover - a platform without RLIMIT_AS
         pass
+    # imported once the address-space cap is set, so that DuckDB and Arrow load under it
     import pyarrow as pa
 
     from orchestration.sql import console as sqlconsole

@@ -42,8 +42,8 @@ from typing import Any, Iterator
 import numpy as np
 import orjson
 
-from orchestration.contract.reference import Analyte, load, unit_key
 from orchestration.config import REFERENCE_DIR
+from orchestration.contract.reference import Analyte, load, unit_key
 
 __all__ = ["CHUNK_SIZE", "SITES", "calibration", "generate_records", "write_jsonl"]
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import duckdb
 
-from orchestration.contract.reference import load
 from orchestration.config import Home
+from orchestration.contract.reference import load
+from orchestration.registry.withdrawals import withdrawn_case_ids
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -126,8 +127,6 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
         ensure_schema(con)
         done = {r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()}
         new = [p for p in sorted(home.landing_batches.glob("*.jsonl")) if p.stem not in done]
-        from orchestration.services.withdraw import withdrawn_case_ids
-
         withdrawn = sorted(withdrawn_case_ids(home))
         con.execute("BEGIN")
         try:

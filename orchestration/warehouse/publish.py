@@ -29,15 +29,32 @@ from typing import Any
 
 import duckdb
 
+from orchestration.config import DBT_PROJECT_DIR, Home
 from orchestration.registry import audit
 from orchestration.registry.fsutil import fsync_dir, stamp, utcnow
-from orchestration.config import Home
 from orchestration.warehouse.snapshot import DB_NAME
 
-# Analyst-facing relations: marts, dimensions, facts, quality views and the reference seeds.
-PUBLISHED_PREFIXES = ("dim_", "fct_", "mart_", "quality_")
-REFERENCE_TABLES = ("analytes", "analyte_units", "vocabularies", "synthetic_calibration")
 KEEP_VERSIONS = 4
+#: The manifest ``registry prepare`` writes; a build passes the one of its own dbt run.
+DEFAULT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
+
+
+class NothingToPublish(RuntimeError):
+    """The dbt manifest marks no relation as published."""
+
+
+def publish_marked(manifest: dict[str, Any]) -> list[str]:
+    """The analyst-facing relations: every dbt model and seed whose config says ``meta: {publish: true}``
+    (set per folder in ``dbt_project.yml``), so a new model is published by where it lives, not by
+    how it is named."""
+    out = []
+    for node in manifest.get("nodes", {}).values():
+        if node.get("resource_type") not in ("model", "seed"):
+            continue
+        meta = {**(node.get("meta") or {}), **((node.get("config") or {}).get("meta") or {})}
+        if meta.get("publish") is True:
+            out.append(node.get("alias") or node["name"])
+    return sorted(set(out))
 
 
 @dataclass
@@ -48,15 +65,19 @@ class PublishResult:
     seconds: float = 0.0
 
 
-def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """Analyst-facing tables and views of the warehouse (views are materialised in the snapshot)."""
+def published_tables(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> list[str]:
+    """The analyst-facing tables and views present in the warehouse (views are materialised in the
+    snapshot), in name order."""
+    wanted = set(publish_marked(manifest))
+    if not wanted:
+        raise NothingToPublish("the dbt manifest marks no model as published (meta: {publish: true})")
     rows = con.execute(
         "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'main' "
         "UNION SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND schema_name = 'main' "
         "AND NOT internal ORDER BY 1"
     ).fetchall()
     names = [r[0] for r in rows]
-    return [n for n in names if n.startswith(PUBLISHED_PREFIXES) or n in REFERENCE_TABLES]
+    return [n for n in names if n in wanted]
 
 
 def _q(path: Path) -> str:
@@ -140,9 +161,8 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     staging = home.published_versions / f".{version}.tmp"
     final = home.published_versions / version
     (staging / "parquet").mkdir(parents=True)
-    manifest = None
-    if manifest_path and manifest_path.exists():
-        manifest = json.loads(manifest_path.read_text())
+    manifest_path = manifest_path if manifest_path and manifest_path.exists() else DEFAULT_MANIFEST
+    manifest = json.loads(manifest_path.read_text())
     target = staging / DB_NAME
     prev_dir, prev_fps = _previous(home)
     con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
@@ -150,7 +170,7 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     fps: dict[str, list[Any]] = {}
     reused: list[str] = []
     try:
-        tables = published_tables(con)
+        tables = published_tables(con, manifest)
         fps = {t: fingerprint(con, t) for t in tables}
         unchanged = {
             t for t in tables

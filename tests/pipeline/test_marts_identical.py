@@ -16,7 +16,7 @@ import pytest
 from orchestration.config import REPO_ROOT, Home
 from orchestration.synthetic.generate import generate_records
 from orchestration.warehouse import snapshot
-from tests.conftest import run_cli, write_jsonl
+from tests.support import run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("build")]
 

@@ -14,6 +14,17 @@ from orchestration.warehouse import publish as pub
 from orchestration.warehouse.snapshot import DB_NAME
 
 
+def _manifest(home: Home):
+    """A dbt manifest that marks the three analyst-facing tables as published (and not the staging one)."""
+    nodes = {
+        f"model.p.{t}": {"resource_type": "model", "name": t, "config": {"meta": {"publish": t != "stg_not_published"}}}
+        for t in ("dim_cases", "fct_lab_results", "mart_small", "stg_not_published")
+    }
+    path = home.root / "manifest.json"
+    path.write_text(json.dumps({"nodes": nodes}))
+    return path
+
+
 def _warehouse(home: Home, sql: str) -> None:
     con = duckdb.connect(str(home.warehouse))
     try:
@@ -54,7 +65,7 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
         CREATE TABLE mart_small AS SELECT 1 AS n;
         CREATE TABLE stg_not_published AS SELECT 1 AS n;
     """)
-    first = pub.publish(home)
+    first = pub.publish(home, manifest_path=_manifest(home))
     tables = ["dim_cases", "fct_lab_results", "mart_small"]
     for t in tables:
         db, pq = _published(home, t)
@@ -63,7 +74,7 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
 
     # one small table changes: the big ones are reused, from the previous DuckDB file and by link
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
-    second = pub.publish(home)
+    second = pub.publish(home, manifest_path=_manifest(home))
     assert second.version != first.version
     meta = json.loads((second.path / "snapshot.json").read_text())
     assert meta["reused"] == ["dim_cases", "fct_lab_results"]
@@ -82,7 +93,7 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
 
     # a change in the big table (same row count, one value): detected, rewritten; a fresh file
     _warehouse(home, "UPDATE fct_lab_results SET value = value + 1 WHERE case_id = 17 AND value < 10")
-    third = pub.publish(home)
+    third = pub.publish(home, manifest_path=_manifest(home))
     meta = json.loads((third.path / "snapshot.json").read_text())
     assert "fct_lab_results" not in meta["reused"] and "dim_cases" in meta["reused"]
     for t in tables:

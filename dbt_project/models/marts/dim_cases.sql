@@ -51,15 +51,9 @@ final as (
         c.is_synthetic,
         c.index_year,
         least(c.age_years_reported, 90) as age_years,
-        case
-            when c.age_years_reported < 40 then '<40'
-            when c.age_years_reported < 50 then '40-49'
-            when c.age_years_reported < 60 then '50-59'
-            when c.age_years_reported < 70 then '60-69'
-            when c.age_years_reported < 80 then '70-79'
-            when c.age_years_reported < 90 then '80-89'
-            else '90+'
-        end as age_band,
+        -- the bands are the seed age_bands (codes of the age_band vocabulary); ages are whole years
+        (select b.age_band from {{ ref('age_bands') }} b
+         where c.age_years_reported between b.age_min and b.age_max) as age_band,
         c.sex,
         c.kidney_status,
         c.dialysis_modality,

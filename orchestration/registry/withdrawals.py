@@ -1,0 +1,142 @@
+"""Consent withdrawal, the domain part: the tombstones of withdrawn cases and the purge of a case
+from the landing zone, the quarantine and the audit log.
+
+This module owns ``$REGISTRY_HOME/withdrawals/`` (one tombstone per withdrawal: case id, reason,
+time). Ingestion deletes tombstoned cases from the warehouse and the landing writer refuses their
+resubmission; :mod:`orchestration.services.withdraw` runs the whole use case (purge, rebuild,
+remove older snapshots).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from orchestration.config import Home
+from orchestration.registry import audit
+from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+
+
+@dataclass
+class Purge:
+    case_id: str
+    landing_records_purged: int
+    quarantine_entries_purged: int
+    audit_events_purged: int
+
+
+def withdrawn_case_ids(home: Home) -> set[str]:
+    d = home.withdrawals
+    out = set()
+    if d.exists():
+        for f in d.glob("*.json"):
+            out.add(orjson.loads(f.read_bytes())["case_id"])
+    return out
+
+
+def _batches_with_case(home: Home, case_id: str) -> list[str]:
+    files = sorted(home.landing_index.glob("*.parquet"))
+    if not files:
+        return []
+    con = duckdb.connect(":memory:")
+    try:
+        rows = con.execute(
+            "SELECT DISTINCT batch_id FROM read_parquet(?) WHERE case_id = ?", [[str(f) for f in files], case_id]
+        ).fetchall()
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def _purge_landing(home: Home, case_id: str) -> int:
+    purged = 0
+    needle = orjson.dumps(case_id)
+    for batch in _batches_with_case(home, case_id):
+        data_file = home.landing_batches / f"{batch}.jsonl"
+        if data_file.exists():
+            kept = []
+            with open(data_file, "rb") as f:
+                for line in f:
+                    # cheap pre-filter, exact check on the parsed envelope
+                    if needle in line and orjson.loads(line).get("case_id") == case_id:
+                        purged += 1
+                        continue
+                    kept.append(line)
+            atomic_write(data_file, b"".join(kept), tmp_dir=home.tmp)
+        index_file = home.landing_index / f"{batch}.parquet"
+        if index_file.exists():
+            table = pq.read_table(index_file)
+            mask = [c != case_id for c in table.column("case_id").to_pylist()]
+            kept_table = table.filter(pa.array(mask))
+            sink = pa.BufferOutputStream()
+            pq.write_table(kept_table, sink)
+            atomic_write(index_file, sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
+    return purged
+
+
+def _purge_quarantine(home: Home, case_id: str) -> int:
+    purged = 0
+    needle = orjson.dumps(case_id)
+    for f in sorted(home.quarantine_payloads.glob("*.jsonl")):
+        data = f.read_bytes()
+        if needle in data:
+            kept = [ln for ln in data.splitlines(keepends=True) if not (needle in ln and orjson.loads(ln).get("case_id") == case_id)]
+            atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
+    for f in sorted(home.quarantine_batches.glob("*.jsonl")):
+        data = f.read_bytes()
+        if needle not in data:
+            continue
+        kept = []
+        for line in data.splitlines(keepends=True):
+            if needle in line and orjson.loads(line).get("case_id") == case_id:
+                purged += 1
+                continue
+            kept.append(line)
+        atomic_write(f, b"".join(kept), tmp_dir=home.tmp)
+    return purged
+
+
+# What a withdrawn case's submission events keep: that the case was submitted, when, and with what
+# outcome; not which file or record it came from.
+_KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
+
+
+def _redact_audit(home: Home, case_id: str) -> int:
+    """Reduce the case's audit events to case id, revision, status and time, marked withdrawn."""
+    if not home.audit_log.exists():
+        return 0
+    needle = orjson.dumps(case_id)
+    with file_lock(home.locks / "audit.lock"):
+        out, redacted = [], 0
+        with open(home.audit_log, "rb") as f:
+            for line in f:
+                if needle in line:
+                    e = orjson.loads(line)
+                    if e.get("case_id") == case_id and e.get("event") != "withdrawal":
+                        e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
+                        line = orjson.dumps(e) + b"\n"
+                        redacted += 1
+                out.append(line)
+        atomic_write(home.audit_log, b"".join(out), tmp_dir=home.tmp)
+    return redacted
+
+
+def purge(home: Home, case_id: str, reason: str) -> Purge:
+    """Erase a case from the landing zone, the quarantine (payloads included) and the audit's details;
+    leave its tombstone and a ``withdrawal`` audit event. The warehouse and snapshots are the
+    pipeline's to clean (the next build deletes the case)."""
+    home.ensure()
+    if not reason.strip():
+        raise ValueError("a reason is required")
+    with file_lock(home.locks / "landing.lock"):
+        landing = _purge_landing(home, case_id)
+        quarantined = _purge_quarantine(home, case_id)
+        tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
+        atomic_write(home.withdrawals / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
+    purged_events = _redact_audit(home, case_id)
+    audit.event(home, "withdrawal", case_id=case_id, reason=reason)
+    return Purge(case_id, landing, quarantined, purged_events)

@@ -298,7 +298,8 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker 
         if errors:
             quarantine.append((r, _payload(p, None)))
         else:
-            canon, h = canon_hash if canon_hash is not None else content_hash(p.obj)
+            # the validator may normalise a record in place (whole-number floats): hash what it validated
+            canon, h = canon_hash if ok and canon_hash is not None else content_hash(p.obj)
             valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
     return receipts, quarantine, valid
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestration.contract.model import REF
+from orchestration.contract.reference import unit_key
 from orchestration.contract.setbased import SetChecker
 from orchestration.contract.validate import validate_record
 from orchestration.registry.landing import content_hash
@@ -131,6 +132,10 @@ def _resolve(obj, path):
 def apply(rec, m):
     """Apply one mutation; returns whether the result is a form left to Python (lenient)."""
     op, path, value, lenient = m
+    if op == "set" and path == ("schema_version",) and value is True:
+        # pydantic's Literal[1] accepts true (true == 1 in Python): a quirk of the validator that the
+        # set-based check does not copy (JSON Schema's const 1 refuses true); left to Python
+        lenient = True
     if op == "set":
         parent, key = _resolve(rec, path)
         if isinstance(parent, dict):
@@ -153,8 +158,8 @@ def apply(rec, m):
         if not isinstance(labs, list) or path >= len(labs) or not isinstance(labs[path], dict):
             return False
         lab = labs[path]
-        a = REF.analytes.get(lab.get("analyte"))
-        u = a.by_key.get(lab.get("unit", "").replace(" ", "").lower()) if a and isinstance(lab.get("unit"), str) else None
+        a = REF.analytes.get(lab["analyte"]) if isinstance(lab.get("analyte"), str) else None
+        u = a.by_key.get(unit_key(lab["unit"]) or "") if a and isinstance(lab.get("unit"), str) else None
         if u is None:
             return False
         lo, hi = a.hard_min / u.factor, a.hard_max / u.factor
@@ -163,7 +168,7 @@ def apply(rec, m):
                         "mid": (lo + hi) / 2, "on_min": lo, "on_max": hi}[value]
         return value in ("on_min", "on_max")  # on a bound (after a division): left to Python
     if op == "organs":
-        if value == "dup" and rec.get("organs"):
+        if value == "dup" and isinstance(rec.get("organs"), list) and rec["organs"]:
             rec["organs"] = rec["organs"] + [dict(rec["organs"][0])]
         elif value == "empty":
             rec["organs"] = []
@@ -171,7 +176,10 @@ def apply(rec, m):
             rec["organs"] = [{"organ": o} for o in REF.codes("organ")]
         return False
     # cross-field rules
-    out, kid = rec.get("outcome") or {}, rec.get("kidney") or {}
+    out = rec["outcome"] if isinstance(rec.get("outcome"), dict) else {}
+    kid = rec["kidney"] if isinstance(rec.get("kidney"), dict) else {}
+    labs = rec["labs"] if isinstance(rec.get("labs"), list) and rec["labs"] and isinstance(rec["labs"][0], dict) else None
+    treatments = rec["treatments"] if isinstance(rec.get("treatments"), list) and rec["treatments"] and isinstance(rec["treatments"][0], dict) else None
     if value == "not_dialysis":
         kid["status"] = "ckd"
     elif value == "alive_no_followup":
@@ -185,19 +193,35 @@ def apply(rec, m):
         out["followup_days"] = 1
     elif value == "onset_late":
         rec["onset_day"] = 0
-    elif value == "ref_inverted" and rec.get("labs"):
-        rec["labs"][0]["ref_low"], rec["labs"][0]["ref_high"] = 5, 1
+    elif value == "ref_inverted" and labs:
+        labs[0]["ref_low"], labs[0]["ref_high"] = 5, 1
     elif value == "year_future":
         rec["index_year"] = TODAY.year + 1
-    elif value == "lab_day_before_onset" and rec.get("labs"):
+    elif value == "lab_day_before_onset" and labs:
         rec["onset_day"] = -1
-        rec["labs"][0]["day"] = -5
-    elif value == "treatment_after_followup" and rec.get("treatments"):
-        rec["treatments"][0]["day"] = 36_000
+        labs[0]["day"] = -5
+    elif value == "treatment_after_followup" and treatments:
+        treatments[0]["day"] = 36_000
     return False
 
 
 records = st.tuples(st.integers(0, len(BASE) - 1), st.lists(mutation(), min_size=0, max_size=3))
+
+
+def _on_bound(rec) -> bool:
+    """A lab value on (within 1e-6 of) a physiological bound: left to Python by design."""
+    labs = rec.get("labs") if isinstance(rec, dict) else None
+    for lab in labs if isinstance(labs, list) else ():
+        if not (isinstance(lab, dict) and isinstance(lab.get("analyte"), str) and isinstance(lab.get("unit"), str)):
+            continue
+        a = REF.analytes.get(lab["analyte"])
+        u = a.by_key.get(unit_key(lab["unit"]) or "") if a else None
+        v = lab.get("value")
+        if u is not None and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            canon = v * u.factor
+            if any(abs(canon - b) <= 1e-6 * max(1.0, abs(b)) for b in (a.hard_min, a.hard_max)):
+                return True
+    return False
 
 
 def _build(spec):
@@ -206,7 +230,7 @@ def _build(spec):
     lenient = False
     for m in ms:
         lenient |= apply(rec, m)
-    return rec, lenient
+    return rec, lenient or _on_bound(rec)
 
 
 def _nonfinite(x):
@@ -219,7 +243,7 @@ def _nonfinite(x):
     return False
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(st.lists(records, min_size=20, max_size=80))
 def test_setbased_agrees_with_validate_record(checker, specs):
     built = [_build(s) for s in specs]

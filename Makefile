@@ -27,12 +27,13 @@ demo: install
 serve: install
 	$(BIN)/registry serve
 
-# Browser tests drive Debian's chromium through Playwright (Playwright cannot download its own browser here).
+# Browser tests drive Debian's chromium through Playwright (Playwright cannot download its own browser here);
+# the report test looks at PDF pages with poppler's pdftoppm.
 browser:
-	@command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ] || { \
-	  echo "installing Debian's chromium for the browser tests"; \
+	@{ command -v chromium >/dev/null 2>&1 || [ -x /usr/bin/chromium ]; } && command -v pdftoppm >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and poppler-utils for the browser and report tests"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils >/dev/null; }
 
 # pytest exits 5 when it collects no test: treated as a failure here, since the suite must run.
 # The layer contracts (import-linter, see pyproject.toml and docs/architecture.md) run first.

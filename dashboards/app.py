@@ -28,7 +28,7 @@ st.set_page_config(
 )
 
 #: Pages whose figures depend on the cohort filter in the sidebar.
-ANALYSIS_PAGES = {"", "mortality", "organs", "labs", "cases"}
+ANALYSIS_PAGES = {"", "mortality", "organs", "labs", "cases", "analysis"}
 
 pages = [
     st.Page(HERE / "app_pages" / "overview.py", title="Overview", url_path="", default=True, icon=":material/dashboard:"),
@@ -36,6 +36,7 @@ pages = [
     st.Page(HERE / "app_pages" / "organs.py", title="Organs", url_path="organs", icon=":material/pulmonology:"),
     st.Page(HERE / "app_pages" / "labs.py", title="Labs", url_path="labs", icon=":material/biotech:"),
     st.Page(HERE / "app_pages" / "cases.py", title="Cases", url_path="cases", icon=":material/person_search:"),
+    st.Page(HERE / "app_pages" / "analysis.py", title="Analysis", url_path="analysis", icon=":material/query_stats:"),
     st.Page(HERE / "app_pages" / "quality.py", title="Data quality", url_path="quality", icon=":material/fact_check:"),
     st.Page(HERE / "app_pages" / "submit.py", title="Submit", url_path="submit", icon=":material/upload_file:"),
     st.Page(HERE / "app_pages" / "sql.py", title="SQL", url_path="sql", icon=":material/terminal:"),

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.lib import charts, data, labels, ui
+from dashboards.lib.text import lit
 from dashboards.queries import cases as q
 
 ctx = ui.start_page("Cases", "Search the cohort, then pick a case (click its row, or type its ID) to see all of its facts.")
@@ -51,7 +52,7 @@ if not case_id:
     st.stop()
 detail = data.run(ctx.snap, q.case_detail, case_id)
 if detail is None:
-    st.warning(f"There is no case `{case_id}` in the published snapshot.", icon=":material/search_off:")
+    st.warning(f"There is no case {lit(case_id)} in the published snapshot.", icon=":material/search_off:")
     st.stop()
 
 case = detail["case"]
@@ -61,7 +62,7 @@ if case["is_synthetic"]:
     badges.insert(0, ":orange-badge[:material/science: Synthetic case]")
 else:
     badges.insert(0, f":blue-badge[{ctx.label('source', case['source'])}]")
-st.subheader(f"Case {case_id}")
+st.subheader(f"Case {lit(case_id)}")
 st.markdown(" ".join(badges))
 
 dead = case["vital_status"] == "dead"

@@ -4,12 +4,15 @@ calcium × phosphate product."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import charts, data, labels, public_views, ui
 from dashboards.queries import labs as q
 
 ctx = ui.start_page("Labs", "Laboratory values converted to each analyte's canonical unit at ingestion. By default one value per "
                     "case: its baseline (earliest) value, as in mart_lab_distributions.")
 if ui.empty_cohort(ctx):
+    st.stop()
+if ctx.k:  # disclosure mode (public dashboard, viewers): every figure under the policy
+    public_views.labs(ctx)
     st.stop()
 
 opts = data.run(ctx.snap, q.lab_options)

@@ -4,12 +4,15 @@ log-rank test and causes of death."""
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import charts, data, labels, public_views, ui
 from dashboards.queries import mortality as q
 
 ctx = ui.start_page("Mortality", "Survival from day 0 (first presentation). Cases with unknown vital status are left out; "
                     "the others are followed until death or last contact (censored).")
 if ui.empty_cohort(ctx):
+    st.stop()
+if ctx.k:  # disclosure mode (public dashboard, viewers): every figure under the policy
+    public_views.mortality(ctx)
     st.stop()
 
 c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")

@@ -3,12 +3,15 @@ visceral rather than cutaneous only."""
 
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import charts, data, labels, public_views, ui
 from dashboards.queries import organs as q
 
 ctx = ui.start_page("Organs", "Organs with calcific vasculopathy. Cutaneous: skin, subcutaneous fat, skeletal muscle; "
                     "visceral: every other organ.")
 if ui.empty_cohort(ctx):
+    st.stop()
+if ctx.k:  # disclosure mode (public dashboard, viewers): every figure under the policy
+    public_views.organs(ctx)
     st.stop()
 
 c1, _ = st.columns([2, 3])

@@ -3,11 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import charts, data, labels, ui
+from dashboards.lib import charts, data, labels, public_views, ui
 from dashboards.queries import overview as q
 
 ctx = ui.start_page("Calciphylaxis Registry", "Cases of calciphylaxis (calcific uraemic arteriolopathy) in the published snapshot.")
 if ui.empty_cohort(ctx):
+    st.stop()
+if ctx.k:  # disclosure mode (public dashboard, viewers): every figure under the policy
+    public_views.overview(ctx)
     st.stop()
 res = data.run(ctx.snap, q.overview_queries, ctx.filter)
 s = res["summary"].iloc[0].to_dict()

@@ -397,3 +397,57 @@ def submissions_figure(subs: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title="Day (UTC)", type="date", tickformat="%Y-%m-%d")
     fig.update_yaxes(title="Records", tickformat=",")
     return _layout(fig, title, None, height=340)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+def cif_stacked_figure(curves: pd.DataFrame, vocab=None, note: str | None = None,
+                       title: str = "Cumulative incidence of death by cause") -> go.Figure:
+    """Aalen–Johansen curves stacked by cause (the top edge is 1 − Kaplan–Meier)."""
+    if curves is None or curves.empty:
+        return empty_figure(title, "No case with a known outcome", note)
+    days = np.unique(curves["day"].to_numpy(dtype=float))
+    fig = go.Figure()
+    for i, (cause, g) in enumerate(curves.groupby("cause", sort=False)):
+        s = g.set_index("day")["cumulative_incidence"]
+        s.index = s.index.astype(float)
+        y = s.reindex(days).ffill().fillna(0.0).to_numpy() * 100
+        name = labels.value_label("cause_of_death", cause, vocab)
+        fig.add_scatter(x=days, y=y, mode="lines", name=name, stackgroup="cif", line={"shape": "hv", "width": 0.8, "color": colour(i)},
+                        hovertemplate="Day %{x:,}: %{y:.1f}%<extra>" + name + "</extra>")
+    right = float(days.max())
+    ticks = [d for d in (0, 30, 90, 180, 365, 730, 1095, 1460, 1825) if d <= right * 1.02]
+    fig.update_xaxes(title="Days since presentation (day 0)", range=[0, right], tickvals=ticks)
+    fig.update_yaxes(title="Cumulative incidence of death (%)", range=[0, 100], ticksuffix="%")
+    return _layout(fig, title, note, height=440)
+
+
+def forest_figure(model: dict, vocab=None, note: str | None = None, title: str = "Hazard ratios (95% CI)") -> go.Figure:
+    """Forest plot of a Cox model's hazard ratios on a log axis, one row per term (top to bottom)."""
+    rows = (model or {}).get("covariates") or []
+    if not rows:
+        return empty_figure(title, "No model", note)
+    names = [forest_label(r, vocab) for r in rows]
+    hr = np.array([r["hazard_ratio"] for r in rows], dtype=float)
+    lo = np.array([r["ci_lower"] for r in rows], dtype=float)
+    hi = np.array([r["ci_upper"] for r in rows], dtype=float)
+    fig = go.Figure()
+    fig.add_scatter(x=hr, y=names, mode="markers", marker={"symbol": "square", "size": 9, "color": PRIMARY},
+                    error_x={"type": "data", "symmetric": False, "array": hi - hr, "arrayminus": hr - lo, "color": PRIMARY},
+                    customdata=np.stack([lo, hi, [r["p"] for r in rows]], axis=-1), showlegend=False,
+                    hovertemplate="%{y}: HR %{x:.2f} (95% CI %{customdata[0]:.2f}–%{customdata[1]:.2f}), p %{customdata[2]:.3g}<extra></extra>")
+    fig.add_vline(x=1, line={"dash": "dash", "color": "#777", "width": 1})
+    fig.update_xaxes(type="log", title="Hazard ratio (log scale)")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, note, height=max(260, 44 * len(rows) + 120), legend=False)
+
+
+def forest_label(r: dict, vocab=None) -> str:
+    name = labels.COLUMN_LABELS.get(r["covariate"], labels.pretty(r["covariate"]))
+    if r["level"] is None:
+        unit = {"age_years": "year", "bmi": "kg/m²", "dialysis_vintage_months": "month", "organ_count": "organ"}.get(r["covariate"])
+        return f"{name}, per {unit or 'unit'}"
+    lv = labels.value_label(r["covariate"], r["level"] if r["covariate"] not in labels.BOOLEAN_COLUMNS else r["level"] == "true", vocab)
+    ref = labels.value_label(r["covariate"], r["reference"] if r["covariate"] not in labels.BOOLEAN_COLUMNS else r["reference"] == "true", vocab)
+    return f"{name}: {lv} vs {ref}"

@@ -3,7 +3,6 @@ size and the synthetic-data banner, tables with a CSV download, and charts."""
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +11,11 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
-from dashboards.lib import cohort, data, labels
+from dashboards.lib import cohort, data, labels, public
 from dashboards.lib.cohort import CohortFilter
 from dashboards.queries import common as common_queries
+from orchestration.analytics import disclosure
+from orchestration.registry.textsafety import to_safe_csv
 
 NOTHING_PUBLISHED = (
     "**Nothing published yet: run `registry build`.**\n\n"
@@ -40,6 +41,8 @@ class PageContext:
     filter: CohortFilter
     size: dict[str, int]
     vocab: dict[tuple[str, str], str]
+    #: the minimum cell size when the page is in disclosure mode (public dashboard, viewer), else None
+    k: int | None = None
 
     @property
     def n(self) -> int:
@@ -60,6 +63,33 @@ class PageContext:
 _WIDGET = {"bind": "query-params", "persist_state": "session"}
 
 
+def disclosure_k() -> int | None:
+    """The minimum cell size when this session sees figures under the disclosure policy (the public
+    dashboard, or a signed-in viewer), else None. A broken policy file stops the page: never a
+    silent fallback to exact figures or a weaker policy."""
+    if not public.active(st.session_state):
+        return None
+    try:
+        return disclosure.load_policy(data.home()).min_cell
+    except ValueError as exc:
+        st.error(f"The disclosure policy cannot be read, so no figures are shown: {exc}", icon=":material/policy:")
+        st.stop()
+
+
+def _restrict(values: dict[str, Any], levels: dict[str, dict[str, int]], k: int) -> dict[str, Any]:
+    """Drop filter values (e.g. from a URL) that the disclosure mode does not offer."""
+    cols = {"sex": "sex", "age": "age_band", "kidney": "kidney_status", "lesions": "lesion_distribution", "site": "site_id",
+            "diabetes": "diabetes", "warfarin": "warfarin", "visceral": "visceral_involvement"}
+    out = dict(values)
+    for key, col in cols.items():
+        v = out.get(key)
+        if isinstance(v, (list, tuple)):
+            out[key] = [x for x in v if levels[col].get(x, 0) >= k]
+        elif isinstance(v, str) and v != "any" and levels[col].get(v, 0) < k:
+            out[key] = "any"
+    return out
+
+
 def _reset_filter(year_bounds) -> None:
     for key in ("sex", "age", "kidney", "lesions", "site"):
         st.session_state[key] = []
@@ -75,6 +105,12 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
     key is the parameter name, see :mod:`dashboards.lib.cohort`). Returns the filter and keeps it
     (and the cohort's size) in the session for the page."""
     opts = data.run(snap, common_queries.filter_options)
+    k = disclosure_k()
+    level_n = data.run(snap, public.level_counts) if k else None
+
+    def offer(options, column, keep=("any",)):
+        """Every option, or in disclosure mode only the levels with at least k cases."""
+        return list(options) if not k else public.offered(options, level_n[column], k, keep=keep)
     # the labels are also what the URL carries (see dashboards.lib.cohort)
     fmt = {c: (lambda v, c=c: cohort.option_label(c, v)) for c in ("sex", "kidney_status", "lesion_distribution")}
     tri = lambda v: cohort.TRI_LABELS[v]  # noqa: E731
@@ -83,20 +119,20 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         st.markdown("**Cohort filter**")
         values: dict[str, Any] = {}
         levels = opts.get("levels") or {}
-        values["sex"] = st.multiselect("Sex", levels.get("sex", cohort.SEXES), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
-        values["age"] = st.multiselect("Age band", levels.get("age_band", cohort.AGE_BANDS), key="age", placeholder="All", **_WIDGET)
-        values["kidney"] = st.multiselect("Kidney status", levels.get("kidney_status", cohort.KIDNEY_STATUSES), key="kidney", format_func=fmt["kidney_status"],
+        values["sex"] = st.multiselect("Sex", offer(levels.get("sex", cohort.SEXES), "sex"), key="sex", format_func=fmt["sex"], placeholder="All", **_WIDGET)
+        values["age"] = st.multiselect("Age band", offer(levels.get("age_band", cohort.AGE_BANDS), "age_band"), key="age", placeholder="All", **_WIDGET)
+        values["kidney"] = st.multiselect("Kidney status", offer(levels.get("kidney_status", cohort.KIDNEY_STATUSES), "kidney_status"), key="kidney", format_func=fmt["kidney_status"],
                                           placeholder="All", **_WIDGET)
         c1, c2 = st.columns(2)
         with c1:
-            values["diabetes"] = st.selectbox("Diabetes", cohort.TRI_STATE, key="diabetes", format_func=tri, **_WIDGET)
+            values["diabetes"] = st.selectbox("Diabetes", offer(cohort.TRI_STATE, "diabetes"), key="diabetes", format_func=tri, **_WIDGET)
         with c2:
-            values["warfarin"] = st.selectbox("Warfarin", cohort.TRI_STATE, key="warfarin", format_func=tri, **_WIDGET)
-        values["visceral"] = st.selectbox("Visceral involvement", ("any", "yes", "no"), key="visceral", format_func=tri, **_WIDGET)
-        values["lesions"] = st.multiselect("Lesion distribution", levels.get("lesion_distribution", cohort.LESION_DISTRIBUTIONS),
+            values["warfarin"] = st.selectbox("Warfarin", offer(cohort.TRI_STATE, "warfarin"), key="warfarin", format_func=tri, **_WIDGET)
+        values["visceral"] = st.selectbox("Visceral involvement", offer(("any", "yes", "no"), "visceral_involvement"), key="visceral", format_func=tri, **_WIDGET)
+        values["lesions"] = st.multiselect("Lesion distribution", offer(levels.get("lesion_distribution", cohort.LESION_DISTRIBUTIONS), "lesion_distribution"),
                                            key="lesions",
                                            format_func=fmt["lesion_distribution"], placeholder="All", **_WIDGET)
-        values["site"] = st.multiselect("Site", opts["sites"], key="site", placeholder="All sites", **_WIDGET)
+        values["site"] = st.multiselect("Site", offer(opts["sites"], "site_id"), key="site", placeholder="All sites", **_WIDGET)
         yb = opts["year_bounds"]
         if yb and yb[0] < yb[1]:
             values["years"] = st.slider("Index year", yb[0], yb[1], (yb[0], yb[1]), key="years",
@@ -104,11 +140,18 @@ def cohort_sidebar(snap: data.Snapshot) -> CohortFilter:
         values["synthetic"] = st.toggle("Include synthetic cases", value=True, key="synthetic",
                                         help="Generated test cases (source: synthetic). They are labelled wherever they are included.",
                                         **_WIDGET)
-        f = cohort.from_widgets(values, yb)
+        f = cohort.from_widgets(_restrict(values, level_n, k) if k else values, yb)
         st.button("Reset filter", on_click=_reset_filter, args=(yb,), icon=":material/restart_alt:", disabled=f.is_default,
                   width="stretch")
     size = data.run(snap, common_queries.cohort_size, f)
     with size_box:
+        if k:
+            n_txt = public.cohort_text(size, k)
+            st.metric("Cohort", n_txt, border=True, help=f"Under the disclosure policy (minimum cell size k = {k}).")
+            st.caption(f":material/policy: Disclosure control: k = {k}")
+            st.session_state[FILTER_STATE] = f
+            st.session_state[SIZE_STATE] = size
+            return f
         st.metric("Cohort", f"{size['n_cases']:,} cases", border=True,
                   help=f"{size['n_cases']:,} of the {size['n_registry']:,} cases in the published snapshot match the filter.")
         if size["n_synthetic"]:
@@ -168,6 +211,16 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
     st.title(title)
     if intro:
         st.caption(intro)
+    k = disclosure_k()
+    if k:
+        desc = f.describe(lambda c, v: labels.value_label(c, v, vocab))
+        st.markdown(f":material/groups: **Cohort: {public.cohort_text(size, k)}** · {desc}")
+        st.info(disclosure.Policy(min_cell=k).describe() + " Suppressed cells read *suppressed*; every CSV is the suppressed table.",
+                icon=":material/policy:")
+        syn = public.synthetic_text(size, k)
+        if syn:
+            st.warning(syn, icon=":material/science:")
+        return PageContext(snap=snap, filter=f, size=size, vocab=vocab, k=k)
     if filtered:
         desc = f.describe(lambda c, v: labels.value_label(c, v, vocab))
         st.markdown(f":material/groups: **Cohort: {size['n_cases']:,} cases** of {size['n_registry']:,} · {desc}")
@@ -182,6 +235,11 @@ def start_page(title: str, intro: str | None = None, *, filtered: bool = True) -
 
 
 def empty_cohort(ctx: PageContext) -> bool:
+    if ctx.k:
+        why = public.refusal(ctx.n, ctx.size["n_registry"], ctx.k)
+        if why:
+            st.info(why, icon=":material/policy:")
+            return True
     if ctx.n == 0:
         st.info("No case matches this filter. Widen it in the sidebar (or use *Reset filter*).", icon=":material/filter_alt_off:")
         return True
@@ -195,19 +253,21 @@ _NOT_COUNTS = frozenset({"index_year", "day", "revision", "record", "lab_index",
 
 
 def csv_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8")
+    return to_safe_csv(df).encode("utf-8")  # no spreadsheet formulas from submitted text
 
 
 def download(df: pd.DataFrame | Any, name: str, *, key: str | None = None, label: str = "Download CSV") -> None:
     """A CSV download button; ``df`` may be a DataFrame or a function returning one (run on click)."""
+    k = disclosure_k()
+    to_csv = (lambda d: public.csv_bytes(d, k)) if k else csv_bytes
+    if k and not name.endswith(f"_suppressed_k{k}"):
+        name = public.csv_name(name, k)
     if callable(df):
         producer = df
-        payload = lambda: csv_bytes(producer())  # noqa: E731
+        payload = lambda: to_csv(producer())  # noqa: E731
     else:
         frame = df
-        payload = lambda: csv_bytes(frame)  # noqa: E731
+        payload = lambda: to_csv(frame)  # noqa: E731
     st.download_button(label, data=payload, file_name=f"{name}.csv", mime="text/csv", key=key or f"dl-{name}",
                        on_click="ignore", icon=":material/download:", type="tertiary")
 
@@ -223,6 +283,10 @@ def table(df: pd.DataFrame, name: str, *, csv: pd.DataFrame | Any | None = None,
         if (name_ not in cfg and pd.api.types.is_integer_dtype(df[c]) and len(df) and str(c) not in _NOT_COUNTS
                 and df[c].abs().max() >= 10_000):
             cfg[name_] = st.column_config.NumberColumn(name_, format="localized")
+    k = disclosure_k()
+    if k:  # the download is the suppressed table shown, never the exact ``csv``
+        csv = (lambda frame=shown: frame)
+        name = public.csv_name(name, k)
     out = st.dataframe(shown, hide_index=True, width="stretch", height=height, column_config=cfg, key=key, **kwargs)
     if caption:
         c1, c2 = st.columns([4, 1.4], vertical_alignment="center")

@@ -7,6 +7,7 @@ import streamlit as st
 
 from dashboards.lib import case_form as cf
 from dashboards.lib import data, ui
+from dashboards.lib.text import lit
 from dashboards.submit.state import S
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED
 from orchestration.services import imports
@@ -69,7 +70,7 @@ def batch_upload() -> None:
         return
     df = pd.DataFrame(res["rows"], columns=list(cf.BATCH_COLUMNS))
     counts = df["status"].value_counts()
-    st.markdown(f"##### Results of {', '.join(f'`{f}`' for f in res['files'])}")
+    st.markdown(f"##### Results of {', '.join(lit(f) for f in res['files'])}")
     c = st.columns(4)
     c[0].metric("Records", f"{len(df):,}", border=True)
     c[1].metric("Accepted", f"{int(counts.get(ACCEPTED, 0)):,}", border=True)

@@ -13,6 +13,7 @@ import streamlit as st
 
 from dashboards.lib import case_form as cf
 from dashboards.lib import data
+from dashboards.lib.text import lit
 from dashboards.submit.state import (
     REF,
     S,
@@ -250,20 +251,20 @@ def _notes_md(notes: list) -> str:
     """What loading a record into the form changed or left out, as a Markdown list."""
     if not notes:
         return ""
-    return "\n\nWhat the form could not carry over as it was:\n" + "\n".join(f"- `{p}`: {n}" for p, n in notes)
+    return "\n\nWhat the form could not carry over as it was:\n" + "\n".join(f"- {lit(p)}: {n}" for p, n in notes)
 
 
 def _mode_banner(mode: dict[str, Any]) -> None:
     kind = mode.get("kind")
     notes = _notes_md(mode.get("notes") or [])
     if kind == "edit":
-        st.info(f"**Editing case {mode['case_id']}.** This form submits **revision {mode['latest'] + 1}**, which replaces "
+        st.info(f"**Editing case {lit(mode['case_id'])}.** This form submits **revision {mode['latest'] + 1}**, which replaces "
                 f"revision {mode['latest']} everywhere after the next build. Change what needs changing, then submit.{notes}",
                 icon=":material/edit_note:")
     elif kind == "correct":
-        where = f"`{mode.get('source_file')}`" + ("" if mode.get("record") is None else f", record {mode['record']}")
-        reasons = "\n".join(f"- `{e['path']}`: {e['message']}" for e in mode.get("errors") or [])
-        st.warning(f"**Correcting quarantined record `{mode['qid']}`** from {where}. It was quarantined because:\n\n{reasons}"
+        where = lit(mode.get("source_file")) + ("" if mode.get("record") is None else f", record {lit(mode['record'])}")
+        reasons = "\n".join(f"- {lit(e['path'])}: {lit(e['message'], limit=500)}" for e in mode.get("errors") or [])
+        st.warning(f"**Correcting quarantined record** {lit(mode['qid'])} from {where}. It was quarantined because:\n\n{reasons}"
                    f"{notes}\n\nFix the fields marked below and submit. When the corrected record is accepted, the quarantine "
                    "entry is marked resolved (it is kept, with the note of this correction).", icon=":material/healing:")
 
@@ -271,16 +272,16 @@ def _mode_banner(mode: dict[str, Any]) -> None:
 def _receipt(rc: dict[str, Any]) -> None:
     status, cid, rev = rc["status"], rc["case_id"], rc["revision"]
     if status == ACCEPTED:
-        resolved = f"\n\nQuarantine entry `{rc['resolved']}` is marked resolved." if rc.get("resolved") else ""
-        st.success(f"**Accepted**: case **{cid}**, revision {rev}, landed in batch `{rc['batch_id']}`.\n\n"
+        resolved = f"\n\nQuarantine entry {lit(rc['resolved'])} is marked resolved." if rc.get("resolved") else ""
+        st.success(f"**Accepted**: case {lit(cid)}, revision {rev}, landed in batch {lit(rc['batch_id'])}.\n\n"
                    "It will appear in the dashboards within about a minute, after the automatic rebuild (while `registry serve` "
                    f"runs; otherwise `registry build` publishes it).{resolved}", icon=":material/task_alt:")
     elif status == DUPLICATE:
-        resolved = f" Quarantine entry `{rc['resolved']}` is marked resolved." if rc.get("resolved") else ""
-        st.info(f"**Duplicate**: case **{cid}** revision {rev} is already in the registry with exactly this content, so nothing "
+        resolved = f" Quarantine entry {lit(rc['resolved'])} is marked resolved." if rc.get("resolved") else ""
+        st.info(f"**Duplicate**: case {lit(cid)} revision {rev} is already in the registry with exactly this content, so nothing "
                 f"changed.{resolved}", icon=":material/content_copy:")
     else:
-        st.error(f"**Quarantined**: case **{cid}** revision {rev} was kept in quarantine as `{rc['quarantine_id']}`, because:",
+        st.error(f"**Quarantined**: case {lit(cid)} revision {rev} was kept in quarantine as {lit(rc['quarantine_id'])}, because:",
                  icon=":material/block:")
         message("err", [e["message"] for e in rc["errors"] if e["path"] == "$"])
         for e in rc["errors"]:
@@ -499,7 +500,7 @@ def case_report_form() -> None:
     if rc:
         _receipt(rc)
         if S.pop("cf_toast", False):
-            st.toast(f"{rc['status'].capitalize()}: {rc['case_id']} r{rc['revision']}",
+            st.toast(f"{rc['status'].capitalize()}: {lit(rc['case_id'])} r{rc['revision']}",
                      icon=":material/task_alt:" if rc["status"] == ACCEPTED else ":material/info:")
 
     leftovers = m.leftovers()

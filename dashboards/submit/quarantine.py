@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.lib import data, ui
+from dashboards.lib.text import lit, plain
 from dashboards.submit.form import dir_sig, message
 from dashboards.submit.state import QUARANTINE_LIMIT, S, open_in_form
 from orchestration.config import Home
@@ -33,7 +34,7 @@ def _payload(entry: dict[str, Any]) -> tuple[Any, str | None]:
     if enc == "json":
         try:
             obj = json.loads(payload)
-        except ValueError:
+        except (ValueError, RecursionError):  # kept verbatim: it may be broken or nested beyond reason
             return None, payload
         return (obj if isinstance(obj, dict) else None), json.dumps(obj, ensure_ascii=False, indent=2)
     if enc == "base64":
@@ -105,18 +106,18 @@ def quarantine() -> None:
     if S.get("cf_q_pick") not in by_id:
         S["cf_q_pick"] = shown[0]["quarantine_id"]
     qid = st.selectbox("Entry", list(by_id), key="cf_q_pick",
-                       format_func=lambda q: f"{q} · {by_id[q]['case_id'] or 'no case ID'} · {by_id[q]['source_file']}")
+                       format_func=lambda q: f"{q} · {plain(by_id[q]['case_id'] or 'no case ID', limit=80)} · {plain(by_id[q]['source_file'], limit=80)}")
     e = by_id[qid]
     obj, text = _payload(e)
     with st.container(border=True):
-        where = f"`{e['source_file']}`" + ("" if e["record"] is None else f", record {e['record']}")
-        st.markdown(f"##### {e['case_id'] or 'Record without a case ID'}  \n{where} · quarantined "
-                    f"{e['quarantined_at'][:19].replace('T', ' ')} UTC · `{qid}`")
+        where = lit(e["source_file"]) + ("" if e["record"] is None else f", record {lit(e['record'])}")
+        st.markdown(f"##### {lit(e['case_id']) if e['case_id'] else 'Record without a case ID'}  \n{where} · quarantined "
+                    f"{e['quarantined_at'][:19].replace('T', ' ')} UTC · {lit(qid)}")
         st.markdown(f"**{len(e['errors'])} reason{'s' if len(e['errors']) != 1 else ''}**")
         for x in e["errors"]:
             message("err", [x["message"]], path=x["path"])
         if e["resolved_at"]:
-            st.success(f"Resolved {e['resolved_at'][:19].replace('T', ' ')} UTC: {e['resolution']}", icon=":material/check_circle:")
+            st.success(f"Resolved {e['resolved_at'][:19].replace('T', ' ')} UTC: {lit(e['resolution'], limit=1000)}", icon=":material/check_circle:")
         c = st.columns([1.2, 3], gap="medium")
         with c[0]:
             if obj is not None and not e["resolved_at"]:

@@ -11,7 +11,7 @@ from dashboards.lib import case_form as cf
 from dashboards.lib import data
 from orchestration.contract.validate import validate_record
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, latest_record, next_revision
-from orchestration.registry.withdrawals import withdrawn_case_ids
+from orchestration.registry.withdrawals import is_withdrawn, withdrawn_case_ids
 from orchestration.services import quarantine as quarantine_service
 
 TABS = ("Case report form", "Batch upload", "Quarantine")
@@ -180,7 +180,7 @@ def load_existing() -> None:
     rec = latest_record(home, cid)
     if rec is None:
         S["cf_load_msg"] = (f"Case {cid} was withdrawn from the registry (consent withdrawn) and cannot be edited."
-                            if cid in withdrawn_case_ids(home) else
+                            if is_withdrawn(cid, withdrawn_case_ids(home)) else
                             f"There is no accepted case {cid} in the registry (case IDs are case-sensitive).")
         return
     state = cf.record_to_form(rec)

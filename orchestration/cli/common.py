@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from orchestration.config import Home
+from orchestration.registry.textsafety import escape_controls
 
 
 class UserError(Exception):
@@ -21,11 +22,17 @@ def home_from_args(args: argparse.Namespace) -> Home:
     return Home.from_env()
 
 
+def printable(value) -> str:
+    """Submitted text as printed by every command: control characters escaped (``\\x1b``, ``\\r``),
+    never sent raw to a terminal."""
+    return escape_controls(value)
+
+
 def receipt_lines(r) -> list[str]:
-    where = f"{r.file}" + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
-    case = r.case_id or "-"
+    where = printable(r.file) + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
+    case = printable(r.case_id) if r.case_id else "-"
     rev = f" r{r.revision}" if r.revision is not None else ""
     lines = [f"{r.status.upper():<12} {where}  {case}{rev}"]
     for e in r.errors:
-        lines.append(f"    {e.path}: {e.message}")
+        lines.append(f"    {printable(e.path)}: {printable(e.message)}")
     return lines

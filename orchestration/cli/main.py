@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from orchestration.cli import analysis as analysis_cli
+from orchestration.cli import disclosure as disclosure_cli
 from orchestration.cli import fhir as fhir_cli
-from orchestration.cli import tabular
+from orchestration.cli import ops, tabular
 from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
+from orchestration.cli.common import printable as _p
 from orchestration.cli.common import receipt_lines as _receipt_line
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract import schema
@@ -55,7 +58,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for r in chunk:
             counts[r.status] += 1
         if args.format == "json":
-            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=False) for r in chunk)
+            body = ", ".join(json.dumps(r.as_dict(), ensure_ascii=True) for r in chunk)
             if body:
                 out.write(("" if first else ", ") + body)
                 first = False
@@ -134,18 +137,18 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     home = _home(args)
-    entries = quarantine_entries(home, include_resolved=not args.unresolved)
+    entries = quarantine_entries(home, include_resolved=not args.unresolved, with_payload=args.format == "json")
     if args.format == "json":
-        print(json.dumps(entries, ensure_ascii=False))
+        print(json.dumps(entries, ensure_ascii=True))
         return 0
     if not entries:
         print("quarantine is empty")
     for e in entries:
         state = f"resolved {e['resolved_at']}" if e["resolved_at"] else "open"
         rec = "whole file" if e["record"] is None else f"record {e['record']}"
-        print(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]")
+        print(_p(f"{e['quarantine_id']}  {e['source_file']} ({rec})  case {e['case_id'] or '-'}  [{state}]"))
         for err in e["errors"]:
-            print(f"    {err['path']}: {err['message']}")
+            print(_p(f"    {err['path']}: {err['message']}"))
     return 0
 
 
@@ -236,11 +239,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if args.event:
         events = [e for e in events if e.get("event") == args.event]
     if args.format == "json":
-        print(json.dumps(events, ensure_ascii=False))
+        print(json.dumps(events, ensure_ascii=True))
         return 0
     for e in events:
         rest = " ".join(f"{k}={v}" for k, v in e.items() if k not in ("at", "event") and v is not None)
-        print(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}")
+        print(_p(f"{e.get('at', '')}  {e.get('event', ''):<19} {rest}"))
     return 0
 
 
@@ -286,7 +289,8 @@ def _serve(home: Home, args: argparse.Namespace) -> int:
     except ImportError:
         print("dashboards are not available yet; the warehouse is built and `registry sql` answers.")
         return 0
-    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster)
+    return serve(home, port=args.port, dagster_port=args.dagster_port, with_dagster=not args.no_dagster,
+                 public=getattr(args, "public", False))
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -345,7 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("serve", help="serve the dashboards (and the Dagster UI and daemon)")
-    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--port", type=int, default=None, help="default 8501, or 8502 with --public")
+    s.add_argument("--public", action="store_true",
+                   help="serve only the public dashboard: aggregate pages under the disclosure policy, no sign-in, no Dagster")
     s.add_argument("--dagster-port", type=int, default=3000)
     s.add_argument("--no-dagster", action="store_true")
     s.set_defaults(func=cmd_serve)
@@ -365,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--write", action="store_true", help="rewrite the committed schema file")
     s.set_defaults(func=cmd_schema)
 
+    disclosure_cli.register(sub)
+
     s = sub.add_parser("prepare", help="parse the dbt project for Dagster (make runs this)")
     s.set_defaults(func=cmd_prepare)
 
@@ -378,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     # each format module adds its sub-commands to these groups
     fhir_cli.register(import_sub)
     tabular.register(import_sub, export_sub, template_sub)
+    ops.register(sub)
+    analysis_cli.register(sub)
     return p
 
 

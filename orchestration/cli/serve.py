@@ -47,7 +47,25 @@ def _bin(name: str) -> str:
     return str(exe) if exe.exists() else name
 
 
-def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool) -> list[Child]:
+#: Port of the public dashboard (``registry serve --public``), beside the signed-in one on 8501.
+PUBLIC_PORT = 8502
+
+
+def public_child(port: int) -> Child:
+    """The public dashboard: only the aggregate pages, under the disclosure policy (dashboards/public_app.py)."""
+    return Child(
+        "public dashboard",
+        [_bin("streamlit"), "run", str(DASHBOARDS_DIR / "public_app.py"), "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer"],
+        f"http://127.0.0.1:{port}/_stcore/health",
+        f"http://localhost:{port}",
+        DASHBOARDS_DIR,
+    )
+
+
+def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, public: bool = False) -> list[Child]:
+    if public:  # the public dashboard alone: no Dagster, nothing else
+        return [public_child(port)]
     out = [
         Child(
             "dashboards",
@@ -107,11 +125,13 @@ class _Terminate(Exception):
     pass
 
 
-def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagster: bool = True) -> int:
+def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with_dagster: bool = True, public: bool = False) -> int:
     """Run the servers until Ctrl-C / SIGTERM (exit 0) or until one of them dies (non-zero)."""
     prepare_dagster_home(home)
     env = _env(home)
-    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster)
+    if port is None:
+        port = PUBLIC_PORT if public else 8501
+    procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster and not public, public=public)
 
     def on_term(signum, frame):  # noqa: ARG001
         raise _Terminate()
@@ -138,7 +158,7 @@ def serve(home: Home, *, port: int = 8501, dagster_port: int = 3000, with_dagste
                 print("", flush=True)
                 for c in procs:
                     if c.address:
-                        what = "Dashboards" if c.name == "dashboards" else c.name
+                        what = {"dashboards": "Dashboards", "public dashboard": "Public dashboard (aggregate figures under the disclosure policy)"}.get(c.name, c.name)
                         late = "" if c.ready else "  (not answering yet)"
                         print(f"{what}: {c.address}{late}", flush=True)
                 print("\nPress Ctrl-C to stop.", flush=True)

@@ -44,7 +44,7 @@ def _report(receipts, fmt: str) -> int:
     from orchestration.services.imports import counts  # here: openpyxl and PyCap load slowly, other commands start fast
 
     if fmt == "json":
-        print(json.dumps([r.as_dict() for r in receipts], ensure_ascii=False))
+        print(json.dumps([r.as_dict() for r in receipts], ensure_ascii=True))
     else:
         lines = [ln for r in receipts for ln in _lines(r)]
         if lines:

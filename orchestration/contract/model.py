@@ -3,13 +3,18 @@
 Vocabularies are read from ``seeds/reference/vocabularies.csv`` and analytes from
 ``seeds/reference/analytes.csv``, so the model, the committed JSON Schema and dbt share one source.
 Structure, types, vocabularies and ranges are checked here (pydantic-core, in Rust, in strict
-mode: a boolean is never a number, ``1.0`` is not an integer, NaN and Infinity are refused).
+mode: a boolean is never a number, NaN and Infinity are refused). A whole-number float such as ``40.0``
+is an integer, as in JSON Schema: :func:`orchestration.contract.validate.validate_record` reads it as
+one (:func:`whole_number`) before the model sees it.
 Rules that relate fields to one another, or units to analytes, live in :mod:`.validate`.
 """
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+import functools
+import math
+import typing
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -20,6 +25,30 @@ REF = load()
 # Bounds the contract leaves open but the warehouse needs (a day 10^30 would overflow it):
 MAX_ABS_DAY = 36_500  # a century either side of day 0
 MAX_INT = 2_147_483_647
+
+
+def whole_number(v: Any) -> Any:
+    """A float with no fraction (``40.0``, ``1e2``, ``-0.0``) as the int it is: JSON Schema (draft
+    2020-12) counts it as an integer, and the contract agrees. Anything else is left to the type check."""
+    if type(v) is float and math.isfinite(v) and v.is_integer():
+        return int(v)
+    return v
+
+
+def _is_int_type(tp: Any) -> bool:
+    if tp is int:
+        return True
+    if typing.get_origin(tp) is Literal:
+        return all(type(a) is int for a in typing.get_args(tp))
+    if typing.get_origin(tp) is typing.Union:
+        return any(_is_int_type(a) for a in typing.get_args(tp))
+    return False
+
+
+@functools.cache
+def int_field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of ``model`` that hold an integer (``int``, ``Optional[int]``, an integer literal)."""
+    return tuple(name for name, f in model.model_fields.items() if _is_int_type(f.annotation))
 
 
 def _enum(vocabulary: str):

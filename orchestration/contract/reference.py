@@ -5,22 +5,66 @@ from __future__ import annotations
 
 import csv
 import functools
-import re
+import io
+import itertools
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestration.config import REFERENCE_DIR
 
-_SPACES = re.compile(r"\s+")
+UNIT_SPELLINGS_FILE = "unit_spellings.csv"
+
+# How a listed unit may be spelled: ASCII letters in either case; the micro signs µ (U+00B5) and
+# μ (U+03BC) and u/U for one another; × and x/X for one another; "/" with or without one ASCII
+# space on either side; one ASCII space before or after the whole. Nothing else: no other white space,
+# no other Unicode look-alikes.
+_MICRO = ("µ", "μ", "u", "U")
+_TIMES = ("×", "x", "X")
+_SLASH = ("/", " /", "/ ", " / ")
 
 
-@functools.lru_cache(maxsize=8192)
-def unit_key(unit: str) -> str:
-    """Normalise a unit for matching: case, white space and the micro signs u/µ/μ are ignored
-    (and the multiplication sign × is read as x). The SQL twin is the ``unit_key`` macro in dbt."""
-    u = _SPACES.sub("", unit)
-    u = u.replace("µ", "u").replace("μ", "u").replace("×", "x")
-    return u.lower()
+def spellings_of(unit: str) -> list[str]:
+    """Every accepted spelling of one unit as listed in ``analyte_units.csv``."""
+    options: list[tuple[str, ...]] = [("", " ")]
+    for ch in unit:
+        if ch in _MICRO:
+            options.append(_MICRO)
+        elif ch in _TIMES:
+            options.append(_TIMES)
+        elif ch == "/":
+            options.append(_SLASH)
+        elif ch.isascii() and ch.isalpha():
+            options.append((ch.lower(), ch.upper()))
+        else:
+            options.append((ch,))
+    options.append(("", " "))
+    return sorted({"".join(p) for p in itertools.product(*options)})
+
+
+def generate_unit_spellings(reference_dir: Path = REFERENCE_DIR) -> str:
+    """The text of ``unit_spellings.csv``: every accepted spelling of every listed unit, and the
+    unit as listed. The validator and dbt both match a reported unit against this table, exactly,
+    so the two can never normalise differently (regenerate with
+    ``python -m orchestration.contract.reference --write`` after editing ``analyte_units.csv``)."""
+    listed = sorted({row["unit"] for row in _read(reference_dir / "analyte_units.csv")})
+    owner: dict[str, str] = {}
+    for unit in listed:
+        for s in spellings_of(unit):
+            if owner.setdefault(s, unit) != unit:
+                raise ValueError(f"unit spelling {s!r} would mean both {owner[s]!r} and {unit!r}")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["spelling", "unit"])
+    for s in sorted(owner):
+        w.writerow([s, owner[s]])
+    return buf.getvalue()
+
+
+def unit_key(unit: object) -> str | None:
+    """The unit as listed in ``analyte_units.csv`` that ``unit`` spells, or None when it spells none
+    (a lookup in ``seeds/reference/unit_spellings.csv``, the table dbt joins)."""
+    return load().spellings.get(unit) if isinstance(unit, str) else None
 
 
 @dataclass(frozen=True)
@@ -46,7 +90,8 @@ class Analyte:
 
     @functools.cached_property
     def by_key(self) -> dict[str, Unit]:
-        return {unit_key(u.unit): u for u in self.units}
+        """The analyte's units by their listed spelling (look a reported unit up with :func:`unit_key`)."""
+        return {u.unit: u for u in self.units}
 
     @functools.cached_property
     def by_ucum(self) -> dict[str, Unit]:
@@ -61,6 +106,7 @@ class Reference:
     analytes: dict[str, Analyte]
     vocab: dict[str, tuple[str, ...]]
     groups: dict[str, dict[str, str]]
+    spellings: dict[str, str] = field(default_factory=dict)  # accepted spelling -> unit as listed
 
     def codes(self, vocabulary: str) -> tuple[str, ...]:
         return self.vocab[vocabulary]
@@ -105,7 +151,8 @@ def load(reference_dir: Path = REFERENCE_DIR) -> Reference:
     for row in _read(reference_dir / "vocabularies.csv"):
         vocab.setdefault(row["vocabulary"], []).append(row["code"])
         groups.setdefault(row["vocabulary"], {})[row["code"]] = row["code_group"]
-    return Reference(analytes, {k: tuple(v) for k, v in vocab.items()}, groups)
+    spellings = {row["spelling"]: row["unit"] for row in _read(reference_dir / UNIT_SPELLINGS_FILE)}
+    return Reference(analytes, {k: tuple(v) for k, v in vocab.items()}, groups, spellings)
 
 
 @dataclass(frozen=True)
@@ -162,3 +209,10 @@ def age_bands(reference_dir: Path = REFERENCE_DIR) -> tuple[AgeBand, ...]:
     """The age bands of ``dim_cases.age_band`` (``seeds/reference/age_bands.csv``, which dbt joins too)."""
     rows = sorted(_read(reference_dir / "age_bands.csv"), key=lambda r: int(r["sort_order"]))
     return tuple(AgeBand(r["age_band"], int(r["age_min"]), int(r["age_max"])) for r in rows)
+if __name__ == "__main__":  # python -m orchestration.contract.reference --write
+    text = generate_unit_spellings()
+    if "--write" in sys.argv[1:]:
+        (REFERENCE_DIR / UNIT_SPELLINGS_FILE).write_text(text, encoding="utf-8", newline="")
+        print(f"wrote {REFERENCE_DIR / UNIT_SPELLINGS_FILE}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)

@@ -20,7 +20,8 @@ SCHEMA_ID = "https://calciphylaxis-registry.invalid/schemas/case-record-v1.schem
 
 CROSS_FIELD_RULES = (
     "Also enforced by the registry's validator, beyond this schema: each lab unit must be accepted for its "
-    "analyte (seeds/reference/analyte_units.csv, matched ignoring case, spaces and u/µ/μ); lab values within "
+    "analyte (seeds/reference/analyte_units.csv, spelled as in seeds/reference/unit_spellings.csv: ASCII case, "
+    "u/µ/μ, x/× and a space either side of '/' are free, nothing else); lab values within "
     "hard limits in canonical units (seeds/reference/analytes.csv); every day <= outcome.followup_days when known; "
     "lab and treatment days >= onset_day; ref_low <= ref_high; dialysis_modality and dialysis_vintage_months only "
     "when kidney.status is dialysis; outcome.followup_days required unless vital_status is unknown; "

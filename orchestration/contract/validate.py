@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import codecs
 import datetime as _dt
+import functools
 import json
 import math
 import re
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import orjson
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from orchestration.contract.model import REF, CaseRecord
+from orchestration.contract.model import REF, CaseRecord, int_field_names, whole_number
 from orchestration.contract.reference import unit_key
 
 
@@ -154,7 +156,8 @@ def _translate(err: dict[str, Any]) -> Error:
         bound = ctx.get("le", ctx.get("lt"))
         msg = f"{show(value)} is above the maximum {bound}"
     elif kind == "string_pattern_mismatch":
-        msg = f"{show(value)} {_PATTERN_HELP.get(str(leaf), 'does not have the required form')}"
+        # the value is not repeated: what fails an identifier's pattern may be a name typed in the wrong field
+        msg = _PATTERN_HELP.get(str(leaf), "does not have the required form")
     elif kind == "string_too_long":
         msg = f"is longer than the maximum of {ctx.get('max_length')} characters"
     elif kind == "string_too_short":
@@ -223,8 +226,9 @@ def _semantic(obj: dict[str, Any]) -> list[Error]:
             check_day(f"{p}.day", lab.get("day", 0), before_onset_rule=True)
             analyte = REF.analytes.get(lab.get("analyte")) if isinstance(lab.get("analyte"), str) else None
             unit = lab.get("unit")
-            if analyte is not None and isinstance(unit, str) and unit.strip():
-                u = analyte.by_key.get(unit_key(unit))
+            if analyte is not None and isinstance(unit, str) and unit != "":
+                # an exact lookup in seeds/reference/unit_spellings.csv, the table dbt joins
+                u = analyte.by_key.get(unit_key(unit) or "")
                 if u is None:
                     add(f"{p}.unit", f"{show(unit)} is not accepted for {analyte.code} (accepted: {analyte.accepted()})")
                 else:
@@ -260,10 +264,57 @@ def _semantic(obj: dict[str, Any]) -> list[Error]:
     return errors
 
 
+def _model_of(tp: Any) -> tuple[str, Any] | None:
+    """('obj', model) or ('list', model) for a field holding a sub-model or a list of them."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "obj", tp
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        for a in typing.get_args(tp):
+            if (m := _model_of(a)) is not None:
+                return m
+    if origin is list:
+        inner = _model_of(typing.get_args(tp)[0])
+        if inner is not None and inner[0] == "obj":
+            return "list", inner[1]
+    return None
+
+
+@functools.cache
+def _int_fields(model: type[BaseModel]) -> tuple[tuple[str, Any], ...]:
+    """The integer fields of ``model`` (spec True) and its sub-models (spec (kind, model))."""
+    out: list[tuple[str, Any]] = []
+    for name, f in model.model_fields.items():
+        if name in int_field_names(model):
+            out.append((name, True))
+        elif (m := _model_of(f.annotation)) is not None and _int_fields(m[1]):
+            out.append((name, m))
+    return tuple(out)
+
+
+def _whole_numbers(obj: Any, model: type[BaseModel] = CaseRecord) -> None:
+    """Replace, in place, whole-number floats in the record's integer fields by ints (``40.0`` ->
+    ``40``), as the model reads them: what lands is what was validated."""
+    if not isinstance(obj, dict):
+        return
+    for name, spec in _int_fields(model):
+        v = obj.get(name)
+        if spec is True:
+            if type(v) is float:
+                obj[name] = whole_number(v)
+        elif spec[0] == "obj":
+            _whole_numbers(v, spec[1])
+        elif isinstance(v, list):
+            for x in v:
+                _whole_numbers(x, spec[1])
+
+
 def validate_record(obj: Any) -> list[Error]:
-    """All errors of one record (empty when the record is valid)."""
+    """All errors of one record (empty when the record is valid). Whole-number floats in integer
+    fields (``40.0``) are replaced by ints in ``obj`` first, as JSON Schema counts them integers."""
     if not isinstance(obj, dict):
         return [Error("$", f"a case record must be a JSON object, not {show(obj)}")]
+    _whole_numbers(obj)
     errors: list[Error] = []
     try:
         CaseRecord.model_validate(obj)
@@ -289,11 +340,43 @@ class ParsedRecord:
     obj: Any = None
     raw: str | None = None
     error: Error | None = None  # a parse error (the record or file is not JSON)
+    # errors found while reading the record's JSON (duplicate keys, lone surrogates, numbers of
+    # hundreds of digits, nesting too deep), each at its path; reported with the validator's errors
+    problems: list[Error] = field(default_factory=list)
+    source: bytes | str | None = None  # the record's original text, byte for byte
+    spans: "_ArraySpans | None" = None  # where to find it in a JSON array file, when not kept in source
 
     @property
     def case_id(self) -> str | None:
         cid = self.obj.get("case_id") if isinstance(self.obj, dict) else None
         return cid if isinstance(cid, str) else None
+
+    def verbatim(self) -> str | None:
+        """The record exactly as submitted (the original line or array element), or None when
+        the file could not be split into records."""
+        if self.raw is not None:
+            return self.raw
+        src = self.source
+        if src is None and self.spans is not None and self.record is not None:
+            src = self.spans.element(self.record)
+        if src is None:
+            return None
+        if isinstance(src, bytes):
+            src = src.decode("utf-8", errors="surrogateescape")
+        return src.lstrip("\ufeff").rstrip("\r\n")
+
+
+def record_errors(p: ParsedRecord) -> list[Error]:
+    """Every error of a parsed record: what reading its JSON found, then what the validator finds
+    (a path already reported while reading is not reported again)."""
+    if not p.problems:
+        return validate_record(p.obj)
+    seen = {e.path for e in p.problems}
+    try:
+        more = validate_record(p.obj)
+    except Exception:  # the record is rejected already; its other errors are a bonus
+        more = []
+    return list(p.problems) + [e for e in more if e.path not in seen and not any(e.path.startswith(q + ".") or e.path.startswith(q + "[") for q in seen)]
 
 
 def _line_col(text: str, pos: int) -> tuple[int, int]:
@@ -302,13 +385,216 @@ def _line_col(text: str, pos: int) -> tuple[int, int]:
     return line, col
 
 
-def _loads(text: str) -> Any:
-    """Fast path with orjson; the standard library only to report an error or read NaN/Infinity,
-    which orjson refuses as a whole and which must instead be reported at their JSON path."""
+# A record of the contract nests 4 levels deep; 64 leaves room for every mistake worth reporting.
+MAX_DEPTH = 64
+# A JSON integer with more digits than this is beyond every range of the contract (int64 has 19).
+MAX_INT_DIGITS = 32
+
+
+class _HugeNumber:
+    """Stands for an integer literal of more than MAX_INT_DIGITS digits (never converted: Python's
+    int() refuses 4,300 digits and more, and no field of the contract could hold it)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"a number of {self.digits} digits"
+
+
+class _DupDict(dict):
+    """A JSON object some of whose keys appeared more than once."""
+
+    duplicates: tuple[str, ...] = ()
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) == len(pairs):
+        return d
+    seen: set[str] = set()
+    dups = []
+    for k, _ in pairs:
+        if k in seen and k not in dups:
+            dups.append(k)
+        seen.add(k)
+    out = _DupDict(d)
+    out.duplicates = tuple(dups)
+    return out
+
+
+def _parse_int(text: str) -> Any:
+    return int(text) if len(text) <= MAX_INT_DIGITS else _HugeNumber(text)
+
+
+# The standard library's parser, for what orjson refuses or cannot tell us: NaN and Infinity,
+# numbers beyond a double, duplicate keys, lone surrogates (each reported at its path).
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_parse_int)
+
+
+def _may_have_duplicate_keys(raw: bytes | str, obj: Any) -> bool:
+    """False when ``raw`` certainly has no object with a repeated key, judged in C speed: every key
+    is followed by one colon, so without duplicates the text and the re-serialised object hold as
+    many colons (strings keep theirs); a dropped duplicate takes at least its own colon with it.
+    A \\u escape could hide a colon, so text with one is always read the slow way."""
+    if not isinstance(obj, (dict, list)):
+        return False
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", errors="surrogatepass")
+    if b"\\u" in raw:
+        return True
     try:
-        return orjson.loads(text)
+        again = orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError):  # nested deeper than orjson writes: too deep anyway
+        return True
+    return raw.count(b":") != again.count(b":")
+
+
+def _too_deep(obj: Any) -> bool:
+    stack = [(obj, 0)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            return True
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values() if isinstance(x, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return False
+
+
+def _problems(obj: Any) -> list[Error]:
+    """What reading found inside a record, at its path: repeated keys, lone surrogates, numbers of
+    hundreds of digits, nesting deeper than MAX_DEPTH (iterative: no recursion on hostile input)."""
+    out: list[Error] = []
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(obj, ())]
+    while stack:
+        v, loc = stack.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                out.append(Error(path_of(loc), f"contains a lone surrogate escape (\\u{ord(v[exc.start]):04x}), which is not text"))
+        elif isinstance(v, _HugeNumber):
+            out.append(Error(path_of(loc), f"is a number of {v.digits} digits, beyond every range of the contract"))
+        elif isinstance(v, (dict, list)):
+            if len(loc) >= MAX_DEPTH:
+                out.append(Error(path_of(loc), f"is nested more than {MAX_DEPTH} levels deep"))
+                continue
+            if isinstance(v, dict):
+                for k in getattr(v, "duplicates", ()):
+                    out.append(Error(path_of(loc), f"has the key {show(k)} more than once (a key may appear once in an object)"))
+                items = v.items()
+            else:
+                items = enumerate(v)
+            for k, x in items:
+                if isinstance(k, str):
+                    try:
+                        k.encode("utf-8")
+                    except UnicodeEncodeError:
+                        out.append(Error(path_of(loc), "has a key with a lone surrogate escape, which is not text"))
+                        continue
+                if isinstance(x, (str, dict, list, _HugeNumber)):
+                    stack.append((x, loc + (k,)))
+    out.sort(key=lambda e: e.path)
+    return out
+
+
+class _NotJSON(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _read_record(raw: bytes | str, line_offset: int = 0) -> tuple[Any, list[Error]]:
+    """One record's JSON: the object and what reading found in it. Fast path orjson; the standard
+    library only when orjson refuses the text or a duplicate key cannot be ruled out."""
+    try:
+        obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return json.loads(text)
+        pass
+    else:
+        if not _may_have_duplicate_keys(raw, obj):
+            return obj, []
+        if _too_deep(obj):  # rejected for its depth, at its path (the standard library would recurse)
+            return obj, _problems(obj)
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    try:
+        obj = _DECODER.decode(text.lstrip("\ufeff"))
+    except json.JSONDecodeError as exc:
+        raise _NotJSON(_json_error(exc, line_offset)) from None
+    except RecursionError:
+        raise _NotJSON(f"is nested more than {MAX_DEPTH} levels deep") from None
+    return obj, _problems(obj)
+
+
+def _loads(text: str) -> Any:
+    """A whole document with the standard library (NaN, huge numbers and repeated keys read, to be
+    reported at their path)."""
+    return _DECODER.decode(text)
+
+
+_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{},]')
+
+
+class _ArraySpans:
+    """Where each element of a JSON array file starts and ends, found by a scan of brackets and
+    strings only (so that each element is read, and fails, on its own)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._spans: list[tuple[int, int]] | None = None
+
+    def spans(self) -> list[tuple[int, int]] | None:
+        if self._spans is None:
+            self._spans = _scan_array(self.text) or []
+        return self._spans
+
+    def element(self, i: int) -> str | None:
+        spans = self.spans()
+        if not spans or i >= len(spans):
+            return None
+        a, b = spans[i]
+        return self.text[a:b]
+
+
+def _scan_array(text: str) -> list[tuple[int, int]] | None:
+    """The (start, end) of each top-level element of the array ``text`` holds, or None when the
+    text is not one well-bracketed array."""
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("[", start):
+        return None
+    depth = 0
+    spans: list[tuple[int, int]] = []
+    elem_start = start + 1
+    end = None
+    for m in _TOKENS.finditer(text, start):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+        elif tok in "]}":
+            depth -= 1
+            if depth == 0:
+                end = m.start()
+                if text[elem_start:end].strip():
+                    spans.append((elem_start, end))
+                break
+        elif tok == "," and depth == 1:
+            spans.append((elem_start, m.start()))
+            elem_start = m.end()
+    if end is None or text[end + 1 :].strip():
+        return None
+    out = []
+    for a, b in spans:
+        seg = text[a:b]
+        lead = len(seg) - len(seg.lstrip())
+        trail = len(seg.rstrip())
+        if trail == 0:
+            return None  # an empty element: [1,,2]
+        out.append((a + lead, a + trail))
+    return out
 
 
 def _json_error(exc: json.JSONDecodeError, line_offset: int = 0) -> str:
@@ -398,13 +684,28 @@ def _utf8_error(data, source_file: str) -> ParsedRecord | None:
     return None
 
 
+def _element(source_file: str, index: int, raw: bytes | str, line_offset: int, what: str) -> ParsedRecord:
+    """One record read on its own: a record that is not JSON, or that reading cannot handle at
+    all, spoils only itself."""
+    try:
+        obj, problems = _read_record(raw, line_offset)
+    except _NotJSON as exc:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        return ParsedRecord(source_file, index, raw=text.rstrip("\r\n"), error=Error("$", f"{what} {exc.message}"))
+    except Exception:  # noqa: BLE001 - an unexpected failure quarantines the record, not the file
+        text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+        return ParsedRecord(source_file, index, raw=text.rstrip("\r\n"), error=Error("$", f"{what} could not be read (internal error)"))
+    return ParsedRecord(source_file, index, obj=obj, problems=problems, source=raw)
+
+
 def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
     """Split a submission file into records. ``data`` is bytes or a :class:`FileSource`.
 
     A file is one case object, an array of case objects, or JSON Lines (one object per line). A line
-    that is not JSON spoils only itself; a file that is not UTF-8, not JSON or truncated is reported
-    as a whole, with its line and column. JSON Lines are read line by line, so a file of a million
-    cases is never decoded or held as objects all at once."""
+    or array element that is not JSON spoils only itself; a file that is not UTF-8, not JSON or
+    truncated is reported as a whole, with its line and column. JSON Lines are read line by line, so
+    a file of a million cases is never decoded or held as objects all at once. Each record keeps its
+    original text (``ParsedRecord.verbatim``) for the quarantine."""
     bad = _utf8_error(data, source_file)
     if bad is not None:
         yield bad
@@ -419,25 +720,45 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
             yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))
             return
         try:
+            doc = orjson.loads(text)
+            fast = not _may_have_duplicate_keys(text, doc)
+        except orjson.JSONDecodeError:
+            fast = False
+        if fast:
+            if isinstance(doc, list):
+                spans = _ArraySpans(text)
+                for i, obj in enumerate(doc):
+                    yield ParsedRecord(source_file, i, obj=obj, spans=spans)
+            elif isinstance(doc, dict):
+                yield ParsedRecord(source_file, 0, obj=doc, source=text)
+            else:
+                yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
+            return
+        spans = _scan_array(text)
+        if spans is not None:  # an array: each element is read, and fails, on its own
+            for i, (a, b) in enumerate(spans):
+                yield _element(source_file, i, text[a:b], text.count("\n", 0, a), f"record {i}")
+            return
+        try:
             doc = _loads(text)
+        except RecursionError:
+            yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file is nested more than {MAX_DEPTH} levels deep"))
+            return
         except json.JSONDecodeError as exc:
             # A .json file that is really JSON Lines: read it as such when its first line is an object.
             first = text.lstrip().split("\n", 1)[0]
             if exc.msg == "Extra data" and first.startswith("{"):
                 try:
-                    json.loads(first)
+                    _DECODER.decode(first)
                     as_lines = True
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, RecursionError):
                     pass
             if not as_lines:
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", "file " + _json_error(exc)))
                 return
         if not as_lines:
-            if isinstance(doc, list):
-                for i, obj in enumerate(doc):
-                    yield ParsedRecord(source_file, i, obj=obj)
-            elif isinstance(doc, dict):
-                yield ParsedRecord(source_file, 0, obj=doc)
+            if isinstance(doc, dict):
+                yield _element(source_file, 0, text, 0, "record 0")
             else:
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
             return
@@ -451,15 +772,6 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
         if not line.strip():
             continue
         any_content = True
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            text = line.decode("utf-8").rstrip("\r\n")
-            try:
-                obj = json.loads(text)  # NaN / Infinity are read here and reported at their path
-            except json.JSONDecodeError as exc:
-                yield ParsedRecord(source_file, lineno, raw=text, error=Error("$", f"line {lineno} " + _json_error(exc, lineno - 1)))
-                continue
-        yield ParsedRecord(source_file, lineno, obj=obj)
+        yield _element(source_file, lineno, line, lineno - 1, f"line {lineno}")
     if not any_content:
         yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))

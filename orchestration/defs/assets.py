@@ -6,6 +6,7 @@ location loads (cached), never at import.
 
 
 import functools
+import os
 import time
 from typing import Any, Mapping
 
@@ -24,9 +25,27 @@ from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
 
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest, home_profiles_dir
 from orchestration.defs.resources import RegistryHome
+from orchestration.registry.fsutil import pid_start
+from orchestration.warehouse.holders import clear_child, kill_stale_children, record_child
 from orchestration.warehouse.ingest import clear_pending, ingest
 from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import publish
+
+PID_TAG = "registry/pid"
+PID_START_TAG = "registry/pid_start"
+
+
+def run_pid_tags() -> dict[str, str]:
+    """Tags naming the process that executes a run: a run whose process is gone is not running."""
+    pid = os.getpid()
+    return {PID_TAG: str(pid), PID_START_TAG: pid_start(pid) or ""}
+
+
+def _tag_run_with_pid(context: AssetExecutionContext) -> None:
+    """Runs launched by the daemon get their process's tags here (`registry build` sets them itself)."""
+    if context.run.tags.get(PID_TAG) != str(os.getpid()):
+        context.instance.add_run_tags(context.run_id, run_pid_tags())
+
 
 RAW_TABLES = (
     "case_records",
@@ -55,7 +74,10 @@ RAW_TABLES = (
 def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
     """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
     home = registry.home()
+    _tag_run_with_pid(context)
     with warehouse_lock(home):
+        for line in kill_stale_children(home):  # a killed build's dbt still holding DuckDB's lock
+            context.log.warning(line)
         res = ingest(home)
     context.log.info(
         f"ingested {res.records} record versions from {res.batches} landing batches and "
@@ -110,7 +132,15 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
         ]
         t0 = time.perf_counter()
         with warehouse_lock(home):
-            yield from dbt.cli(args, context=context, target_path=home.dbt_dir / "target").stream()
+            for line in kill_stale_children(home):
+                context.log.warning(line)
+            invocation = dbt.cli(args, context=context, target_path=home.dbt_dir / "target")
+            # recorded, so that the next build can stop it if this process dies and leaves it running
+            record_child(home, invocation.process.pid)
+            try:
+                yield from invocation.stream()
+            finally:
+                clear_child(home)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
         context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s ({cleared} pending cases)")
 

@@ -28,8 +28,10 @@ from dagster import (
 )
 
 from orchestration.config import Home
+from orchestration.defs.assets import PID_START_TAG, PID_TAG
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
+from orchestration.registry.fsutil import pid_alive
 from orchestration.registry.landing import landing_watermark
 
 WATERMARK_TAG = "registry/landing_watermark"
@@ -42,7 +44,28 @@ IN_FLIGHT = [
 ]
 
 
+def fail_stale_runs(instance) -> list[str]:
+    """Mark failed every in-flight ``registry_build`` run whose process is gone (killed, crashed,
+    the machine restarted): otherwise it stays STARTED forever and "another build is running"
+    stops automatic refresh for good. A run's process is named by its ``registry/pid`` tags."""
+    out = []
+    records = instance.get_run_records(
+        filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]), limit=50
+    )
+    for r in records:
+        run = r.dagster_run
+        pid = run.tags.get(PID_TAG)
+        if not pid or not pid.isdigit():
+            continue  # not started by the registry's code yet: Dagster's run monitoring watches those
+        if pid_alive(int(pid), run.tags.get(PID_START_TAG) or None):
+            continue
+        instance.report_run_failed(run, f"the process running this build ({pid}) is gone: it was killed or crashed")
+        out.append(run.run_id)
+    return out
+
+
 def evaluate(context: SensorEvaluationContext, home: Home):
+    fail_stale_runs(context.instance)
     watermark = landing_watermark(home)
     if watermark is None:
         return SkipReason("the landing zone is empty")

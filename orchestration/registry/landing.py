@@ -7,9 +7,10 @@
    records before them in the same call: *accepted* (new case or new revision), *duplicate* (same
    case, revision and content: a no-op) or *conflict* (same case and revision, other content:
    quarantined).
-3. Accepted records are written as one immutable JSON Lines batch (atomic rename), then its index
-   (Parquet); quarantined records, with every reason and their payload, as one quarantine batch.
-4. Every record gets one line in the audit log.
+3. Quarantined records, with every reason and their payload, are written as one quarantine batch;
+   accepted records as one immutable JSON Lines batch (atomic rename), then its index (Parquet).
+4. Every record gets one line in the audit log: the commit point. A journal written first makes
+   the whole step all or nothing across crashes and full disks (see ``journal.py``).
 
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
@@ -18,6 +19,7 @@ So accepted + duplicates + quarantined = submitted, always, and a batch file is 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import hashlib
 import json
@@ -32,12 +34,13 @@ import pyarrow.parquet as pq
 
 from orchestration.config import Home
 from orchestration.contract.setbased import SetChecker
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, validate_record
-from orchestration.registry import audit
-from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, record_errors
+from orchestration.registry import audit, journal
+from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED = "accepted", "duplicate", "quarantined"
+INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
 INDEX_SCHEMA = pa.schema(
     [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
@@ -127,17 +130,22 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost (for a converted record: the
-    record as constructed, never the input it was built from)."""
+    """What was submitted, kept verbatim so that nothing is lost: the record's original text (the
+    JSON Lines line or array element: a NaN stays NaN, 1e309 stays 1e309); for a converted record the
+    record as constructed, never the input it was built from; else the whole file."""
     if isinstance(data, Converted) and p.obj is None:
         return {"payload": None, "payload_encoding": "withheld"}
-    if p.obj is not None or (p.raw is None and p.record is not None):
+    text = p.verbatim()
+    if text is not None:
+        return {"payload": text, "payload_encoding": "json" if p.error is None else "text"}
+    if p.obj is not None or p.record is not None:
         try:
             return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
         except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
-    if p.raw is not None:
-        return {"payload": p.raw, "payload_encoding": "text"}
+            try:
+                return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
+            except (TypeError, ValueError, RecursionError):
+                return {"payload": repr(p.obj), "payload_encoding": "text"}
     raw = data.read() if isinstance(data, FileSource) else (data or b"")
     return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
 
@@ -253,7 +261,8 @@ def _land_chunk(
     home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str, checker: SetChecker | None = None
 ) -> list[Receipt]:
     validated = _validate_chunk(parsed, checker)
-    with file_lock(home.locks / "landing.lock"):
+    with journal.landing_lock(home):
+        journal.recover(home)  # finish or undo a submission a crash interrupted
         index.refresh()
         return _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel)
 
@@ -289,17 +298,25 @@ def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker 
             quarantine.append((r, _payload(p, data)))
             receipts.append(r)
             continue
-        errors = [] if ok else validate_record(p.obj)
-        if isinstance(data, Converted):
-            errors = data.merge(errors)
-        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
-        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, errors, rev if isinstance(rev, int) and not isinstance(rev, bool) else None)
+        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, [])
         receipts.append(r)
-        if errors:
+        try:
+            # a record the set-based check passed is certainly valid; every other one is judged by the
+            # validator, which reads whole-number floats in integer fields as ints, in place
+            errors = [] if ok else record_errors(p)
+            if isinstance(data, Converted):
+                errors = data.merge(errors)
+            r.errors = errors
+            if not r.errors:
+                # hash what the validator validated (it may have normalised the record in place)
+                canon, h = canon_hash if ok and canon_hash is not None else content_hash(p.obj)
+        except Exception:  # noqa: BLE001 - one record fails, never its file
+            r.errors = [Error("$", INTERNAL_ERROR)]
+        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
+        r.revision = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
+        if r.errors:
             quarantine.append((r, _payload(p, None)))
         else:
-            # the validator may normalise a record in place (whole-number floats): hash what it validated
-            canon, h = canon_hash if ok and canon_hash is not None else content_hash(p.obj)
             valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
     return receipts, quarantine, valid
 
@@ -315,8 +332,9 @@ def _classify_and_write(
 ) -> list[Receipt]:
     if withdrawn:
         kept = []
+        withdrawn_keys = {w.lower() for w in withdrawn}  # case-insensitive: WD-1 withdrawn blocks wd-1
         for v in valid:
-            if v.case_id in withdrawn:
+            if v.case_id.lower() in withdrawn_keys:
                 r = receipts[v.seq]
                 r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
                 # the payload of a withdrawn patient is not kept, not even in quarantine
@@ -348,42 +366,12 @@ def _classify_and_write(
                     f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
                 )
             ]
-            quarantine.append((r, {"payload": v.canonical.decode(), "payload_encoding": "json"}))
+            quarantine.append((r, _payload(v.parsed, None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()
-    if accepted:
-        lines = b"".join(
-            orjson.dumps(
-                {
-                    "case_id": v.case_id,
-                    "revision": v.revision,
-                    "content_hash": v.content_hash,
-                    "submitted_at": now,
-                    "source_file": v.parsed.source_file,
-                    "record_index": v.parsed.record,
-                    "channel": channel,
-                    "record": v.parsed.obj,
-                }
-            )
-            + b"\n"
-            for v in accepted
-        )
-        atomic_write(home.landing_batches / f"{batch_id}.jsonl", lines, tmp_dir=home.tmp)
-        del lines
-        keys = pa.table(
-            {
-                "case_id": [v.case_id for v in accepted],
-                "revision": [v.revision for v in accepted],
-                "content_hash": [v.content_hash for v in accepted],
-                "batch_id": [batch_id] * len(accepted),
-            },
-            schema=INDEX_SCHEMA,
-        )
-        sink = pa.BufferOutputStream()
-        pq.write_table(keys, sink)
-        atomic_write(home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), tmp_dir=home.tmp)
-        index.add(keys, batch_id)
+    writes: list[tuple[Path, bytes, str]] = []  # (path, content, crash point after it), in write order
+    keys = None
     if quarantine:
         # metadata and reasons in quarantine/batches (what the warehouse loads), payloads verbatim
         # in quarantine/payloads (never loaded into the warehouse), line for line
@@ -406,25 +394,73 @@ def _classify_and_write(
                 + b"\n"
             )
             payloads.append(orjson.dumps({"quarantine_id": r.quarantine_id, "case_id": r.case_id, **payload}) + b"\n")
-        atomic_write(home.quarantine_payloads / f"{batch_id}.jsonl", b"".join(payloads), tmp_dir=home.tmp)
-        atomic_write(home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), tmp_dir=home.tmp)
-    audit.append(
-        home,
-        (
+        writes.append((home.quarantine_payloads / f"{batch_id}.jsonl", b"".join(payloads), "submit.after_quarantine_payloads"))
+        writes.append((home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), "submit.after_quarantine"))
+        del entries, payloads
+    if accepted:
+        lines = b"".join(
+            orjson.dumps(
+                {
+                    "case_id": v.case_id,
+                    "revision": v.revision,
+                    "content_hash": v.content_hash,
+                    "submitted_at": now,
+                    "source_file": v.parsed.source_file,
+                    "record_index": v.parsed.record,
+                    "channel": channel,
+                    "record": v.parsed.obj,
+                }
+            )
+            + b"\n"
+            for v in accepted
+        )
+        keys = pa.table(
             {
-                "event": "submission",
-                "file": r.file,
-                "record": r.record,
-                "case_id": r.case_id,
-                "revision": r.revision,
-                "status": r.status,
-                "batch_id": batch_id,
-                "channel": channel,
-                **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
-            }
-            for r in receipts
-        ),
+                "case_id": [v.case_id for v in accepted],
+                "revision": [v.revision for v in accepted],
+                "content_hash": [v.content_hash for v in accepted],
+                "batch_id": [batch_id] * len(accepted),
+            },
+            schema=INDEX_SCHEMA,
+        )
+        sink = pa.BufferOutputStream()
+        pq.write_table(keys, sink)
+        writes.append((home.landing_batches / f"{batch_id}.jsonl", lines, "submit.after_batch"))
+        writes.append((home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), "submit.after_index"))
+        del lines, sink
+    audit_lines = audit.encode(
+        {
+            "event": "submission",
+            "file": r.file,
+            "record": r.record,
+            "case_id": r.case_id,
+            "revision": r.revision,
+            "status": r.status,
+            "batch_id": batch_id,
+            "channel": channel,
+            **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+        }
+        for r in receipts
     )
+    # crash safety (see journal.py): journal, files, audit lines (the commit point), journal removed
+    journal.begin(home, batch_id, [w[0] for w in writes], audit_lines)
+    try:
+        for path, data, label in writes:
+            atomic_write(path, data, tmp_dir=home.tmp)
+            crash_point(label)
+        del writes
+        audit.append_bytes(home, audit_lines)
+        crash_point("submit.after_audit")
+    except BaseException:
+        # nothing of this chunk was committed (a full disk, an interrupt): undo its files, so that
+        # no record lands without its audit line; the error reaches the caller
+        with contextlib.suppress(Exception):
+            journal.rollback(home, batch_id)
+        raise
+    journal.commit(home, batch_id)
+    crash_point("submit.after_commit")
+    if keys is not None:
+        index.add(keys, batch_id)
     return receipts
 
 
@@ -510,14 +546,19 @@ def landing_watermark(home: Home) -> str | None:
     """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
     resolution or a withdrawal (all named by the same sortable stamp)."""
     newest = None
+    entries = {}
     for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals):
-        if not d.exists():
-            continue
-        for entry in d.iterdir():
-            name = entry.name
+        entries[d] = [e.name for e in d.iterdir()] if d.exists() else []
+    # listed after the batches: a batch whose submission has not committed yet is not a watermark
+    # (a build tagged with it would skip it for good)
+    pending = journal.pending_batches(home)
+    for names in entries.values():
+        for name in names:
             if name.startswith("."):
                 continue
             stem = name.split(".", 1)[0]
+            if stem in pending:
+                continue
             if newest is None or stem > newest:
                 newest = stem
     return newest

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from orchestration.config import Home
-from orchestration.registry import audit
+from orchestration.registry import audit, journal
 from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
 
 
@@ -27,6 +27,12 @@ class Purge:
     landing_records_purged: int
     quarantine_entries_purged: int
     audit_events_purged: int
+
+
+def is_withdrawn(case_id: str, withdrawn: set[str]) -> bool:
+    """Whether ``case_id`` is a withdrawn case, ignoring case: ``wd-canary-01`` may not come back
+    after ``WD-CANARY-01`` was withdrawn."""
+    return case_id.lower() in {w.lower() for w in withdrawn}
 
 
 def withdrawn_case_ids(home: Home) -> set[str]:
@@ -40,8 +46,11 @@ def withdrawn_case_ids(home: Home) -> set[str]:
 
 def _batches_with_case(home: Home, case_id: str) -> list[str]:
     files = sorted(home.landing_index.glob("*.parquet"))
+    # a batch without its index (a home damaged outside the registry) is searched too: the index
+    # must never be the only way to find a withdrawn patient's records
+    unindexed = sorted({p.stem for p in home.landing_batches.glob("*.jsonl")} - {p.stem for p in files})
     if not files:
-        return []
+        return unindexed
     con = duckdb.connect(":memory:")
     try:
         rows = con.execute(
@@ -49,7 +58,7 @@ def _batches_with_case(home: Home, case_id: str) -> list[str]:
         ).fetchall()
     finally:
         con.close()
-    return [r[0] for r in rows]
+    return sorted({r[0] for r in rows} | set(unindexed))
 
 
 def _purge_landing(home: Home, case_id: str) -> int:
@@ -132,7 +141,8 @@ def purge(home: Home, case_id: str, reason: str) -> Purge:
     home.ensure()
     if not reason.strip():
         raise ValueError("a reason is required")
-    with file_lock(home.locks / "landing.lock"):
+    with journal.landing_lock(home):
+        journal.recover(home)  # an interrupted submission is completed or undone before the purge
         landing = _purge_landing(home, case_id)
         quarantined = _purge_quarantine(home, case_id)
         tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}

@@ -16,7 +16,8 @@ from dagster import DagsterInstance
 
 from orchestration.config import Home
 from orchestration.definitions import JOB, build_defs
-from orchestration.defs.sensors import WATERMARK_TAG
+from orchestration.defs.assets import run_pid_tags
+from orchestration.defs.sensors import WATERMARK_TAG, fail_stale_runs
 from orchestration.registry import audit
 from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse.locks import build_lock
@@ -77,10 +78,12 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     # serialise `registry build` invocations (each asset also takes the warehouse lock itself)
     with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
         with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+            # a build killed before this one left its run STARTED: mark it failed
+            fail_stale_runs(instance)
             job = build_defs().resolve_job_def(JOB)
             # a manual build covers everything landed so far: tag it so the sensor does not redo it
             watermark = landing_watermark(home)
-            tags = {"registry/trigger": "cli", **({WATERMARK_TAG: watermark} if watermark else {})}
+            tags = {"registry/trigger": "cli", **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
@@ -111,16 +114,21 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
             if "registry_dbt_models" in durations:
                 steps["dbt"] = durations["registry_dbt_models"]
             error = None
+            success = result.success
             if not result.success:
                 for ev in result.all_events:
                     if ev.event_type_value == "STEP_FAILURE":
                         err = ev.event_specific_data.error
                         error = f"{ev.step_key}: {_failure_summary(err.message if err else 'failed')}"
                         break
+            failed_checks = _failed_checks(result.all_events)
+            if failed_checks:  # a broken promise (e.g. nothing_submitted_is_lost) fails the build
+                success = False
+                error = (error + "; " if error else "") + "; ".join(failed_checks)
     if error:
         error += f"\n  (full log: {log_path})"
     summary = BuildSummary(
-        success=result.success,
+        success=success,
         run_id=result.run_id,
         seconds=time.perf_counter() - t0,
         steps=steps,
@@ -130,8 +138,22 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
         submissions=submission_totals(home),
         error=error,
     )
-    audit.event(home, "build", run_id=result.run_id, success=result.success, seconds=round(summary.seconds, 3), error=error)
+    audit.event(home, "build", run_id=result.run_id, success=success, seconds=round(summary.seconds, 3), error=error)
     return summary
+
+
+def _failed_checks(events) -> list[str]:
+    """One line per asset check of ERROR severity that did not pass, with its metadata."""
+    out = []
+    for ev in events:
+        if ev.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        data = ev.event_specific_data
+        if data.passed or getattr(data.severity, "value", str(data.severity)) != "ERROR":
+            continue
+        md = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in (data.metadata or {}).items())
+        out.append(f"asset check {data.check_name} failed" + (f" ({md})" if md else "") + "; run `registry verify`")
+    return out
 
 
 def _step_durations(instance, run_id: str) -> dict[str, float]:

@@ -7,7 +7,8 @@
    landing zone: erasure overrides immutability), so the case is never ingested again and a
    resubmission is refused;
 2. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
-   snapshot is published, and every older snapshot version is removed.
+   snapshot is published, every older snapshot version is removed, and the warehouse file is rewritten
+   so that no freed page still holds the case (:mod:`orchestration.warehouse.compact`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from orchestration.config import Home
 from orchestration.registry import withdrawals
 from orchestration.services.build import run_build
+from orchestration.warehouse.compact import compact
 from orchestration.warehouse.publish import prune
 
 
@@ -37,4 +39,5 @@ def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> Wi
         result.build_success = summary.success
         if summary.success:
             prune(home, keep=1)  # older versions may still hold the withdrawn case
+            compact(home)  # and the warehouse's freed pages still hold its text
     return result

@@ -35,12 +35,14 @@ import base64
 import csv
 import datetime as _dt
 import decimal
+import getpass
 import io
 import json
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -53,6 +55,8 @@ import duckdb
 import pyarrow as pa
 
 from orchestration.config import Home
+from orchestration.registry.textsafety import escape_controls, safe_csv_cell
+from orchestration.sql import limits
 from orchestration.warehouse import snapshot
 
 __all__ = [
@@ -579,9 +583,9 @@ def format_result(result: QueryResult, fmt: str, *, max_display_rows: int | None
     if fmt == "csv":
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(cols)
+        w.writerow([safe_csv_cell(c) for c in cols])
         for r in rows:
-            w.writerow([_csv_cell(r.get(c)) for c in cols])
+            w.writerow([safe_csv_cell(_csv_cell(r.get(c))) if isinstance(r.get(c), str) else _csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
     if fmt == "table":
         return _text_table(result, rows, max_display_rows)
@@ -665,7 +669,7 @@ def _text_cell(v: Any) -> str:
         s = "\\x" + bytes(v).hex()
     else:
         s = str(v)
-    s = s.replace("\r", "\\r").replace("\n", "\\n").replace("\t", " ")
+    s = escape_controls(s.replace("\t", " "))  # no raw ESC, BEL or CR from submitted text in a terminal
     return s if len(s) <= _MAX_CELL else s[: _MAX_CELL - 1] + "…"
 
 
@@ -742,12 +746,48 @@ def run_query_isolated(
     timeout_s: float = 30.0,
     max_rows: int | None = DEFAULT_DOWNLOAD_ROWS,
     memory_limit: str = "1GB",
+    user: str | None = None,
 ) -> QueryResult:
     """:func:`run_query` in a memory-capped child process (``python -m orchestration.sql.worker``)
     with a hard deadline. Same arguments, same result, same one-line :class:`QueryRefused`
-    messages; the statement is classified here first, so refused statements never start a process."""
+    messages; the statement is classified here first, so refused statements never start a process.
+
+    At most a configured number of these run at once, per ``user`` (the signed-in user of the
+    dashboards; the OS user by default) and overall (see ``limits.py``): a query waits for a free
+    slot, then is refused with one line."""
     classify(sql)
     database = _database(database, home)
+    slot_home = home or _slot_home(database)
+    who = user if user else _os_user()
+    try:
+        lim = limits.limits_for(slot_home, who)
+    except ValueError as exc:  # a bad limit in the configuration
+        raise QueryRefused(str(exc)) from None
+    try:
+        with limits.slot(slot_home, who, lim):
+            return _run_in_worker(sql, database, timeout_s=timeout_s, max_rows=max_rows, memory_limit=memory_limit)
+    except limits.ConsoleBusy as exc:
+        raise QueryRefused(str(exc)) from None
+
+
+def _slot_home(database: Path) -> Home:
+    """Where the query slots live when the caller passes a snapshot file, not a home: the home the
+    snapshot belongs to (``<home>/published/versions/<id>/registry.duckdb``), else a folder of this
+    machine's temporary directory (so a stray call never creates ``./data``)."""
+    p = Path(database).resolve()
+    if len(p.parents) > 3 and p.parents[2].name == "published":
+        return Home(p.parents[3])
+    return Home(Path(tempfile.gettempdir()) / f"registry-sql-{os.getuid()}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in this environment
+        return f"uid-{os.getuid()}"
+
+
+def _run_in_worker(sql: str, database: Path, *, timeout_s: float, max_rows: int | None, memory_limit: str) -> QueryResult:
     request = json.dumps(
         {
             "sql": sql,

@@ -18,6 +18,7 @@ import duckdb
 
 from orchestration.config import Home
 from orchestration.contract.reference import load
+from orchestration.registry import journal
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 
@@ -126,17 +127,28 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
     try:
         ensure_schema(con)
         done = {r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()}
-        new = [p for p in sorted(home.landing_batches.glob("*.jsonl")) if p.stem not in done]
+        # listed under the landing lock after crash recovery: only committed batches, never one
+        # a submitter is still writing (or one a crash left half-written)
+        with journal.landing_lock(home):
+            journal.recover(home)
+            landing_files = sorted(home.landing_batches.glob("*.jsonl"))
+            quarantine_files = sorted(home.quarantine_batches.glob("*.jsonl"))
+        new = [p for p in landing_files if p.stem not in done]
         withdrawn = sorted(withdrawn_case_ids(home))
         con.execute("BEGIN")
         try:
             if new:
                 _ingest_landing(con, new, res, withdrawn)
-            _ingest_quarantine(con, home, res)
+            _ingest_quarantine(con, home, res, quarantine_files)
             res.withdrawn = _apply_withdrawals(con, withdrawn)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            # DuckDB may have aborted the transaction itself (out of disk space): then ROLLBACK
+            # fails with "no transaction is active" and would hide the real error
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
             raise
         if own:
             con.execute("CHECKPOINT")
@@ -228,9 +240,9 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
     res.batch_ids = [p.stem for p in files]
 
 
-def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestResult) -> None:
+def _ingest_quarantine(con: duckdb.DuckDBPyConnection, home: Home, res: IngestResult, files: list[Path]) -> None:
     done = {r[0] for r in con.execute("SELECT DISTINCT batch_id FROM raw.quarantine").fetchall()}
-    new = [p for p in sorted(home.quarantine_batches.glob("*.jsonl")) if p.stem not in done]
+    new = [p for p in files if p.stem not in done]
     if new:
         cols = (
             "{'quarantine_id': 'VARCHAR', 'source_file': 'VARCHAR', 'record': 'BIGINT', 'case_id': 'VARCHAR', "

@@ -19,6 +19,7 @@ collision (2^-64 per changed table) is the only way a changed table could be tak
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,7 +32,7 @@ import duckdb
 
 from orchestration.config import DBT_PROJECT_DIR, Home
 from orchestration.registry import audit
-from orchestration.registry.fsutil import fsync_dir, stamp, utcnow
+from orchestration.registry.fsutil import crash_point, fsync_dir, stamp, utcnow
 from orchestration.warehouse.snapshot import DB_NAME
 
 KEEP_VERSIONS = 4
@@ -154,9 +155,24 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def clean_stale_staging(home: Home) -> int:
+    """Remove what a killed publish left: staging folders and the temporary ``current`` link. Call
+    it holding the warehouse lock (publishes are serialised by it, so none of these is live)."""
+    removed = 0
+    for stale in home.published_versions.glob(".*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+        removed += 1
+    for link in home.published.glob(".current.*"):
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+            removed += 1
+    return removed
+
+
 def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     t0 = time.perf_counter()
     home.ensure()
+    clean_stale_staging(home)
     version = stamp()
     staging = home.published_versions / f".{version}.tmp"
     final = home.published_versions / version
@@ -218,6 +234,7 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
             indent=2,
         )
     )
+    crash_point("publish.after_staging")
     os.rename(staging, final)
     fsync_dir(home.published_versions)
     tmp_link = home.published / f".current.{version}"

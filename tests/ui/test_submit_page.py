@@ -278,7 +278,7 @@ def test_editing_an_existing_case_submits_the_next_revision(at, home):
     ok(at.button(key="cf_btn_load").click().run())
     assert at.number_input(key=key("revision")).value == 2
     assert at.text_input(key=key("case_id")).value == "LIT-AUTOPSY-002" and at.text_input(key=key("case_id")).disabled
-    assert "Editing case LIT-AUTOPSY-002" in at.info[1].value
+    assert "Editing case `LIT-AUTOPSY-002`" in at.info[1].value  # the case id shown as text (a code span)
     assert len(row_keys(at, "labs", "analyte")) == 23 and len(row_keys(at, "organs", "organ")) == 5
     assert at.segmented_control(key=key("comorbidities.hypercalcemia")).value == "yes"
     assert at.segmented_control(key=key("comorbidities.malignancy")).value == "no"

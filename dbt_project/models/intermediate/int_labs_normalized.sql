@@ -1,7 +1,9 @@
 {{ config(materialized='incremental', incremental_strategy='append', on_schema_change='append_new_columns', pre_hook="{{ delete_pending_cases() }}") }}
 
 -- Labs of each case's current revision, converted to the analyte's canonical unit with the factor of
--- seeds/reference/analyte_units.csv. The reported value and unit are kept beside the canonical ones.
+-- seeds/reference/analyte_units.csv. The reported unit is matched exactly against the accepted spellings of
+-- seeds/reference/unit_spellings.csv, the table the validator uses too (no normalisation of our own here).
+-- The reported value and unit are kept beside the canonical ones.
 -- Reference range: the record's own (converted with the same factor) when it gives either limit,
 -- otherwise the analyte's default range.
 with current_labs as (
@@ -11,8 +13,13 @@ with current_labs as (
     where {{ pending_cases_filter('l.case_id') }}
 ),
 
+spellings as (
+    select spelling, unit
+    from {{ ref('unit_spellings') }}
+),
+
 units as (
-    select analyte, {{ unit_key('unit') }} as unit_key, factor
+    select analyte, unit, factor
     from {{ ref('analyte_units') }}
 ),
 
@@ -42,7 +49,8 @@ converted as (
         l.ref_low_reported is not null or l.ref_high_reported is not null as ref_range_from_record
     from current_labs l
     inner join analytes a on a.analyte = l.analyte
-    left join units u on u.analyte = l.analyte and u.unit_key = l.unit_key
+    left join spellings s on s.spelling = l.unit_reported
+    left join units u on u.analyte = l.analyte and u.unit = s.unit
 )
 
 select

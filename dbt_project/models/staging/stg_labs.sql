@@ -11,7 +11,6 @@ renamed as (
         day,
         value as value_reported,
         unit as unit_reported,
-        {{ unit_key('unit') }} as unit_key,
         ref_low as ref_low_reported,
         ref_high as ref_high_reported
     from source

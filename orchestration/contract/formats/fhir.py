@@ -782,7 +782,7 @@ class _Converter:
                     if bound is None or bound.value is None:
                         continue
                     b_unit, _ = self.unit(analyte, bound, f"{label}.referenceRange[{j}]")
-                    if b_unit is not None and unit is not None and unit_key(b_unit) != unit_key(unit):
+                    if b_unit is not None and unit is not None and (unit_key(b_unit) or b_unit) != (unit_key(unit) or unit):
                         self.error(
                             f"{label}.referenceRange[{j}].{'low' if key == 'ref_low' else 'high'}",
                             f"is in another unit than the result ({b_unit} vs {unit}); the registry keeps the range in the result's unit",

@@ -1,0 +1,60 @@
+"""Processes that outlive a killed build.
+
+``dbt build`` runs as a child process of the build and holds DuckDB's lock on the warehouse file.
+When the build is killed (``kill -9``, an OOM kill, a power-off of its terminal), the child goes on
+and the next build fails with ``Could not set lock on file .../registry.duckdb``. So a build
+records its dbt child in ``locks/dbt.pid`` (the child's pid and start time, and its owner's), and
+the next build, holding the warehouse lock (so no live build can be running dbt), kills a recorded
+child whose owner is dead before it opens the warehouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from orchestration.config import Home
+from orchestration.registry.fsutil import atomic_write, pid_alive, pid_start
+
+
+def _pidfile(home: Home) -> Path:
+    return home.locks / "dbt.pid"
+
+
+def record_child(home: Home, pid: int) -> None:
+    body = {"pid": pid, "start": pid_start(pid), "owner": os.getpid(), "owner_start": pid_start(os.getpid())}
+    atomic_write(_pidfile(home), json.dumps(body).encode(), tmp_dir=home.tmp)
+
+
+def clear_child(home: Home) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _pidfile(home).unlink()
+
+
+def kill_stale_children(home: Home, *, wait_s: float = 30.0) -> list[str]:
+    """Kill a dbt child left by a dead build (call it holding the warehouse lock). One line per kill."""
+    f = _pidfile(home)
+    try:
+        body = json.loads(f.read_text())
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        clear_child(home)
+        return []
+    out = []
+    pid, start = int(body.get("pid", 0)), body.get("start")
+    owner_alive = pid_alive(int(body.get("owner", 0)), body.get("owner_start"))
+    if pid_alive(pid, start) and not owner_alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        end = time.monotonic() + wait_s
+        while pid_alive(pid, start) and time.monotonic() < end:
+            time.sleep(0.05)
+        out.append(f"killed dbt process {pid} left running by a build that died")
+    if not owner_alive or not pid_alive(pid, start):
+        clear_child(home)
+    return out

@@ -25,9 +25,9 @@ def test_html_escapes_data_text_and_names_the_snapshot(tmp_path):
     assert (tmp_path / "r.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-def test_public_report_is_refused_until_the_disclosure_policy_exists():
+def test_a_public_report_needs_a_policy_and_never_falls_back_to_exact_figures():
     import pytest
 
     c = Cohort(cases=cohort(20, 1), filters=[], version="V", published_at=None)
-    with pytest.raises(NotImplementedError):
-        report.build_report(c, public=True)
+    with pytest.raises(ValueError):
+        report.build_report(c, public=True)  # neither min_cell nor the home's policy: refused, not exact

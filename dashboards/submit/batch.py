@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboards.lib import case_form as cf
 from dashboards.lib import auth, data, ui
+from dashboards.lib import case_form as cf
 from dashboards.lib.text import lit
 from dashboards.submit.state import S
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, REFUSED

@@ -7,8 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from dashboards.lib import case_form as cf
 from dashboards.lib import auth, data
+from dashboards.lib import case_form as cf
 from orchestration.contract.validate import validate_record
 from orchestration.registry.access import AccessDenied
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, latest_record, next_revision

@@ -7,6 +7,14 @@ After a build, the analyst-facing tables are copied from the warehouse into a *n
 switched to it with one atomic ``rename``; readers therefore see the old snapshot or the new one,
 never a mix, and never touch the file the pipeline writes. Older versions are pruned, keeping a few
 so that a reader in the middle of a query is not surprised.
+
+Unchanged data is not copied again. Each table's fingerprint (row count, and the sum of a hash of
+every row, with the column names and types) is recorded in the version's ``snapshot.json``; a table
+whose fingerprint equals the current version's is *hard-linked* from it (its Parquet file: a
+published version is never modified, so sharing the inode is safe, and pruning the old version
+leaves the link intact), and when the unchanged tables hold most of the rows, the new DuckDB file
+starts as a copy of the current one in which only the changed tables are replaced. A hash
+collision (2^-64 per changed table) is the only way a changed table could be taken for unchanged.
 """
 
 from __future__ import annotations
@@ -117,6 +125,36 @@ def render_dictionary(rows: list[tuple[str, int, str, str, str, str]], version: 
     return "\n".join(lines) + "\n"
 
 
+def fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> list[Any]:
+    """[row count, sum of the rows' hashes, columns and types] of a table: equal fingerprints mean
+    equal contents (up to a 64-bit hash collision), in any row order."""
+    n, h = con.execute(f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM main."{table}" AS t').fetchone()
+    cols = con.execute(
+        "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchone()[0]
+    return [int(n), h, cols]
+
+
+def _previous(home: Home) -> tuple[Path | None, dict[str, Any]]:
+    """The current version's folder and its table fingerprints (none before the first publish)."""
+    try:
+        prev = Path(os.path.realpath(home.published_current)) if home.published_current.exists() else None
+        if prev is None or not (prev / DB_NAME).exists():
+            return None, {}
+        return prev, json.loads((prev / "snapshot.json").read_text()).get("fingerprints", {})
+    except (OSError, ValueError):
+        return None, {}
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or links not allowed: a copy is still correct
+        shutil.copyfile(src, dst)
+
+
 def clean_stale_staging(home: Home) -> int:
     """Remove what a killed publish left: staging folders and the temporary ``current`` link. Call
     it holding the warehouse lock (publishes are serialised by it, so none of these is live)."""
@@ -142,15 +180,40 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     manifest_path = manifest_path if manifest_path and manifest_path.exists() else DEFAULT_MANIFEST
     manifest = json.loads(manifest_path.read_text())
     target = staging / DB_NAME
+    prev_dir, prev_fps = _previous(home)
     con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
+    fps: dict[str, list[Any]] = {}
+    reused: list[str] = []
     try:
         tables = published_tables(con, manifest)
+        fps = {t: fingerprint(con, t) for t in tables}
+        unchanged = {
+            t for t in tables
+            if prev_dir is not None and prev_fps.get(t) == fps[t] and (prev_dir / "parquet" / f"{t}.parquet").exists()
+        }
+        total_rows = sum(fp[0] for fp in fps.values()) or 1
+        start_from_previous = prev_dir is not None and sum(fps[t][0] for t in unchanged) * 2 >= total_rows
+        if start_from_previous:
+            shutil.copyfile(prev_dir / DB_NAME, target)  # type: ignore[operator]
         con.execute(f"ATTACH {_q(target)} AS pub (READ_WRITE)")
+        if start_from_previous:
+            keep = unchanged
+            for (name,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'"
+            ).fetchall():
+                if name not in keep:
+                    con.execute(f'DROP TABLE pub.main."{name}"')
         for t in tables:
+            counts[t] = fps[t][0]
+            if t in unchanged:
+                _link_or_copy(prev_dir / "parquet" / f"{t}.parquet", staging / "parquet" / f"{t}.parquet")  # type: ignore[operator]
+                reused.append(t)
+                if start_from_previous:
+                    continue
             con.execute(f'CREATE TABLE pub.main."{t}" AS FROM main."{t}"')
-            con.execute(f'COPY main."{t}" TO {_q(staging / "parquet" / (t + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
-            counts[t] = con.execute(f'SELECT count(*) FROM main."{t}"').fetchone()[0]
+            if t not in unchanged:
+                con.execute(f'COPY main."{t}" TO {_q(staging / "parquet" / (t + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
         rows = dictionary_rows(manifest, con, tables)
         con.execute(
             "CREATE TABLE pub.main.data_dictionary (table_name VARCHAR, column_position INTEGER, column_name VARCHAR, "
@@ -166,7 +229,10 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
         raise RuntimeError("publish: the snapshot still has a write-ahead log after checkpoint; not switching")
     (staging / "data_dictionary.md").write_text(render_dictionary(rows, version), encoding="utf-8")
     (staging / "snapshot.json").write_text(
-        json.dumps({"version": version, "published_at": utcnow().isoformat(), "tables": counts}, indent=2)
+        json.dumps(
+            {"version": version, "published_at": utcnow().isoformat(), "tables": counts, "reused": sorted(reused), "fingerprints": fps},
+            indent=2,
+        )
     )
     crash_point("publish.after_staging")
     os.rename(staging, final)

@@ -1,0 +1,104 @@
+"""Publishing without copying unchanged data: a table whose contents did not change since the current
+version is hard-linked (Parquet) and kept (DuckDB file) from it; every published table still equals
+the warehouse's, in both the DuckDB file and the Parquet files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import duckdb
+
+from orchestration.config import Home
+from orchestration.warehouse import publish as pub
+from orchestration.warehouse.snapshot import DB_NAME
+
+
+def _manifest(home: Home):
+    """A dbt manifest that marks the three analyst-facing tables as published (and not the staging one)."""
+    nodes = {
+        f"model.p.{t}": {"resource_type": "model", "name": t, "config": {"meta": {"publish": t != "stg_not_published"}}}
+        for t in ("dim_cases", "fct_lab_results", "mart_small", "stg_not_published")
+    }
+    path = home.root / "manifest.json"
+    path.write_text(json.dumps({"nodes": nodes}))
+    return path
+
+
+def _warehouse(home: Home, sql: str) -> None:
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        con.execute(sql)
+    finally:
+        con.close()
+
+
+def _published(home: Home, table: str) -> tuple[list, list]:
+    vdir = home.published_current.resolve()
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{vdir / DB_NAME}' AS p (READ_ONLY)")
+        db = con.execute(f"SELECT * FROM p.main.{table} ORDER BY ALL").fetchall()
+        pq = con.execute(f"SELECT * FROM read_parquet('{vdir / 'parquet' / (table + '.parquet')}') ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    return db, pq
+
+
+def _expected(home: Home, table: str) -> list:
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        return con.execute(f"SELECT * FROM main.{table} ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+def _inode(home: Home, table: str) -> int:
+    return os.stat(home.published_current.resolve() / "parquet" / f"{table}.parquet").st_ino
+
+
+def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    _warehouse(home, """
+        CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(5000) r(i);
+        CREATE TABLE fct_lab_results AS SELECT i % 5000 AS case_id, i * 0.5 AS value FROM range(20000) r(i);
+        CREATE TABLE mart_small AS SELECT 1 AS n;
+        CREATE TABLE stg_not_published AS SELECT 1 AS n;
+    """)
+    first = pub.publish(home, manifest_path=_manifest(home))
+    tables = ["dim_cases", "fct_lab_results", "mart_small"]
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t)
+    inodes = {t: _inode(home, t) for t in tables}
+
+    # one small table changes: the big ones are reused, from the previous DuckDB file and by link
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
+    second = pub.publish(home, manifest_path=_manifest(home))
+    assert second.version != first.version
+    meta = json.loads((second.path / "snapshot.json").read_text())
+    assert meta["reused"] == ["dim_cases", "fct_lab_results"]
+    assert _inode(home, "dim_cases") == inodes["dim_cases"]
+    assert _inode(home, "fct_lab_results") == inodes["fct_lab_results"]
+    assert _inode(home, "mart_small") != inodes["mart_small"]
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert _published(home, "mart_small")[0] == [(2,)]
+    # the previous version is untouched (readers of it see the old state)
+    con = duckdb.connect()
+    con.execute(f"ATTACH '{first.path / DB_NAME}' AS old (READ_ONLY)")
+    assert con.execute("SELECT n FROM old.main.mart_small").fetchall() == [(1,)]
+    con.close()
+
+    # a change in the big table (same row count, one value): detected, rewritten; a fresh file
+    _warehouse(home, "UPDATE fct_lab_results SET value = value + 1 WHERE case_id = 17 AND value < 10")
+    third = pub.publish(home, manifest_path=_manifest(home))
+    meta = json.loads((third.path / "snapshot.json").read_text())
+    assert "fct_lab_results" not in meta["reused"] and "dim_cases" in meta["reused"]
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert not (third.path / (DB_NAME + ".wal")).exists()
+    tabs = duckdb.connect(str(third.path / DB_NAME), read_only=True).execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
+    assert [t for (t,) in tabs] == ["data_dictionary", "dim_cases", "fct_lab_results", "mart_small"]

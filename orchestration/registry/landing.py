@@ -270,13 +270,19 @@ def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecor
                 checker: SetChecker | None = None) -> list[Receipt]:
     refused: dict[int, Receipt] = {}
     if allowed_sites is not None:
+        owners: dict[str, str | None] = {}
         kept = []
         for i, (p, data) in enumerate(parsed):
             site = p.obj.get("site_id") if p.error is None and isinstance(p.obj, dict) else None
+            mine = ", ".join(sorted(allowed_sites)) or "none"
             if isinstance(site, str) and site and site not in allowed_sites:
-                mine = ", ".join(sorted(allowed_sites)) or "none"
                 refused[i] = Receipt(p.source_file, p.record, p.case_id, REFUSED, [Error(
                     "site_id", f"site_id {site!r} is not one of your sites ({mine}): you may submit and correct records of your own sites only")])
+            elif (owner := _owning_site(home, p.case_id, owners)) is not None and owner not in allowed_sites:
+                # a new revision may not move another site's case to one's own site
+                refused[i] = Receipt(p.source_file, p.record, p.case_id, REFUSED, [Error(
+                    "site_id", f"case {p.case_id!r} belongs to another site (not one of yours: {mine}): "
+                               "you may submit and correct records of your own sites only")])
             else:
                 kept.append((p, data))
         parsed = kept
@@ -294,6 +300,17 @@ def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecor
         it = iter(out)
         out = [refused[i] if i in refused else next(it) for i in range(len(out) + len(refused))]
     return out
+
+
+def _owning_site(home: Home, case_id: Any, cache: dict[str, str | None]) -> str | None:
+    """The site of a case's latest accepted revision (None for a case the registry does not hold)."""
+    if not isinstance(case_id, str) or not case_id:
+        return None
+    if case_id not in cache:
+        env = latest_landed(home, case_id)
+        rec = env.get("record") if env else None
+        cache[case_id] = rec.get("site_id") if isinstance(rec, dict) else None
+    return cache[case_id]
 
 
 def _canonical(p: ParsedRecord) -> tuple[bytes, str] | None:

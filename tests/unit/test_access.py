@@ -225,6 +225,22 @@ def test_submission_of_another_site_is_refused_not_landed_nor_quarantined(home):
     assert submit(home, [("c.json", orjson.dumps(theirs))])[0].status == ACCEPTED
 
 
+def test_a_new_revision_cannot_move_another_sites_case_to_ones_own_site(home):
+    theirs = record(case_id="C-0002", site_id="DE-C")
+    assert submit(home, [("c.json", orjson.dumps(theirs))])[0].status == ACCEPTED  # the coordinator lands it
+    takeover = record(case_id="C-0002", site_id="DE-A", revision=2)
+    (r,) = submit(home, [("t.json", orjson.dumps(takeover))], channel="form", allowed_sites=frozenset({"DE-A"}), user="s@x.org")
+    assert r.status == REFUSED and r.errors[0].path == "site_id" and "belongs to another site" in r.errors[0].message
+    landed = b"".join(p.read_bytes() for p in home.landing_batches.glob("*.jsonl"))
+    assert [ln for ln in landed.splitlines() if b"C-0002" in ln] == [ln for ln in landed.splitlines() if b'"revision":1' in ln and b"C-0002" in ln]
+    assert b'"DE-A"' not in landed
+    # a case of one's own site still takes its next revision
+    own = record(case_id="A-0002", site_id="DE-A")
+    assert submit(home, [("a.json", orjson.dumps(own))], allowed_sites=frozenset({"DE-A"}))[0].status == ACCEPTED
+    again = record(case_id="A-0002", site_id="DE-A", revision=2, patient={"age_years": 71, "sex": "female"})
+    assert submit(home, [("a2.json", orjson.dumps(again))], allowed_sites=frozenset({"DE-A"}))[0].status == ACCEPTED
+
+
 # --------------------------------------------------------------------------- registry serve
 
 

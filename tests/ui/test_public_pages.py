@@ -305,12 +305,24 @@ def test_filters_offer_no_level_below_k(built, monkeypatch):
 
 
 def test_viewers_see_the_policy_and_analysts_exact_figures(built, monkeypatch):
+    """The signed-in user's roles decide (dashboards/lib/auth.py resolves them on every run): here the
+    one local user of single-user mode is given the roles under test."""
+    from orchestration.registry import access
+
+    coordinator = access.local_coordinator
+
+    def signed_in_as(roles):
+        user = (lambda: access.User("someone@example.org", frozenset(roles))) if roles else coordinator
+        monkeypatch.setattr(access, "local_coordinator", user)
+
     monkeypatch.setenv("REGISTRY_HOME", str(built.root))
-    viewer = run_page(APP, "overview", session={"registry_user_roles": {"viewer"}})
+    signed_in_as({"viewer"})
+    viewer = run_page(APP, "overview")
     assert "k = 5" in page_text(viewer)
     assert check_overview(viewer, *cohort_of(viewer)[:1], 5) == []
     for roles in ({"analyst"}, {"coordinator", "viewer"}, None):
-        at = run_page(APP, "overview", session={} if roles is None else {"registry_user_roles": roles})
+        signed_in_as(roles)
+        at = run_page(APP, "overview")
         assert "k = 5" not in page_text(at)
         cells = [str(v) for df in frames(at) for c in df.columns for v in df[c]]
         assert "suppressed" not in cells

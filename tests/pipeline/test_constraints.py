@@ -105,3 +105,30 @@ def test_a_row_that_breaks_a_constraint_fails_the_build_and_publishes_nothing(bu
             min(age, 90), site)
     finally:
         con.close()
+
+
+def test_a_warehouse_built_before_the_constraints_gets_them_at_the_next_build(built):
+    """DuckDB cannot add a CHECK constraint to a table, and appended rows are checked only against the
+    table's own constraints: an incremental table without its declared constraints is rebuilt once."""
+    con = duckdb.connect(str(built.warehouse))
+    try:
+        before = con.execute("SELECT * FROM dim_cases ORDER BY case_id").fetchall()
+        # the table as an older version of the project left it: same rows, no constraints
+        con.execute("CREATE TABLE main.dim_cases_old AS FROM main.dim_cases")
+        con.execute("DROP TABLE main.dim_cases")
+        con.execute("ALTER TABLE main.dim_cases_old RENAME TO dim_cases")
+        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'dim_cases'").fetchone()[0] == 0
+    finally:
+        con.close()
+    p = run_cli("build", home=built)
+    assert p.returncode == 0, p.stdout + p.stderr
+    con = duckdb.connect(str(built.warehouse), read_only=True)
+    try:
+        kinds = Counter(r[0] for r in con.execute(
+            "SELECT constraint_type FROM duckdb_constraints() WHERE schema_name = 'main' AND table_name = 'dim_cases'").fetchall())
+        declared = Counter(KINDS[c["type"]] for col in _manifest(built)["nodes"]["model.calciphylaxis_registry.dim_cases"]["columns"].values()
+                           for c in col["constraints"])
+        assert kinds == declared and kinds["CHECK"] >= 5
+        assert con.execute("SELECT * FROM dim_cases ORDER BY case_id").fetchall() == before
+    finally:
+        con.close()

@@ -82,8 +82,9 @@ def snapshot_matches_warehouse(registry: RegistryHome) -> AssetCheckResult:
     asset=AssetKey("published_snapshot"),
     name="dbt_data_tests",
     description=(
-        "dbt's data tests (uniqueness, relationships, accepted values, ranges, the marts' row rules) over the "
-        "warehouse the snapshot was published from. They run after publishing, so that a new case is visible "
+        "dbt's data tests (uniqueness, relationships, the marts' row rules, the column rules of tables without an "
+        "enforced contract) over the warehouse the snapshot was published from; the contract tables' column rules "
+        "are constraints, checked before publishing. The tests run after publishing, so that a new case is visible "
         "within seconds; a failure fails the build (audit line, `registry build` exit 1, the Dagster UI)."
     ),
 )

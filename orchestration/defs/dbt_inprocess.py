@@ -118,7 +118,11 @@ def invoke(home: Home, args: list[str], *, on_event: Callable[[Any], None] | Non
             out.error = str(res.exception).strip().splitlines()[0] if str(res.exception).strip() else type(res.exception).__name__
         elif not out.success:
             bad = out.failures()
-            out.error = "; ".join(f"{r['name']}: {(r['message'] or r['status']).strip().splitlines()[0]}" for r in bad[:12]) or "dbt failed"
+            # every line of dbt's message: the first names the node, the next one the database error
+            out.error = "\n    ".join(
+                f"{r['name']}: " + " ".join(ln.strip() for ln in (r["message"] or r["status"]).strip().splitlines()[:3])
+                for r in bad[:12]
+            ) or "dbt failed"
         return out
 
 

@@ -181,4 +181,7 @@ def _failure_summary(message: str) -> str:
         part = text.split("Errors parsed from dbt logs:", 1)[1].split("Stack Trace:", 1)[0]
         lines = [ln.strip() for ln in part.splitlines() if ln.strip()]
         return "dbt build failed:\n    " + "\n    ".join(lines[:12])
-    return text.splitlines()[0] if text else "failed"
+    lines = text.splitlines()
+    if lines and lines[0].endswith("dbt build failed:"):  # the in-process dbt step's Failure: its lines follow
+        return "dbt build failed:\n" + "\n".join(ln.rstrip() for ln in lines[1:13])
+    return lines[0] if text else "failed"

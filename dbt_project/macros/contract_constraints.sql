@@ -24,6 +24,9 @@
 
 {% macro constraints_in_place(relation) %}
   {#- True when the table has exactly the not_null and check constraints the model declares (or is missing). -#}
+  {% if adapter.get_relation(relation.database, relation.schema, relation.identifier) is none %}
+    {{ return(true) }}
+  {% endif %}
   {% set declared = [] %}
   {% for column in model.columns.values() %}
     {% for c in column.constraints %}
@@ -41,8 +44,7 @@
   {% for row in rows %}
     {% do existing.append(row[0]) %}
   {% endfor %}
-  {% set table_exists = adapter.get_relation(relation.database, relation.schema, relation.identifier) is not none %}
-  {% if table_exists and (existing | sort) != (declared | sort) %}
+  {% if (existing | sort) != (declared | sort) %}
     {% if not model.get('_constraints_rebuild_logged') %}
       {% do model.update({'_constraints_rebuild_logged': true}) %}
       {{ log("Constraints of " ~ relation ~ " differ from its contract: rebuilding it from scratch", info=True) }}

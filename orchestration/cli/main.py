@@ -114,15 +114,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
-    import signal
-
     from orchestration.services.watch import watch
 
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     try:
-        return watch(_home(args), stop=lambda: bool(stopping), log=lambda line: print(line, flush=True))
-    except KeyboardInterrupt:
+        return watch(_home(args), log=lambda line: print(line, flush=True))  # stops on SIGTERM / Ctrl-C
+    except KeyboardInterrupt:  # during start-up
         return 0
 
 

@@ -70,17 +70,34 @@ def _close_duckdb() -> None:
             pass
 
 
+#: What ``registry prepare`` (``dbt parse`` of the project) leaves: dbt's own serialisation of the parsed project.
+PREPARED = DBT_PROJECT_DIR / "target" / "partial_parse.msgpack"
+
+
 def manifest(home: Home):
-    """The parsed dbt project, parsed at most once per process while no dbt file changes. Parsing
-    also writes ``manifest.json`` into the home's dbt target (publishing reads it)."""
+    """The parsed dbt project, loaded at most once per process while no dbt file changes.
+
+    It is read from the project's prepared parse (:data:`PREPARED`, ~0.5 s) when that is newer than
+    every dbt file: parsing again for each home would cost ~4.4 s on a new home, because dbt refuses
+    its partial parsing whenever the profile differs, and each home's profile names its own
+    warehouse file. The parse does not depend on that path (the database name is the file's stem,
+    ``registry``, in every home). Otherwise the project is parsed here, into the home's target."""
     from dbt.cli.main import dbtRunner  # heavy: dbt-core is imported only by processes that build
+    from dbt.contracts.graph.manifest import Manifest
 
     with _LOCK:
         stamp = _newest_source()
-        target = home.dbt_dir / "target" / "manifest.json"
         cached = _MANIFEST.get("manifest")
-        if cached is not None and _MANIFEST.get("stamp") == stamp and target.exists():
+        if cached is not None and _MANIFEST.get("stamp") == stamp:
             return cached
+        if PREPARED.exists() and PREPARED.stat().st_mtime >= stamp:
+            try:
+                man = Manifest.from_msgpack(PREPARED.read_bytes())
+            except Exception:  # noqa: BLE001 - written by another dbt version, truncated: parse instead
+                man = None
+            if man is not None:
+                _MANIFEST.update(stamp=stamp, manifest=man)
+                return man
         res = dbtRunner().invoke(["parse", *_common_args(home)])
         _close_duckdb()
         if not res.success or res.result is None:

@@ -21,6 +21,9 @@ stay in the landing zone; ingestion is idempotent), as the sensor does.
 
 from __future__ import annotations
 
+import signal
+import socket
+import threading
 import time
 from typing import Callable
 
@@ -33,15 +36,14 @@ RETRY_AFTER_S = 20.0
 HEARTBEAT_S = 1.0
 
 
-def _built_watermark(home: Home) -> str | None:
+def _built_watermark(instance) -> str | None:
     """The watermark of the newest successful build (by `registry build`, the sensor or a watcher)."""
-    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter  # heavy; imported by the watcher process only
+    from dagster import DagsterRunStatus, RunsFilter  # heavy; imported by the watcher process only
 
     from orchestration.defs.sensors import WATERMARK_TAG
 
-    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
-        recs = instance.get_run_records(
-            filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.SUCCESS]), limit=20)
+    recs = instance.get_run_records(
+        filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.SUCCESS]), limit=20)
     marks = [r.dagster_run.tags.get(WATERMARK_TAG) for r in recs]
     marks = [m for m in marks if m]
     return max(marks) if marks else None
@@ -58,16 +60,76 @@ def prime(home: Home) -> None:
     dbt_inprocess.manifest(home)
 
 
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Stop:
+    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any).
+
+    Dagster replaces the process's signal handlers while it runs a job (and maps SIGTERM to SIGINT's
+    handler for good), so a signal that arrives during a build reaches Dagster's handler, not ours.
+    Blocking the signals during a build is no way out either: the mask is inherited by the
+    processes Dagster starts (its log tailer then never stops). Python's wakeup file descriptor
+    records every signal whatever its Python handler is, so it is read after each build, and our
+    handlers are installed again."""
+
+    def __init__(self):
+        self.requested = False
+        self.main = threading.current_thread() is threading.main_thread()
+        self._r = None
+        if self.main:
+            self._r, w = socket.socketpair()
+            self._r.setblocking(False)
+            w.setblocking(False)
+            self._w = w  # kept open for the life of the watcher
+            signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        self.install()
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def install(self) -> None:
+        if self.main:
+            for s in _SIGNALS:
+                signal.signal(s, self._handler)
+
+    def shielded(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.install()
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._r is None:
+            return
+        try:
+            while data := self._r.recv(512):
+                if any(b in (int(sig) for sig in _SIGNALS) for b in data):
+                    self.requested = True
+        except (BlockingIOError, InterruptedError):
+            pass
+
+
 def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lambda: False,
           log: Callable[[str], None] = print) -> int:
-    """Build whenever the landing watermark moves, until ``stop()`` (or SIGTERM / Ctrl-C)."""
-    from orchestration.services.build import run_build  # heavy (Dagster); the watcher process only
+    """Build whenever the landing watermark moves, until ``stop()``, SIGTERM or Ctrl-C."""
+    from dagster import DagsterInstance  # heavy; the watcher process only
 
+    from orchestration.services.build import run_build
+
+    signals = _Stop()
     home.ensure()
     beat(home, ready=False)  # at once: the landing sensor stands aside from now on
     prime(home)
-    beat(home)
-    built = _built_watermark(home)
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        beat(home)
+        return _loop(home, instance, run_build, poll_s, lambda: signals.requested or stop(), log, signals)
+
+
+def _loop(home: Home, instance, run_build, poll_s: float, stop: Callable[[], bool], log: Callable[[str], None],
+          signals: _Stop) -> int:
+    built = _built_watermark(instance)
     failed_at: dict[str, float] = {}
     last_beat = 0.0
     log(f"registry watch: warm and watching {home.root} (built up to {built or 'nothing yet'})")
@@ -82,10 +144,17 @@ def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lamb
             due = False
         if due:
             beat(home, building=True)
-            summary = run_build(home, trigger="watch")
+            try:
+                summary = signals.shielded(run_build, home, trigger="watch", instance=instance)
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad build (it is retried)
+                summary = None
+                error = f"{type(exc).__name__}: {exc}"
             beat(home)
             last_beat = time.monotonic()
-            if summary.success:
+            if summary is None:
+                failed_at[mark] = time.monotonic()
+                log(f"registry watch: build failed ({error.splitlines()[0] if error else 'error'}); retrying in {RETRY_AFTER_S:.0f}s")
+            elif summary.success:
                 built = summary.watermark or mark
                 failed_at.clear()
                 log(f"registry watch: built and published {summary.version} ({summary.cases} cases) in {summary.seconds:.1f}s")
@@ -95,4 +164,5 @@ def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lamb
                 log(f"registry watch: build failed ({first}); retrying in {RETRY_AFTER_S:.0f}s")
             continue
         time.sleep(poll_s)
+    log("registry watch: stopped")
     return 0

@@ -59,6 +59,10 @@ def _visible(home, case_id: str) -> bool:
         con.close()
 
 
+def _watch_builds(home) -> list[dict]:
+    return [e for e in audit.read(home) if e.get("event") == "build" and e.get("trigger") == "watch"]
+
+
 def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
     submit(home, [("first.json", json.dumps(record(case_id="W-1")).encode())])
     proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "watch"], env=env_for(home),
@@ -75,6 +79,9 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "W-2 was never published"
             time.sleep(0.2)
+        while len(_watch_builds(home)) < 2:  # the data tests run after publishing: let that build end
+            assert time.monotonic() < deadline, "the second build never ended"
+            time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
@@ -84,5 +91,5 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
     with DagsterInstance.from_config(str(home.dagster_home)) as instance:
         runs = instance.get_run_records(filters=RunsFilter(job_name="registry_build", tags={"registry/trigger": "watch"}))
     assert len(runs) >= 2 and all(r.dagster_run.status.value == "SUCCESS" for r in runs)
-    builds = [e for e in audit.read(home) if e.get("event") == "build" and e.get("trigger") == "watch"]
+    builds = _watch_builds(home)
     assert len(builds) == len(runs) and all(e["success"] for e in builds)

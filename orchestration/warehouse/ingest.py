@@ -20,6 +20,7 @@ from orchestration.config import Home
 from orchestration.contract.reference import load
 from orchestration.registry import journal
 from orchestration.registry.withdrawals import withdrawn_case_ids
+from orchestration.warehouse.publish import published_watermark
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -90,6 +91,10 @@ def _ddl() -> list[str]:
         # Cases whose analyst-facing rows must be recomputed by the next dbt build (new versions,
         # withdrawals). The per-case dbt models rebuild only these; cleared after a successful build.
         """CREATE TABLE IF NOT EXISTS raw.pending_cases (case_id VARCHAR PRIMARY KEY)""",
+        # The cases each successful dbt build recomputed, numbered by build (seq): publishing patches
+        # only their rows into a copy of the current snapshot (see publish.py). Rows the current
+        # snapshot already includes are dropped at the next build.
+        """CREATE TABLE IF NOT EXISTS raw.case_changes (case_id VARCHAR NOT NULL, seq BIGINT NOT NULL)""",
     ]
 
 
@@ -289,12 +294,25 @@ def _apply_withdrawals(con: duckdb.DuckDBPyConnection, ids: list[str]) -> int:
 
 
 def clear_pending(home: Home) -> int:
-    """After a successful dbt build: the per-case models are up to date for every pending case."""
+    """After a successful dbt build: the per-case models are up to date for every pending case. The
+    pending cases move to ``raw.case_changes`` under a new sequence number, for the publisher."""
+    published = published_watermark(home)
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     try:
         ensure_schema(con)
+        con.execute("BEGIN")
         n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
+        if published is not None:
+            con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [published])
+        if n:
+            con.execute(
+                # numbers only grow, also after the published ones were dropped
+                "INSERT INTO raw.case_changes SELECT case_id, "
+                "greatest((SELECT coalesce(max(seq), 0) FROM raw.case_changes), ?) + 1 FROM raw.pending_cases",
+                [published or 0],
+            )
         con.execute("DELETE FROM raw.pending_cases")
+        con.execute("COMMIT")
         con.execute("CHECKPOINT")
         return n
     finally:

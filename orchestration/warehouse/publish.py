@@ -247,11 +247,15 @@ PATCH_MAX_SHARE = 0.05
 REFRESH_AFTER_SHARE = 0.10
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, tables: list[str], folder: Path) -> None:
-    cur = con.cursor()  # its own connection to the same database: runs beside the main thread's work
+#: Parquet files are written by this many threads, beside the DuckDB work of the main thread; a
+#: table of fewer than 122,880 rows is one row group, which DuckDB encodes on one thread.
+PARQUET_WORKERS = 2
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> None:
+    cur = con.cursor()  # its own connection to the same database instance
     try:
-        for t in tables:
-            cur.execute(f'COPY main."{t}" TO {_q(folder / (t + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+        cur.execute(f'COPY main."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
     finally:
         cur.close()
 
@@ -303,8 +307,10 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
             patchable = set()
             since_fresh = 0
         # the changed tables' Parquet files are written beside the DuckDB work, in a second thread
-        writer = ThreadPoolExecutor(max_workers=1)
-        parquet_done = writer.submit(_write_parquet, con, changed, staging / "parquet")
+        # (largest first, cells as the measure of work, so that the two threads end together)
+        writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
+        by_size = sorted(changed, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
+        parquet_done = [writer.submit(_write_parquet, con, t, staging / "parquet") for t in by_size]
         try:
             for t in unchanged:
                 _link_or_copy(prev_dir / "parquet" / f"{t}.parquet", staging / "parquet" / f"{t}.parquet")  # type: ignore[operator]
@@ -345,7 +351,8 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
             con.execute("DETACH pub")
         finally:
             writer.shutdown(wait=True)
-        parquet_done.result()  # its error, if any, stops the publish here
+        for f in parquet_done:
+            f.result()  # an error writing a Parquet file stops the publish here
     finally:
         con.close()
     if (staging / (DB_NAME + ".wal")).exists():  # a leftover WAL would make the file unopenable elsewhere

@@ -9,12 +9,26 @@ never a mix, and never touch the file the pipeline writes. Older versions are pr
 so that a reader in the middle of a query is not surprised.
 
 Unchanged data is not copied again. Each table's fingerprint (row count, and the sum of a hash of
-every row, with the column names and types) is recorded in the version's ``snapshot.json``; a table
-whose fingerprint equals the current version's is *hard-linked* from it (its Parquet file: a
-published version is never modified, so sharing the inode is safe, and pruning the old version
-leaves the link intact), and when the unchanged tables hold most of the rows, the new DuckDB file
-starts as a copy of the current one in which only the changed tables are replaced. A hash
-collision (2^-64 per changed table) is the only way a changed table could be taken for unchanged.
+every row, with the column names and types: one scan, ~0.1 s for all tables at 100k cases) is
+recorded in the version's ``snapshot.json``; a table whose fingerprint equals the current version's
+is *hard-linked* from it (its Parquet file: a published version is never modified, so sharing the
+inode is safe, and pruning the old version leaves the link intact), and when the unchanged and
+patchable tables hold most of the rows, the new DuckDB file starts as a copy of the current one.
+
+A changed table with a ``case_id`` column is *patched* in that copy rather than copied whole: the
+rows of the cases changed since the current version (``raw.case_changes``, filled by each
+successful dbt build with the cases it recomputed, numbered by build; the number the snapshot
+includes is its ``changes_seq``) are deleted and the warehouse's rows of those cases inserted. The
+list is only a hint: since the fingerprint's sum is additive, the patched table's fingerprint is
+known from the old one and the removed and added rows, and the patch is committed only if it equals
+the warehouse table's; otherwise (a full refresh, a changed model, a case the list missed) the table
+is copied whole. Rows deleted by patches still take room in the copied file, so once they exceed
+``REFRESH_AFTER_SHARE`` of all rows, the next publish writes a fresh file. With one new case on
+100k, this turns ~0.9 s of rewriting six tables into ~0.1 s of deletes and inserts.
+
+The changed tables' Parquet files cannot be patched (one file per table is the documented layout),
+so they are written again, on ``PARQUET_WORKERS`` threads beside the DuckDB work. A hash collision
+(2^-64 per changed table) is the only way a changed table could be taken for unchanged.
 """
 
 from __future__ import annotations

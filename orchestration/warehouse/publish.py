@@ -284,9 +284,25 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     (staging / "parquet").mkdir(parents=True)
     manifest_path = manifest_path if manifest_path and manifest_path.exists() else DEFAULT_MANIFEST
     manifest = json.loads(manifest_path.read_text())
-    target = staging / DB_NAME
     prev_dir, prev_meta = _previous(home)
     prev_fps: dict[str, Any] = prev_meta.get("fingerprints", {})
+    # the current file is copied while the tables are fingerprinted (a second at a million cases);
+    # the copy is dropped if the new file is to be written fresh
+    copier = ThreadPoolExecutor(max_workers=1)
+    spare = staging / f".previous.{DB_NAME}"
+    copied = copier.submit(shutil.copyfile, prev_dir / DB_NAME, spare) if prev_dir is not None else None
+    copier.shutdown(wait=False)
+    try:
+        return _publish(home, version, staging, final, manifest, prev_dir, prev_meta, prev_fps, copied, spare, t0)
+    finally:
+        if copied is not None:
+            copied.exception()  # never leave the copy running, whatever happened
+            spare.unlink(missing_ok=True)
+
+
+def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dict[str, Any], prev_dir: Path | None,
+             prev_meta: dict[str, Any], prev_fps: dict[str, Any], copied: Any, spare: Path, t0: float) -> PublishResult:
+    target = staging / DB_NAME
     con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
     fps: dict[str, list[Any]] = {}
@@ -320,6 +336,9 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
         if not start_from_previous:
             patchable = set()
             since_fresh = 0
+            if copied is not None:  # not wanted: never let it reach the published folder
+                copied.exception()
+                spare.unlink(missing_ok=True)
         # the changed tables' Parquet files are written beside the DuckDB work, in a second thread
         # (largest first, cells as the measure of work, so that the two threads end together)
         writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
@@ -330,7 +349,8 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
                 _link_or_copy(prev_dir / "parquet" / f"{t}.parquet", staging / "parquet" / f"{t}.parquet")  # type: ignore[operator]
                 reused.append(t)
             if start_from_previous:
-                shutil.copyfile(prev_dir / DB_NAME, target)  # type: ignore[operator]
+                copied.result()
+                os.rename(spare, target)
             con.execute(f"ATTACH {_q(target)} AS pub (READ_WRITE)")
             if start_from_previous:
                 keep = unchanged | patchable

@@ -100,6 +100,7 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
     assert not (third.path / (DB_NAME + ".wal")).exists()
+    assert sorted(os.listdir(third.path)) == ["data_dictionary.md", "parquet", DB_NAME, "snapshot.json"]  # no spare copy
     tabs = duckdb.connect(str(third.path / DB_NAME), read_only=True).execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
     assert [t for (t,) in tabs] == ["data_dictionary", "dim_cases", "fct_lab_results", "mart_small"]
 

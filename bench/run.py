@@ -724,6 +724,16 @@ def _daemon_ready(home: Path, since: float) -> bool:
     return False
 
 
+def _watcher_ready(home: Path, since: float) -> bool:
+    """The warm builder of ``registry serve`` (``registry watch``) has loaded Dagster, dbt and the
+    dbt project and beats (its heartbeat file, orchestration/warehouse/holders.py)."""
+    try:
+        hb = json.loads((home / "locks" / "watcher.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(hb.get("ready")) and float(hb.get("at", 0)) >= since - 1
+
+
 def _visible(home: Path, case_id: str) -> bool:
     import duckdb  # the harness's own process; only to read the published snapshot like a reader
 
@@ -756,7 +766,7 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
     info: dict[str, Any] = {"case_id": case_id, "log": str(log_path)}
     try:
         t_ready = time.perf_counter()
-        while not _daemon_ready(home, started):
+        while not (_daemon_ready(home, started) and _watcher_ready(home, started)):
             if proc.poll() is not None:
                 raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
             if time.perf_counter() - t_ready > SERVE_READY_TIMEOUT_S:

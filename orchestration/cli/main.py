@@ -112,6 +112,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0 if summary.success else 1
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
+    from orchestration.services.watch import watch
+
+    try:
+        return watch(_home(args), log=lambda line: print(line, flush=True))  # stops on SIGTERM / Ctrl-C
+    except KeyboardInterrupt:  # during start-up
+        return 0
+
+
 # --------------------------------------------------------------------------- sql
 
 
@@ -318,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
     s.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("watch", help="the warm builder: build and publish as soon as something lands (registry serve starts it)")
+    s.set_defaults(func=cmd_watch)
 
     s = sub.add_parser("sql", help="query the published snapshot (read-only)")
     s.add_argument("query", metavar="QUERY", help="one read-only SQL statement; - reads standard input")

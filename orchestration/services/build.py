@@ -58,6 +58,7 @@ class BuildSummary:
     version: str | None = None
     submissions: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    watermark: str | None = None  # the newest landed batch this build covers
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -68,7 +69,8 @@ def submission_totals(home: Home) -> dict[str, int]:
     return {k: c[k] for k in ("submitted", "accepted", "duplicate", "quarantined")}
 
 
-def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False) -> BuildSummary:
+def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False,
+              trigger: str = "cli", instance: DagsterInstance | None = None) -> BuildSummary:
     """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
     prepare_dagster_home(home)
     t0 = time.perf_counter()
@@ -77,13 +79,14 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
     # serialise `registry build` invocations (each asset also takes the warehouse lock itself)
     with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        # a long-lived caller (the warm builder) passes its open instance: opening one costs ~1 s
+        with (contextlib.nullcontext(instance) if instance is not None else DagsterInstance.from_config(str(home.dagster_home))) as instance:
             # a build killed before this one left its run STARTED: mark it failed
             fail_stale_runs(instance)
             job = build_defs().resolve_job_def(JOB)
             # a manual build covers everything landed so far: tag it so the sensor does not redo it
             watermark = landing_watermark(home)
-            tags = {"registry/trigger": "cli", **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
+            tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
             result = job.execute_in_process(
                 instance=instance,
                 raise_on_error=False,
@@ -137,8 +140,10 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
         version=version,
         submissions=submission_totals(home),
         error=error,
+        watermark=watermark,
     )
-    audit.event(home, "build", run_id=result.run_id, success=success, seconds=round(summary.seconds, 3), error=error)
+    audit.event(home, "build", run_id=result.run_id, success=success, seconds=round(summary.seconds, 3), error=error,
+                **({"trigger": trigger} if trigger != "cli" else {}))
     return summary
 
 

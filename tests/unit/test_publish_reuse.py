@@ -170,3 +170,21 @@ def test_changed_cases_are_patched_into_a_copy_and_a_wrong_list_is_caught(tmp_pa
     # nothing listed and nothing changed: everything reused, nothing patched
     fourth = pub.publish(home, manifest_path=_manifest(home))
     assert _meta(fourth)["patched"] == [] and sorted(_meta(fourth)["reused"]) == tables
+
+    # a withdrawn case: the new file is written fresh, so no free page of it holds the case's rows
+    canary = "CANARY-WD-7f3a9c-0001"
+    _warehouse(home, f"INSERT INTO dim_cases VALUES ('{canary}', 1); INSERT INTO fct_lab_results VALUES ('{canary}', 7.25)")
+    _changes(home, canary)
+    fifth = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(fifth)["patched"] == ["dim_cases", "fct_lab_results"]
+    assert canary.encode() in (fifth.path / DB_NAME).read_bytes()  # the check below can see it at all
+    _warehouse(home, f"DELETE FROM dim_cases WHERE case_id = '{canary}'; DELETE FROM fct_lab_results WHERE case_id = '{canary}'")
+    home.withdrawals.mkdir(parents=True, exist_ok=True)
+    (home.withdrawals / "canary.json").write_text(json.dumps({"case_id": canary.lower()}))
+    _changes(home, canary)
+    sixth = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(sixth)["patched"] == [] and _meta(sixth)["patched_rows_since_fresh"] == 0
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert canary.encode() not in (sixth.path / DB_NAME).read_bytes()

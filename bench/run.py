@@ -427,14 +427,18 @@ def dbt_details(home: Path) -> dict[str, Any]:
 
 def dagster_timeline(home: Path, run_id: str, process_started: float) -> dict[str, Any]:
     """Step durations from the run's Dagster event log (SQLite), relative to the process start."""
-    db = home / "dagster" / "history" / "runs" / f"{run_id}.db"
+    # one event log for all runs (orchestration/services/build.py); a home made by an older version: one per run
+    db = home / "dagster" / "history" / "events" / "event_log.db"
+    if not db.exists():
+        db = home / "dagster" / "history" / "runs" / f"{run_id}.db"
     if not db.exists():
         return {}
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         rows = con.execute(
-            "SELECT timestamp, dagster_event_type, step_key FROM event_logs WHERE dagster_event_type IN "
-            "('PIPELINE_START', 'PIPELINE_SUCCESS', 'PIPELINE_FAILURE', 'STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id"
+            "SELECT timestamp, dagster_event_type, step_key FROM event_logs WHERE run_id = ? AND dagster_event_type IN "
+            "('PIPELINE_START', 'PIPELINE_SUCCESS', 'PIPELINE_FAILURE', 'STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id",
+            [run_id],
         ).fetchall()
         con.close()
     except sqlite3.Error:

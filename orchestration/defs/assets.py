@@ -53,6 +53,15 @@ def _tag_run_with_pid(context: AssetExecutionContext) -> None:
         context.instance.add_run_tags(context.run_id, run_pid_tags())
 
 
+class IngestConfig(Config):
+    """What `registry build` ingested itself just before this run, while Dagster was still loading."""
+
+    early_batches: int = 0
+    early_records: int = 0
+    early_quarantined: int = 0
+    early_seconds: float = 0.0
+
+
 RAW_TABLES = (
     "case_records",
     "labs",
@@ -77,7 +86,7 @@ RAW_TABLES = (
     ],
     can_subset=False,
 )
-def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
+def raw_tables(context: AssetExecutionContext, config: IngestConfig, registry: RegistryHome):
     """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
     home = registry.home()
     _tag_run_with_pid(context)
@@ -85,18 +94,23 @@ def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
         for line in kill_stale_children(home):  # a killed build's dbt still holding DuckDB's lock
             context.log.warning(line)
         res = ingest(home)
+    # `registry build` may have ingested already, while Dagster was loading (services/build.py): count it here
+    batches, records, quarantined = res.batches + config.early_batches, res.records + config.early_records, res.quarantined + config.early_quarantined
+    seconds = res.seconds + config.early_seconds
     context.log.info(
-        f"ingested {res.records} record versions from {res.batches} landing batches and "
-        f"{res.quarantined} quarantined records in {res.seconds:.2f}s"
+        f"ingested {records} record versions from {batches} landing batches and "
+        f"{quarantined} quarantined records in {seconds:.2f}s"
+        + (f" ({config.early_records} of them while the build started)" if config.early_records else "")
     )
     for t in RAW_TABLES:
         yield MaterializeResult(
             asset_key=AssetKey(["raw", t]),
             metadata={
-                "new_batches": res.batches,
-                "new_record_versions": res.records,
-                "new_quarantined": res.quarantined,
-                "seconds": MetadataValue.float(round(res.seconds, 3)),
+                "new_batches": batches,
+                "new_record_versions": records,
+                "new_quarantined": quarantined,
+                "seconds": MetadataValue.float(round(seconds, 3)),
+                "ingested_before_the_run": config.early_records,
             },
         )
 

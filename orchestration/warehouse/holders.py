@@ -35,6 +35,11 @@ def clear_child(home: Home) -> None:
         _pidfile(home).unlink()
 
 
+def recorded_child(home: Home) -> bool:
+    """Whether a dbt child is on record (then only the build's own steps deal with the warehouse)."""
+    return _pidfile(home).exists()
+
+
 def kill_stale_children(home: Home, *, wait_s: float = 30.0) -> list[str]:
     """Kill a dbt child left by a dead build (call it holding the warehouse lock). One line per kill."""
     f = _pidfile(home)

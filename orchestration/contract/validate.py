@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
 import orjson
-from pydantic import BaseModel, ValidationError
+import typing_extensions
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from orchestration.contract.model import REF, CaseRecord, int_field_names, whole_number
 from orchestration.contract.reference import unit_key
@@ -320,11 +321,54 @@ def validate_record(obj: Any) -> list[Error]:
     return _validate(obj)[0]
 
 
-def _validate(obj: Any) -> tuple[list[Error], bool]:
+def _typed_dict(model: type[BaseModel], cache: dict[type, Any]) -> Any:
+    """``model`` as a TypedDict with the very same field types and constraints (sub-models too)."""
+    if model not in cache:
+        def conv(tp: Any) -> Any:
+            if isinstance(tp, type) and issubclass(tp, BaseModel):
+                return _typed_dict(tp, cache)
+            origin = typing.get_origin(tp)
+            if origin is typing.Union:
+                return typing.Union[tuple(conv(a) for a in typing.get_args(tp))]
+            if origin is list:
+                return list[conv(typing.get_args(tp)[0])]  # type: ignore[misc]
+            return tp
+
+        fields = {}
+        for name, f in model.model_fields.items():
+            tp = conv(f.annotation)
+            tp = typing.Annotated[(tp, *f.metadata)] if f.metadata else tp
+            fields[name] = typing_extensions.Required[tp] if f.is_required() else typing_extensions.NotRequired[tp]
+        td = typing_extensions.TypedDict(f"{model.__name__}Check", fields)  # type: ignore[operator]
+        td.__pydantic_config__ = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)  # type: ignore[attr-defined]
+        cache[model] = td
+    return cache[model]
+
+
+# The model's verdict without building its (frozen) instances: the same fields, types and
+# constraints as a TypedDict (about 18 instead of 30 µs a record). Used as a gate only: when it
+# passes, the model passes too and the record's errors are the cross-field rules'; when it fails,
+# the model itself is asked, for its errors. tests/unit/test_validate_fast.py holds the two together.
+FAST_MODEL_CHECK = True
+
+
+@functools.cache
+def _model_check() -> TypeAdapter:
+    return TypeAdapter(_typed_dict(CaseRecord, {}))
+
+
+def _validate(obj: Any, fast: bool | None = None) -> tuple[list[Error], bool]:
     """:func:`validate_record`, and whether it changed ``obj`` (whole-number floats read as ints)."""
     if not isinstance(obj, dict):
         return [Error("$", f"a case record must be a JSON object, not {show(obj)}")], False
     changed = _whole_numbers(obj)
+    if FAST_MODEL_CHECK if fast is None else fast:
+        try:
+            _model_check().validate_python(obj)
+        except ValidationError:
+            pass
+        else:
+            return _semantic(obj), changed
     errors: list[Error] = []
     try:
         CaseRecord.model_validate(obj)
@@ -685,7 +729,9 @@ def _utf8_error(data, source_file: str) -> ParsedRecord | None:
     last_nl = -1  # absolute offset of the last newline before the current slice
     for chunk in _slices(data):
         try:
-            decoder.decode(chunk, final=False)
+            # ASCII is UTF-8: a slice of it needs no decoding (unless a character began before it)
+            if not (chunk.isascii() and not decoder.getstate()[0]):
+                decoder.decode(chunk, final=False)
         except UnicodeDecodeError:
             pending = decoder.getstate()[0]  # undecoded bytes carried over from the previous slice
             window = pending + chunk

@@ -427,14 +427,18 @@ def dbt_details(home: Path) -> dict[str, Any]:
 
 def dagster_timeline(home: Path, run_id: str, process_started: float) -> dict[str, Any]:
     """Step durations from the run's Dagster event log (SQLite), relative to the process start."""
-    db = home / "dagster" / "history" / "runs" / f"{run_id}.db"
+    # one event log for all runs (orchestration/services/build.py); a home made by an older version: one per run
+    db = home / "dagster" / "history" / "events" / "event_log.db"
+    if not db.exists():
+        db = home / "dagster" / "history" / "runs" / f"{run_id}.db"
     if not db.exists():
         return {}
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
         rows = con.execute(
-            "SELECT timestamp, dagster_event_type, step_key FROM event_logs WHERE dagster_event_type IN "
-            "('PIPELINE_START', 'PIPELINE_SUCCESS', 'PIPELINE_FAILURE', 'STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id"
+            "SELECT timestamp, dagster_event_type, step_key FROM event_logs WHERE run_id = ? AND dagster_event_type IN "
+            "('PIPELINE_START', 'PIPELINE_SUCCESS', 'PIPELINE_FAILURE', 'STEP_START', 'STEP_SUCCESS', 'STEP_FAILURE') ORDER BY id",
+            [run_id],
         ).fetchall()
         con.close()
     except sqlite3.Error:
@@ -724,6 +728,16 @@ def _daemon_ready(home: Path, since: float) -> bool:
     return False
 
 
+def _watcher_ready(home: Path, since: float) -> bool:
+    """The warm builder of ``registry serve`` (``registry watch``) has loaded Dagster, dbt and the
+    dbt project and beats (its heartbeat file, orchestration/warehouse/holders.py)."""
+    try:
+        hb = json.loads((home / "locks" / "watcher.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(hb.get("ready")) and float(hb.get("at", 0)) >= since - 1
+
+
 def _visible(home: Path, case_id: str) -> bool:
     import duckdb  # the harness's own process; only to read the published snapshot like a reader
 
@@ -756,7 +770,7 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
     info: dict[str, Any] = {"case_id": case_id, "log": str(log_path)}
     try:
         t_ready = time.perf_counter()
-        while not _daemon_ready(home, started):
+        while not (_daemon_ready(home, started) and _watcher_ready(home, started)):
             if proc.poll() is not None:
                 raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
             if time.perf_counter() - t_ready > SERVE_READY_TIMEOUT_S:

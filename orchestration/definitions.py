@@ -9,7 +9,7 @@ import functools
 from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
 
 from orchestration.defs.assets import build_assets
-from orchestration.defs.checks import nothing_submitted_is_lost, snapshot_matches_warehouse
+from orchestration.defs.checks import dbt_data_tests, nothing_submitted_is_lost, snapshot_matches_warehouse
 from orchestration.defs.dbt_project import dbt_project
 from orchestration.defs.resources import RegistryHome, dbt_resource
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
@@ -29,7 +29,7 @@ def build_defs() -> Definitions:
     )
     return Definitions(
         assets=list(build_assets()),
-        asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse],
+        asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse, dbt_data_tests],
         jobs=[registry_build],
         sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
         resources={"registry": RegistryHome(), "dbt": dbt_resource(dbt_project())},

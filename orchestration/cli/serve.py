@@ -137,6 +137,8 @@ def children(home: Home, *, port: int, dagster_port: int, with_dagster: bool, ho
             Child("Dagster UI", [_bin("dagster-webserver"), "-m", "orchestration.definitions", "-p", str(dagster_port), "-h", "127.0.0.1"],
                   f"http://127.0.0.1:{dagster_port}/server_info", f"http://localhost:{dagster_port}", REPO_ROOT),
             Child("Dagster daemon", [_bin("dagster-daemon"), "run", "-m", "orchestration.definitions"], None, None, REPO_ROOT),
+            # the warm builder: builds in-process as soon as something lands (the landing sensor stands aside)
+            Child("builder", [sys.executable, "-m", "orchestration.cli", "--home", str(home.root), "watch"], None, None, REPO_ROOT),
         ]
     return out
 

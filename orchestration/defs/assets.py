@@ -6,7 +6,10 @@ location loads (cached), never at import.
 
 
 import functools
+import graphlib
 import os
+
+import duckdb
 import time
 from typing import Any, Mapping
 
@@ -16,18 +19,21 @@ from dagster import (
     AssetsDefinition,
     AssetSpec,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from orchestration.defs.dbt_project import dbt_project, ensure_manifest, home_profiles_dir
+from orchestration.defs.dbt_inprocess import forget_seeds, invoke as dbt_invoke, manifest as dbt_manifest
+from orchestration.defs.dbt_inprocess import mark_seeds_loaded, seeds_current
+from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
-from orchestration.registry.fsutil import pid_start
-from orchestration.warehouse.holders import clear_child, kill_stale_children, record_child
-from orchestration.warehouse.ingest import clear_pending, ingest
+from orchestration.registry.fsutil import crash_point, pid_start
+from orchestration.warehouse.holders import kill_stale_children
+from orchestration.warehouse.ingest import MEMORY_LIMIT, clear_pending, ingest
 from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import publish
 
@@ -45,6 +51,15 @@ def _tag_run_with_pid(context: AssetExecutionContext) -> None:
     """Runs launched by the daemon get their process's tags here (`registry build` sets them itself)."""
     if context.run.tags.get(PID_TAG) != str(os.getpid()):
         context.instance.add_run_tags(context.run_id, run_pid_tags())
+
+
+class IngestConfig(Config):
+    """What `registry build` ingested itself just before this run, while Dagster was still loading."""
+
+    early_batches: int = 0
+    early_records: int = 0
+    early_quarantined: int = 0
+    early_seconds: float = 0.0
 
 
 RAW_TABLES = (
@@ -71,7 +86,7 @@ RAW_TABLES = (
     ],
     can_subset=False,
 )
-def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
+def raw_tables(context: AssetExecutionContext, config: IngestConfig, registry: RegistryHome):
     """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
     home = registry.home()
     _tag_run_with_pid(context)
@@ -79,23 +94,35 @@ def raw_tables(context: AssetExecutionContext, registry: RegistryHome):
         for line in kill_stale_children(home):  # a killed build's dbt still holding DuckDB's lock
             context.log.warning(line)
         res = ingest(home)
+    # `registry build` may have ingested already, while Dagster was loading (services/build.py): count it here
+    batches, records, quarantined = res.batches + config.early_batches, res.records + config.early_records, res.quarantined + config.early_quarantined
+    seconds = res.seconds + config.early_seconds
     context.log.info(
-        f"ingested {res.records} record versions from {res.batches} landing batches and "
-        f"{res.quarantined} quarantined records in {res.seconds:.2f}s"
+        f"ingested {records} record versions from {batches} landing batches and "
+        f"{quarantined} quarantined records in {seconds:.2f}s"
+        + (f" ({config.early_records} of them while the build started)" if config.early_records else "")
     )
     for t in RAW_TABLES:
         yield MaterializeResult(
             asset_key=AssetKey(["raw", t]),
             metadata={
-                "new_batches": res.batches,
-                "new_record_versions": res.records,
-                "new_quarantined": res.quarantined,
-                "seconds": MetadataValue.float(round(res.seconds, 3)),
+                "new_batches": batches,
+                "new_record_versions": records,
+                "new_quarantined": quarantined,
+                "seconds": MetadataValue.float(round(seconds, 3)),
+                "ingested_before_the_run": config.early_records,
             },
         )
 
 
 class RegistryDbtTranslator(DagsterDbtTranslator):
+    """Asset groups by folder. dbt's data tests are not separate Dagster asset checks: they run in
+    dbt, and their verdict is the ``dbt_data_tests`` check of the published snapshot (or, on
+    ``--full-refresh``, part of the dbt step itself)."""
+
+    def __init__(self):
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=False))
+
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         if dbt_resource_props["resource_type"] == "seed":
             return "reference"
@@ -105,6 +132,40 @@ class RegistryDbtTranslator(DagsterDbtTranslator):
 
 class DbtBuildConfig(Config):
     full_refresh: bool = False  # rebuild every incremental model from scratch
+
+
+def _dbt_crash_hook(event) -> None:
+    """A crash point in the middle of dbt (after its first model), for the crash tests."""
+    if getattr(getattr(event, "info", None), "name", "") == "NodeFinished":
+        crash_point("dbt.after_first_node")
+
+
+def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], bool]:
+    """The ``dbt build`` of one run, and whether it reloads the seeds.
+
+    * ``--full-refresh``: everything, with dbt's unit tests (they check the models' SQL on fixed
+      fixtures, so their verdict changes only with the code) and data tests, which then block publishing.
+    * otherwise the models only: the seeds when the reference CSVs changed (or the warehouse lacks
+      them), never the unit tests, and the data tests after publishing (``dbt_data_tests``)."""
+    seeds = sorted(n.name for n in man.nodes.values() if str(getattr(n.resource_type, "value", n.resource_type)) == "seed")
+    if full_refresh:
+        return ["build", "--full-refresh"], True
+    reload_seeds = not seeds_current(home, _warehouse_has(home, seeds))
+    args = ["build", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test"]
+    if not reload_seeds:
+        args += ["--exclude-resource-type", "seed"]
+    return args, reload_seeds
+
+
+def _warehouse_has(home, tables: list[str]) -> bool:
+    if not home.warehouse.exists():
+        return False
+    con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
+    try:
+        have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+    finally:
+        con.close()
+    return set(tables) <= have
 
 
 @functools.cache
@@ -117,32 +178,38 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
         project=project,
         dagster_dbt_translator=RegistryDbtTranslator(),
     )
-    def registry_dbt_models(
-        context: AssetExecutionContext, config: DbtBuildConfig, dbt: DbtCliResource, registry: RegistryHome
-    ):
-        """``dbt build``: seeds, models with enforced contracts and data tests. The per-case models are
-        incremental: they recompute only the cases ingestion listed as pending. dbt's unit tests check
-        the models' SQL against fixed fixtures, not the data, so their verdict changes only with the
-        code: they run on ``--full-refresh`` (and so in the test suite), not on every build (13 of the
-        129 nodes, about a fifth of dbt's node time at 100k cases)."""
+    def registry_dbt_models(context: AssetExecutionContext, config: DbtBuildConfig, registry: RegistryHome):
+        """``dbt build`` in this process (``orchestration/defs/dbt_inprocess.py``): seeds when they
+        changed, models with enforced contracts. The per-case models are incremental: they recompute
+        only the cases ingestion listed as pending. The data tests run right after publishing
+        (check ``dbt_data_tests``); on ``--full-refresh`` they and dbt's unit tests run here."""
         home = registry.home()
-        args = [
-            "build", "--profiles-dir", str(home_profiles_dir(home)),
-            *(["--full-refresh"] if config.full_refresh else ["--exclude-resource-type", "unit_test"]),
-        ]
         t0 = time.perf_counter()
         with warehouse_lock(home):
-            for line in kill_stale_children(home):
+            for line in kill_stale_children(home):  # a dbt subprocess of an older version of the registry
                 context.log.warning(line)
-            invocation = dbt.cli(args, context=context, target_path=home.dbt_dir / "target")
-            # recorded, so that the next build can stop it if this process dies and leaves it running
-            record_child(home, invocation.process.pid)
-            try:
-                yield from invocation.stream()
-            finally:
-                clear_child(home)
+            man = dbt_manifest(home)
+            args, reload_seeds = dbt_build_args(home, config.full_refresh, man)
+            if reload_seeds:
+                forget_seeds(home)
+            outcome = dbt_invoke(home, args, on_event=_dbt_crash_hook)
+            if not outcome.success:
+                raise Failure(description=f"dbt build failed:\n    {outcome.error}", metadata={"command": " ".join(args)})
+            if reload_seeds:
+                mark_seeds_loaded(home)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
-        context.log.info(f"dbt build finished in {time.perf_counter() - t0:.2f}s ({cleared} pending cases)")
+        by_name = {r["name"]: r for r in outcome.results}
+        selected = context.selected_asset_keys
+        deps = context.assets_def.asset_deps  # Dagster wants a multi-asset's outputs in dependency order
+        order = graphlib.TopologicalSorter({k: {d for d in deps.get(k, ()) if d in selected} for k in selected})
+        for key in order.static_order():
+            r = by_name.get(key.path[-1])
+            md = {"dbt_seconds": MetadataValue.float(round(r["seconds"], 3)), "status": r["status"]} if r else {"status": "unchanged (not run)"}
+            yield MaterializeResult(asset_key=key, metadata=md)
+        context.log.info(
+            f"dbt {' '.join(args)} finished in {time.perf_counter() - t0:.2f}s "
+            f"({len(outcome.results)} nodes, {cleared} pending cases)"
+        )
 
     @asset(
         key=AssetKey("published_snapshot"),

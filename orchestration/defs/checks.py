@@ -3,8 +3,9 @@ readers see is the warehouse that was just built."""
 
 
 import duckdb
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
+from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.quarantine import quarantine_entries
@@ -75,3 +76,32 @@ def snapshot_matches_warehouse(registry: RegistryHome) -> AssetCheckResult:
             wh.close()
             snap.close()
     return AssetCheckResult(passed=not mismatches, metadata={"mismatches": str(mismatches) or "none"})
+
+
+@asset_check(
+    asset=AssetKey("published_snapshot"),
+    name="dbt_data_tests",
+    description=(
+        "dbt's data tests (uniqueness, relationships, accepted values, ranges, the marts' row rules) over the "
+        "warehouse the snapshot was published from. They run after publishing, so that a new case is visible "
+        "within seconds; a failure fails the build (audit line, `registry build` exit 1, the Dagster UI)."
+    ),
+)
+def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) -> AssetCheckResult:
+    home = registry.home()
+    ops = (context.run.run_config or {}).get("ops", {}) if context.run else {}
+    if ((ops.get("registry_dbt_models") or {}).get("config") or {}).get("full_refresh"):
+        return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
+                                metadata={"tests": "run by dbt build --full-refresh, before publishing"})
+    with warehouse_lock(home):
+        outcome = dbt_invoke(home, ["test", "--exclude-resource-type", "unit_test"])
+    failed = outcome.failures()
+    return AssetCheckResult(
+        passed=outcome.success,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "tests": len(outcome.results),
+            "failed": ", ".join(r["name"] for r in failed[:20]) or (outcome.error or "none"),
+            "seconds": round(outcome.seconds, 3),
+        },
+    )

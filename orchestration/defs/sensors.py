@@ -33,6 +33,7 @@ from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.fsutil import pid_alive
 from orchestration.registry.landing import landing_watermark
+from orchestration.warehouse.holders import watcher_active
 
 WATERMARK_TAG = "registry/landing_watermark"
 RETRY_AFTER_S = 20
@@ -66,6 +67,8 @@ def fail_stale_runs(instance) -> list[str]:
 
 def evaluate(context: SensorEvaluationContext, home: Home):
     fail_stale_runs(context.instance)
+    if watcher_active(home):
+        return SkipReason("the warm builder of `registry serve` (registry watch) is building this home")
     watermark = landing_watermark(home)
     if watermark is None:
         return SkipReason("the landing zone is empty")

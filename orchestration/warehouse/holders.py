@@ -35,6 +35,11 @@ def clear_child(home: Home) -> None:
         _pidfile(home).unlink()
 
 
+def recorded_child(home: Home) -> bool:
+    """Whether a dbt child is on record (then only the build's own steps deal with the warehouse)."""
+    return _pidfile(home).exists()
+
+
 def kill_stale_children(home: Home, *, wait_s: float = 30.0) -> list[str]:
     """Kill a dbt child left by a dead build (call it holding the warehouse lock). One line per kill."""
     f = _pidfile(home)
@@ -58,3 +63,36 @@ def kill_stale_children(home: Home, *, wait_s: float = 30.0) -> list[str]:
     if not owner_alive or not pid_alive(pid, start):
         clear_child(home)
     return out
+
+
+# ----------------------------------------------------------------------------- the warm builder's heartbeat
+# (orchestration/services/watch.py; the landing sensor stands aside while a live watcher beats)
+
+#: A heartbeat older than this is stale (the watcher is stuck or gone): the sensor takes over.
+STALE_AFTER_S = 15.0
+
+
+def heartbeat_file(home: Home) -> Path:
+    return home.locks / "watcher.json"
+
+
+def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
+    """The watcher's heartbeat: ``ready`` once Dagster, dbt and the dbt project are loaded."""
+    pid = os.getpid()
+    atomic_write(heartbeat_file(home), json.dumps(
+        {"pid": pid, "pid_start": pid_start(pid), "at": time.time(), "building": building, "ready": ready}).encode(),
+        tmp_dir=home.tmp)
+
+
+def watcher_active(home: Home) -> bool:
+    """Whether a live warm builder watches this home (then the landing sensor stands aside). A
+    watcher in the middle of a long build does not beat; its process being alive is what counts then."""
+    try:
+        hb = json.loads(heartbeat_file(home).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(hb, dict) or not isinstance(hb.get("pid"), int):
+        return False
+    if not pid_alive(hb["pid"], hb.get("pid_start")):
+        return False
+    return bool(hb.get("building")) or time.time() - float(hb.get("at", 0)) < STALE_AFTER_S

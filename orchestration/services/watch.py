@@ -1,0 +1,175 @@
+"""The warm builder: ``registry watch`` (started by ``registry serve``) builds as soon as something lands.
+
+The Dagster daemon's landing sensor launches each run in a new process, which spends ~5 s importing
+Dagster and dbt, loading the code location and parsing the dbt project before the first row moves,
+and the sensor itself ticks at best every few seconds. Registry staff who submit a case wait for all
+of that (issue 16: 21-34 s from submission to the published snapshot on a 100k-case registry).
+
+This process pays those costs once, at start: it keeps Dagster, dbt and the parsed dbt project
+loaded, looks at the landing zone every :data:`POLL_S` seconds (a directory listing), and when its
+watermark moves runs the same ``registry_build`` job in-process (:func:`run_build`): the run is on
+the home's Dagster instance (visible in the Dagster UI, tagged ``registry/trigger: watch``), takes
+the same build lock as ``registry build`` (one writer), and writes the same audit line.
+
+While it runs it keeps a heartbeat (``locks/watcher.json``: pid, start time, last beat); the landing
+sensor stands aside while that heartbeat is fresh and its process alive, and takes over again if the
+watcher stops (``registry serve --no-dagster`` still serves without either).
+
+A build that fails is retried for the same watermark after :data:`RETRY_AFTER_S` seconds (the files
+stay in the landing zone; ingestion is idempotent), as the sensor does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import signal
+import socket
+import threading
+import time
+from typing import Callable
+
+from orchestration.config import Home
+from orchestration.registry.landing import landing_watermark
+from orchestration.warehouse.holders import beat
+from orchestration.warehouse.locks import warehouse_lock
+
+POLL_S = 0.2
+RETRY_AFTER_S = 20.0
+HEARTBEAT_S = 1.0
+
+
+def _built_watermark(instance) -> str | None:
+    """The watermark of the newest successful build (by `registry build`, the sensor or a watcher)."""
+    from dagster import DagsterRunStatus, RunsFilter  # heavy; imported by the watcher process only
+
+    from orchestration.defs.sensors import WATERMARK_TAG
+
+    recs = instance.get_run_records(
+        filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.SUCCESS]), limit=20)
+    marks = [r.dagster_run.tags.get(WATERMARK_TAG) for r in recs]
+    marks = [m for m in marks if m]
+    return max(marks) if marks else None
+
+
+def prime(home: Home) -> None:
+    """Pay the fixed costs now, before the first submission: the code location, the dbt project."""
+    from orchestration.defs import dbt_inprocess  # heavy (dbt); imported by the watcher process only
+    from orchestration.definitions import build_defs
+    from orchestration.services.build import prepare_dagster_home
+
+    prepare_dagster_home(home)
+    build_defs().resolve_job_def("registry_build")
+    dbt_inprocess.manifest(home)
+    # dbt's first invocation in a process costs ~2 s more than the next ones (the adapter, its macros,
+    # Jinja): pay it with a compile of one small model (no table written), not with the first case
+    with warehouse_lock(home), contextlib.redirect_stdout(io.StringIO()):
+        dbt_inprocess.invoke(home, ["compile", "--select", "stg_quarantine"])
+
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Stop:
+    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any).
+
+    Dagster replaces the process's signal handlers while it runs a job (and maps SIGTERM to SIGINT's
+    handler for good), so a signal that arrives during a build reaches Dagster's handler, not ours.
+    Blocking the signals during a build is no way out either: the mask is inherited by the
+    processes Dagster starts (its log tailer then never stops). Python's wakeup file descriptor
+    records every signal whatever its Python handler is, so it is read after each build, and our
+    handlers are installed again."""
+
+    def __init__(self):
+        self.requested = False
+        self.main = threading.current_thread() is threading.main_thread()
+        self._r = None
+        if self.main:
+            self._r, w = socket.socketpair()
+            self._r.setblocking(False)
+            w.setblocking(False)
+            self._w = w  # kept open for the life of the watcher
+            signal.set_wakeup_fd(w.fileno(), warn_on_full_buffer=False)
+        self.install()
+
+    def _handler(self, signum, frame) -> None:  # noqa: ARG002
+        self.requested = True
+
+    def install(self) -> None:
+        if self.main:
+            for s in _SIGNALS:
+                signal.signal(s, self._handler)
+
+    def shielded(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.install()
+            self._drain()
+
+    def _drain(self) -> None:
+        if self._r is None:
+            return
+        try:
+            while data := self._r.recv(512):
+                if any(b in (int(sig) for sig in _SIGNALS) for b in data):
+                    self.requested = True
+        except (BlockingIOError, InterruptedError):
+            pass
+
+
+def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lambda: False,
+          log: Callable[[str], None] = print) -> int:
+    """Build whenever the landing watermark moves, until ``stop()``, SIGTERM or Ctrl-C."""
+    from dagster import DagsterInstance  # heavy; the watcher process only
+
+    from orchestration.services.build import run_build
+
+    signals = _Stop()
+    home.ensure()
+    beat(home, ready=False)  # at once: the landing sensor stands aside from now on
+    prime(home)
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        beat(home)
+        return _loop(home, instance, run_build, poll_s, lambda: signals.requested or stop(), log, signals)
+
+
+def _loop(home: Home, instance, run_build, poll_s: float, stop: Callable[[], bool], log: Callable[[str], None],
+          signals: _Stop) -> int:
+    built = _built_watermark(instance)
+    failed_at: dict[str, float] = {}
+    last_beat = 0.0
+    log(f"registry watch: warm and watching {home.root} (built up to {built or 'nothing yet'})")
+    while not stop():
+        now = time.monotonic()
+        if now - last_beat >= HEARTBEAT_S:
+            beat(home)
+            last_beat = now
+        mark = landing_watermark(home)
+        due = mark is not None and (built is None or mark > built)
+        if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
+            due = False
+        if due:
+            beat(home, building=True)
+            try:
+                summary = signals.shielded(run_build, home, trigger="watch", instance=instance)
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad build (it is retried)
+                summary = None
+                error = f"{type(exc).__name__}: {exc}"
+            beat(home)
+            last_beat = time.monotonic()
+            if summary is None:
+                failed_at[mark] = time.monotonic()
+                log(f"registry watch: build failed ({error.splitlines()[0] if error else 'error'}); retrying in {RETRY_AFTER_S:.0f}s")
+            elif summary.success:
+                built = summary.watermark or mark
+                failed_at.clear()
+                log(f"registry watch: built and published {summary.version} ({summary.cases} cases) in {summary.seconds:.1f}s")
+            else:
+                failed_at[mark] = time.monotonic()
+                first = (summary.error or "failed").splitlines()[0]
+                log(f"registry watch: build failed ({first}); retrying in {RETRY_AFTER_S:.0f}s")
+            continue
+        time.sleep(poll_s)
+    log("registry watch: stopped")
+    return 0

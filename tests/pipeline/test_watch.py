@@ -1,0 +1,95 @@
+"""The warm builder (`registry watch`, started by `registry serve`): a submission is built and
+published without anyone running `registry build`, the run is on the home's Dagster instance and in
+the audit log, and the landing sensor stands aside only while a live watcher beats (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from dagster import DagsterInstance, RunsFilter, SkipReason, build_sensor_context
+
+from orchestration.defs import sensors
+from orchestration.registry import audit
+from orchestration.registry.landing import submit
+from orchestration.warehouse import snapshot
+from orchestration.warehouse.holders import beat, heartbeat_file, watcher_active
+from tests.pipeline.crashkit import env_for
+from tests.support import record
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("watch")]
+
+
+def _sensor_skip(home) -> str | None:
+    with DagsterInstance.ephemeral() as instance:
+        res = sensors.evaluate(build_sensor_context(instance=instance), home)
+    return res.skip_message if isinstance(res, SkipReason) else None
+
+
+def test_sensor_stands_aside_only_for_a_live_fresh_watcher(home):
+    submit(home, [("a.json", json.dumps(record(case_id="W-0")).encode())])
+    assert _sensor_skip(home) is None  # no watcher: the sensor asks for a run
+    beat(home)  # this (live) process beats
+    assert watcher_active(home)
+    assert "warm builder" in _sensor_skip(home)
+    hb = json.loads(heartbeat_file(home).read_text())
+    heartbeat_file(home).write_text(json.dumps({**hb, "at": time.time() - 3600}))  # stuck for an hour
+    assert not watcher_active(home)
+    assert _sensor_skip(home) is None
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    heartbeat_file(home).write_text(json.dumps({**hb, "pid": dead.pid, "pid_start": None, "building": True}))
+    assert not watcher_active(home)  # a gone process never holds the sensor back
+    heartbeat_file(home).write_text("{not json")
+    assert not watcher_active(home)
+
+
+def _visible(home, case_id: str) -> bool:
+    if not home.published_current.exists():
+        return False
+    con = snapshot.connect(home)
+    try:
+        return con.execute("SELECT count(*) FROM dim_cases WHERE case_id = ?", [case_id]).fetchone()[0] == 1
+    finally:
+        con.close()
+
+
+def _watch_builds(home) -> list[dict]:
+    return [e for e in audit.read(home) if e.get("event") == "build" and e.get("trigger") == "watch"]
+
+
+def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
+    submit(home, [("first.json", json.dumps(record(case_id="W-1")).encode())])
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "watch"], env=env_for(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not _visible(home, "W-1"):  # what landed before it started
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "W-1 was never published"
+            time.sleep(0.3)
+        assert watcher_active(home)
+        submit(home, [("second.json", json.dumps(record(case_id="W-2")).encode())])
+        while not _visible(home, "W-2"):  # and what lands while it watches
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "W-2 was never published"
+            time.sleep(0.2)
+        while len(_watch_builds(home)) < 2:  # the data tests run after publishing: let that build end
+            assert time.monotonic() < deadline, "the second build never ended"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out
+    assert "built and published" in out
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        runs = instance.get_run_records(filters=RunsFilter(job_name="registry_build", tags={"registry/trigger": "watch"}))
+    assert len(runs) >= 2 and all(r.dagster_run.status.value == "SUCCESS" for r in runs)
+    builds = _watch_builds(home)
+    assert len(builds) == len(runs) and all(e["success"] for e in builds)

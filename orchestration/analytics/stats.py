@@ -320,12 +320,21 @@ def logrank_p(days: Any, died: Any, groups: Any) -> float | None:
     """
     t = _as_float(days)
     e = _as_died(died)
-    g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series) else groups.to_numpy(dtype=object))
-    if not (t.shape[0] == e.shape[0] == len(g)):
-        raise ValueError("days, died and groups differ in length")
-    keep = ~np.isnan(t) & ~np.isnan(e) & g.notna().to_numpy()
-    t, e, g = t[keep], e[keep] == 1.0, g[keep]
-    codes, labels = pd.factorize(g, sort=True)
+    if isinstance(groups, np.ndarray) and groups.dtype.kind in "biu":
+        # group numbers (the dashboards' case): never null, and np.unique numbers them as the sorted
+        # factorisation below would, without a million Python objects
+        if not (t.shape[0] == e.shape[0] == groups.shape[0]):
+            raise ValueError("days, died and groups differ in length")
+        keep = ~np.isnan(t) & ~np.isnan(e)
+        t, e = t[keep], e[keep] == 1.0
+        labels, codes = np.unique(groups[keep], return_inverse=True)
+    else:
+        g = pd.Series(np.asarray(groups, dtype=object) if not isinstance(groups, pd.Series) else groups.to_numpy(dtype=object))
+        if not (t.shape[0] == e.shape[0] == len(g)):
+            raise ValueError("days, died and groups differ in length")
+        keep = ~np.isnan(t) & ~np.isnan(e) & g.notna().to_numpy()
+        t, e, g = t[keep], e[keep] == 1.0, g[keep]
+        codes, labels = pd.factorize(g, sort=True)
     k = len(labels)
     if k < 2:
         return None

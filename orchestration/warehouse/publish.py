@@ -9,12 +9,28 @@ never a mix, and never touch the file the pipeline writes. Older versions are pr
 so that a reader in the middle of a query is not surprised.
 
 Unchanged data is not copied again. Each table's fingerprint (row count, and the sum of a hash of
-every row, with the column names and types) is recorded in the version's ``snapshot.json``; a table
-whose fingerprint equals the current version's is *hard-linked* from it (its Parquet file: a
-published version is never modified, so sharing the inode is safe, and pruning the old version
-leaves the link intact), and when the unchanged tables hold most of the rows, the new DuckDB file
-starts as a copy of the current one in which only the changed tables are replaced. A hash
-collision (2^-64 per changed table) is the only way a changed table could be taken for unchanged.
+every row, with the column names and types: one scan, ~0.1 s for all tables at 100k cases) is
+recorded in the version's ``snapshot.json``; a table whose fingerprint equals the current version's
+is *hard-linked* from it (its Parquet file: a published version is never modified, so sharing the
+inode is safe, and pruning the old version leaves the link intact), and when the unchanged and
+patchable tables hold most of the rows, the new DuckDB file starts as a copy of the current one.
+
+A changed table with a ``case_id`` column is *patched* in that copy rather than copied whole: the
+rows of the cases changed since the current version (``raw.case_changes``, filled by each
+successful dbt build with the cases it recomputed, numbered by build; the number the snapshot
+includes is its ``changes_seq``) are deleted and the warehouse's rows of those cases inserted. The
+list is only a hint: since the fingerprint's sum is additive, the patched table's fingerprint is
+known from the old one and the removed and added rows, and the patch is committed only if it equals
+the warehouse table's; otherwise (a full refresh, a changed model, a case the list missed) the table
+is copied whole. Rows deleted by patches still take room in the copied file, so once they exceed
+``REFRESH_AFTER_SHARE`` of all rows, the next publish writes a fresh file; so does a publish
+after a consent withdrawal (deleted rows and dropped tables stay in a copy's free pages, and a
+withdrawn patient's data must reach no published file). With one new case on
+100k, this turns ~0.9 s of rewriting six tables into ~0.1 s of deletes and inserts.
+
+The changed tables' Parquet files cannot be patched (one file per table is the documented layout),
+so they are written again, on ``PARQUET_WORKERS`` threads beside the DuckDB work. A hash collision
+(2^-64 per changed table) is the only way a changed table could be taken for unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +50,7 @@ import duckdb
 from orchestration.config import DBT_PROJECT_DIR, Home
 from orchestration.registry import audit
 from orchestration.registry.fsutil import crash_point, fsync_dir, stamp, utcnow
+from orchestration.registry.withdrawals import withdrawn_case_ids
 from orchestration.warehouse.snapshot import DB_NAME
 
 KEEP_VERSIONS = 4
@@ -127,25 +145,50 @@ def render_dictionary(rows: list[tuple[str, int, str, str, str, str]], version: 
 
 def fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> list[Any]:
     """[row count, sum of the rows' hashes, columns and types] of a table: equal fingerprints mean
-    equal contents (up to a 64-bit hash collision), in any row order."""
+    equal contents (up to a 64-bit hash collision), in any row order. The sum is additive: removing
+    and adding rows changes it by their own hashes, which is how a patched table is verified."""
     n, h = con.execute(f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM main."{table}" AS t').fetchone()
-    cols = con.execute(
-        "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name = ?",
-        [table],
-    ).fetchone()[0]
-    return [int(n), h, cols]
+    return [int(n), h, _columns(con, [table]).get(table, "")]
+
+
+def _columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str]:
+    """Each table's "name type, ..." in column order (one catalog query for all of them)."""
+    rows = con.execute(
+        "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' AND table_name IN (SELECT unnest(?::VARCHAR[])) "
+        "GROUP BY table_name",
+        [tables],
+    ).fetchall()
+    return dict(rows)
+
+
+def _fingerprints(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, list[Any]]:
+    if not tables:
+        return {}
+    cols = _columns(con, tables)
+    sql = " UNION ALL ".join(
+        f"SELECT {i} AS k, count(*) AS n, coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR AS h FROM main.\"{t}\" AS t"
+        for i, t in enumerate(tables)
+    )
+    rows = {k: (int(n), h) for k, n, h in con.execute(sql).fetchall()}
+    return {t: [rows[i][0], rows[i][1], cols.get(t, "")] for i, t in enumerate(tables)}
 
 
 def _previous(home: Home) -> tuple[Path | None, dict[str, Any]]:
-    """The current version's folder and its table fingerprints (none before the first publish)."""
+    """The current version's folder and its ``snapshot.json`` (none before the first publish)."""
     try:
         prev = Path(os.path.realpath(home.published_current)) if home.published_current.exists() else None
         if prev is None or not (prev / DB_NAME).exists():
             return None, {}
-        return prev, json.loads((prev / "snapshot.json").read_text()).get("fingerprints", {})
+        return prev, json.loads((prev / "snapshot.json").read_text())
     except (OSError, ValueError):
         return None, {}
+
+
+def published_watermark(home: Home) -> int | None:
+    """The last ``raw.case_changes`` sequence number the current snapshot includes (None: unknown)."""
+    w = _previous(home)[1].get("changes_seq")
+    return w if isinstance(w, int) else None
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -169,6 +212,83 @@ def clean_stale_staging(home: Home) -> int:
     return removed
 
 
+def _changed_cases(con: duckdb.DuckDBPyConnection, since: int | None) -> tuple[int | None, int]:
+    """Load the cases changed after sequence number ``since`` into the temporary table
+    ``_changed``; returns (the newest sequence number, how many cases), or (None, 0) when the
+    warehouse keeps no such list."""
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
+        "AND table_name = 'case_changes'"
+    ).fetchone()[0]
+    if not exists:
+        return None, 0
+    seq = con.execute("SELECT max(seq) FROM raw.case_changes").fetchone()[0]
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE _changed AS SELECT DISTINCT case_id FROM raw.case_changes WHERE seq > ?",
+        [since if since is not None else -1],
+    )
+    n = con.execute("SELECT count(*) FROM temp.main._changed").fetchone()[0]
+    return (int(seq) if seq is not None else 0), int(n)
+
+
+def _erases_a_case(con: duckdb.DuckDBPyConnection, home: Home, n_changed: int) -> bool:
+    """Whether a changed case was withdrawn. Then the new file is written fresh: rows deleted from a
+    copy, and tables dropped from it, still sit in its free pages, and a withdrawn patient's data
+    must not reach any published file (the withdrawal then prunes every older version)."""
+    gone = sorted({c.lower() for c in withdrawn_case_ids(home)})
+    if not gone or not n_changed:
+        return False
+    return bool(con.execute(
+        "SELECT count(*) FROM temp.main._changed WHERE lower(case_id) IN (SELECT unnest(?::VARCHAR[]))", [gone]
+    ).fetchone()[0])
+
+
+def _patch(con: duckdb.DuckDBPyConnection, table: str, old: list[Any], new: list[Any]) -> int | None:
+    """Turn ``pub.main.<table>`` (a copy of the previous version's) into the warehouse's table by
+    replacing the rows of the changed cases only. Committed only if the result's fingerprint,
+    computed from the old one and the removed and added rows, equals the warehouse table's;
+    returns the number of rows removed, or None (rolled back) when it does not."""
+    q = f'"{table}"'
+    where = "WHERE case_id IN (SELECT case_id FROM temp.main._changed)"
+    con.execute("BEGIN")
+    try:
+        rn, rh = con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM pub.main.{q} AS t {where}").fetchone()
+        an, ah = con.execute(f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0) FROM main.{q} AS t {where}").fetchone()
+        if old[0] - rn + an != new[0] or int(old[1]) - int(rh) + int(ah) != int(new[1]):
+            con.execute("ROLLBACK")
+            return None
+        if rn:
+            con.execute(f"DELETE FROM pub.main.{q} {where}")
+        if an:
+            con.execute(f"INSERT INTO pub.main.{q} BY NAME SELECT * FROM main.{q} {where}")
+        con.execute("COMMIT")
+        return int(rn)
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+#: Patch a changed per-case table (instead of copying it whole) when the changed cases are at most
+#: this share of its rows; start a fresh file once the rows removed by patches since the last fresh
+#: file exceed this share of all published rows (deleted rows still take space in the copied file).
+PATCH_MAX_SHARE = 0.05
+REFRESH_AFTER_SHARE = 0.10
+
+
+#: Parquet files are written by this many threads, beside the DuckDB work of the main thread; a
+#: table of fewer than 122,880 rows is one row group, which DuckDB encodes on one thread.
+PARQUET_WORKERS = 2
+
+
+def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> None:
+    cur = con.cursor()  # its own connection to the same database instance
+    try:
+        cur.execute(f'COPY main."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+    finally:
+        cur.close()
+
+
 def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     t0 = time.perf_counter()
     home.ensure()
@@ -179,61 +299,122 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     (staging / "parquet").mkdir(parents=True)
     manifest_path = manifest_path if manifest_path and manifest_path.exists() else DEFAULT_MANIFEST
     manifest = json.loads(manifest_path.read_text())
+    prev_dir, prev_meta = _previous(home)
+    prev_fps: dict[str, Any] = prev_meta.get("fingerprints", {})
+    # the current file is copied while the tables are fingerprinted (a second at a million cases);
+    # the copy is dropped if the new file is to be written fresh
+    copier = ThreadPoolExecutor(max_workers=1)
+    spare = staging / f".previous.{DB_NAME}"
+    copied = copier.submit(shutil.copyfile, prev_dir / DB_NAME, spare) if prev_dir is not None else None
+    copier.shutdown(wait=False)
+    try:
+        return _publish(home, version, staging, final, manifest, prev_dir, prev_meta, prev_fps, copied, spare, t0)
+    finally:
+        if copied is not None:
+            copied.exception()  # never leave the copy running, whatever happened
+            spare.unlink(missing_ok=True)
+
+
+def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dict[str, Any], prev_dir: Path | None,
+             prev_meta: dict[str, Any], prev_fps: dict[str, Any], copied: Any, spare: Path, t0: float) -> PublishResult:
     target = staging / DB_NAME
-    prev_dir, prev_fps = _previous(home)
     con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
     fps: dict[str, list[Any]] = {}
     reused: list[str] = []
+    patched: list[str] = []
+    patched_rows = 0
     try:
         tables = published_tables(con, manifest)
-        fps = {t: fingerprint(con, t) for t in tables}
+        fps = _fingerprints(con, tables)
+        counts = {t: fps[t][0] for t in tables}
         unchanged = {
             t for t in tables
             if prev_dir is not None and prev_fps.get(t) == fps[t] and (prev_dir / "parquet" / f"{t}.parquet").exists()
         }
-        total_rows = sum(fp[0] for fp in fps.values()) or 1
-        start_from_previous = prev_dir is not None and sum(fps[t][0] for t in unchanged) * 2 >= total_rows
-        if start_from_previous:
-            shutil.copyfile(prev_dir / DB_NAME, target)  # type: ignore[operator]
-        con.execute(f"ATTACH {_q(target)} AS pub (READ_WRITE)")
-        if start_from_previous:
-            keep = unchanged
-            for (name,) in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'"
-            ).fetchall():
-                if name not in keep:
-                    con.execute(f'DROP TABLE pub.main."{name}"')
-        for t in tables:
-            counts[t] = fps[t][0]
-            if t in unchanged:
+        changed = [t for t in tables if t not in unchanged]
+        prev_seq = prev_meta.get("changes_seq") if isinstance(prev_meta.get("changes_seq"), int) else None
+        seq, n_changed = _changed_cases(con, prev_seq)
+        # tables that can be patched: same columns as before, a case_id column, few changed cases
+        patchable = {
+            t for t in changed
+            if prev_seq is not None and prev_dir is not None and t in prev_fps and prev_fps[t][2] == fps[t][2]
+            and ", case_id " in ", " + fps[t][2] and n_changed <= PATCH_MAX_SHARE * max(prev_fps[t][0], 1)
+        }
+        total_rows = sum(counts.values()) or 1
+        since_fresh = int(prev_meta.get("patched_rows_since_fresh", 0)) if prev_dir is not None else 0
+        start_from_previous = (
+            prev_dir is not None
+            and not _erases_a_case(con, home, n_changed)
+            and sum(counts[t] for t in unchanged | patchable) * 2 >= total_rows
+            and since_fresh <= REFRESH_AFTER_SHARE * total_rows
+        )
+        if not start_from_previous:
+            patchable = set()
+            since_fresh = 0
+            if copied is not None:  # not wanted: never let it reach the published folder
+                copied.exception()
+                spare.unlink(missing_ok=True)
+        # the changed tables' Parquet files are written beside the DuckDB work, in a second thread
+        # (largest first, cells as the measure of work, so that the two threads end together)
+        writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
+        by_size = sorted(changed, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
+        parquet_done = [writer.submit(_write_parquet, con, t, staging / "parquet") for t in by_size]
+        try:
+            for t in unchanged:
                 _link_or_copy(prev_dir / "parquet" / f"{t}.parquet", staging / "parquet" / f"{t}.parquet")  # type: ignore[operator]
                 reused.append(t)
-                if start_from_previous:
+            if start_from_previous:
+                copied.result()
+                os.rename(spare, target)
+            con.execute(f"ATTACH {_q(target)} AS pub (READ_WRITE)")
+            if start_from_previous:
+                keep = unchanged | patchable
+                for (name,) in con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = 'pub' AND schema_name = 'main'"
+                ).fetchall():
+                    if name not in keep:
+                        con.execute(f'DROP TABLE pub.main."{name}"')
+            for t in tables:
+                if start_from_previous and t in unchanged:
                     continue
-            con.execute(f'CREATE TABLE pub.main."{t}" AS FROM main."{t}"')
-            if t not in unchanged:
-                con.execute(f'COPY main."{t}" TO {_q(staging / "parquet" / (t + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
-        rows = dictionary_rows(manifest, con, tables)
-        con.execute(
-            "CREATE TABLE pub.main.data_dictionary (table_name VARCHAR, column_position INTEGER, column_name VARCHAR, "
-            "data_type VARCHAR, table_description VARCHAR, column_description VARCHAR)"
-        )
-        if rows:
-            con.executemany("INSERT INTO pub.main.data_dictionary VALUES (?, ?, ?, ?, ?, ?)", rows)
-        con.execute("CHECKPOINT pub")
-        con.execute("DETACH pub")
+                if t in patchable:
+                    removed = _patch(con, t, prev_fps[t], fps[t])
+                    if removed is not None:
+                        patched.append(t)
+                        patched_rows += removed
+                        continue
+                    con.execute(f'DROP TABLE pub.main."{t}"')
+                con.execute(f'CREATE TABLE pub.main."{t}" AS FROM main."{t}"')
+            rows = dictionary_rows(manifest, con, tables)
+            con.execute(
+                "CREATE TABLE pub.main.data_dictionary (table_name VARCHAR, column_position INTEGER, column_name VARCHAR, "
+                "data_type VARCHAR, table_description VARCHAR, column_description VARCHAR)"
+            )
+            if rows:
+                con.execute(
+                    "INSERT INTO pub.main.data_dictionary SELECT * FROM (VALUES "
+                    + ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(rows)) + ")",
+                    [v for r in rows for v in r],
+                )
+            con.execute("CHECKPOINT pub")
+            con.execute("DETACH pub")
+        finally:
+            writer.shutdown(wait=True)
+        for f in parquet_done:
+            f.result()  # an error writing a Parquet file stops the publish here
     finally:
         con.close()
     if (staging / (DB_NAME + ".wal")).exists():  # a leftover WAL would make the file unopenable elsewhere
         raise RuntimeError("publish: the snapshot still has a write-ahead log after checkpoint; not switching")
     (staging / "data_dictionary.md").write_text(render_dictionary(rows, version), encoding="utf-8")
-    (staging / "snapshot.json").write_text(
-        json.dumps(
-            {"version": version, "published_at": utcnow().isoformat(), "tables": counts, "reused": sorted(reused), "fingerprints": fps},
-            indent=2,
-        )
-    )
+    meta: dict[str, Any] = {
+        "version": version, "published_at": utcnow().isoformat(), "tables": counts, "reused": sorted(reused),
+        "patched": sorted(patched), "patched_rows_since_fresh": since_fresh + patched_rows, "fingerprints": fps,
+    }
+    if seq is not None:
+        meta["changes_seq"] = seq
+    (staging / "snapshot.json").write_text(json.dumps(meta, indent=2))
     crash_point("publish.after_staging")
     os.rename(staging, final)
     fsync_dir(home.published_versions)

@@ -100,5 +100,91 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
     assert not (third.path / (DB_NAME + ".wal")).exists()
+    assert sorted(os.listdir(third.path)) == ["data_dictionary.md", "parquet", DB_NAME, "snapshot.json"]  # no spare copy
     tabs = duckdb.connect(str(third.path / DB_NAME), read_only=True).execute("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()
     assert [t for (t,) in tabs] == ["data_dictionary", "dim_cases", "fct_lab_results", "mart_small"]
+
+
+def _changes(home: Home, *case_ids: int) -> None:
+    """What a successful dbt build leaves for the publisher: the cases it recomputed, under a new number."""
+    _warehouse(home, "CREATE SCHEMA IF NOT EXISTS raw; CREATE TABLE IF NOT EXISTS raw.case_changes (case_id VARCHAR, seq BIGINT)")
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM raw.case_changes").fetchone()[0]
+        con.executemany("INSERT INTO raw.case_changes VALUES (?, ?)", [[str(c), seq] for c in case_ids])
+    finally:
+        con.close()
+
+
+def _meta(result) -> dict:
+    return json.loads((result.path / "snapshot.json").read_text())
+
+
+def test_changed_cases_are_patched_into_a_copy_and_a_wrong_list_is_caught(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    _warehouse(home, """
+        CREATE TABLE dim_cases AS SELECT i::VARCHAR AS case_id, i % 7 AS age FROM range(5000) r(i);
+        CREATE TABLE fct_lab_results AS SELECT (i % 5000)::VARCHAR AS case_id, i * 0.5 AS value FROM range(20000) r(i);
+        CREATE TABLE mart_small AS SELECT count(*) AS n FROM dim_cases;
+        CREATE TABLE stg_not_published AS SELECT 1 AS n;
+    """)
+    _changes(home, *range(5000))  # the first build recomputed every case
+    first = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(first)["patched"] == [] and _meta(first)["changes_seq"] == 1
+    tables = ["dim_cases", "fct_lab_results", "mart_small"]
+
+    # a new case, a revised one (17: one lab row fewer, age changed) and a withdrawn one (19)
+    _warehouse(home, """
+        INSERT INTO dim_cases VALUES ('new-1', 3);
+        INSERT INTO fct_lab_results VALUES ('new-1', 1.5), ('new-1', 2.5);
+        UPDATE dim_cases SET age = 99 WHERE case_id = '17';
+        DELETE FROM fct_lab_results WHERE case_id = '17' AND value = 8.5;
+        DELETE FROM dim_cases WHERE case_id = '19';
+        DELETE FROM fct_lab_results WHERE case_id = '19';
+        CREATE OR REPLACE TABLE mart_small AS SELECT count(*) AS n FROM dim_cases;
+    """)
+    _changes(home, "new-1", 17, 19)
+    second = pub.publish(home, manifest_path=_manifest(home))
+    meta = _meta(second)
+    assert meta["patched"] == ["dim_cases", "fct_lab_results"] and meta["changes_seq"] == 2
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert not (second.path / (DB_NAME + ".wal")).exists()
+    con = duckdb.connect()  # the previous version is untouched
+    con.execute(f"ATTACH '{first.path / DB_NAME}' AS old (READ_ONLY)")
+    assert con.execute("SELECT age FROM old.main.dim_cases WHERE case_id = '17'").fetchall() == [(17 % 7,)]
+    assert con.execute("SELECT count(*) FROM old.main.dim_cases").fetchall() == [(5000,)]
+    con.close()
+
+    # a change the list does not name (case 23): the patch does not add up, the table is copied whole
+    _warehouse(home, "UPDATE dim_cases SET age = -1 WHERE case_id IN ('23', '24')")
+    _changes(home, 24)
+    third = pub.publish(home, manifest_path=_manifest(home))
+    meta = _meta(third)
+    assert "dim_cases" not in meta["patched"] and "fct_lab_results" in meta["reused"]
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+
+    # nothing listed and nothing changed: everything reused, nothing patched
+    fourth = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(fourth)["patched"] == [] and sorted(_meta(fourth)["reused"]) == tables
+
+    # a withdrawn case: the new file is written fresh, so no free page of it holds the case's rows
+    canary = "CANARY-WD-7f3a9c-0001"
+    _warehouse(home, f"INSERT INTO dim_cases VALUES ('{canary}', 1); INSERT INTO fct_lab_results VALUES ('{canary}', 7.25)")
+    _changes(home, canary)
+    fifth = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(fifth)["patched"] == ["dim_cases", "fct_lab_results"]
+    assert canary.encode() in (fifth.path / DB_NAME).read_bytes()  # the check below can see it at all
+    _warehouse(home, f"DELETE FROM dim_cases WHERE case_id = '{canary}'; DELETE FROM fct_lab_results WHERE case_id = '{canary}'")
+    home.withdrawals.mkdir(parents=True, exist_ok=True)
+    (home.withdrawals / "canary.json").write_text(json.dumps({"case_id": canary.lower()}))
+    _changes(home, canary)
+    sixth = pub.publish(home, manifest_path=_manifest(home))
+    assert _meta(sixth)["patched"] == [] and _meta(sixth)["patched_rows_since_fresh"] == 0
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert canary.encode() not in (sixth.path / DB_NAME).read_bytes()

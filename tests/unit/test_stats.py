@@ -286,3 +286,19 @@ def test_mortality_by_counts_and_estimates_each_group():
     empty = cases.iloc[:0]
     assert stats.mortality_by(empty, "all")[["n_cases", "n_known_outcome"]].values.tolist() == [[0, 0]]
     assert len(stats.mortality_by(empty, "sex")) == 0
+
+
+def test_logrank_of_group_numbers_equals_that_of_group_objects():
+    """The numeric fast path (the dashboards pass group numbers) gives exactly the general path's p."""
+    rng = np.random.default_rng(16)
+    for trial in range(100):
+        n = int(rng.integers(5, 2000))
+        days = rng.integers(0, 400, n).astype(float)
+        days[rng.random(n) < 0.05] = np.nan
+        died = rng.integers(0, 2, n).astype(float)
+        died[rng.random(n) < 0.05] = np.nan
+        g = rng.integers(0, int(rng.integers(1, 5)), n)
+        if trial % 3 == 0:
+            g = g.astype(bool)
+        fast, general = stats.logrank_p(days, died, g), stats.logrank_p(days, died, list(g))
+        assert (fast is None and general is None) or fast == general, trial

@@ -15,6 +15,21 @@
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
 
+Big files use every core (issue 16). Step 1 is per-record Python (~60 µs a record: JSON parse,
+validator, canonical hash) and needs no lock, so a submission holding at least
+``PARALLEL_MIN_BYTES`` of JSON Lines has its lines read and judged by worker processes
+(:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core, fed tasks
+of ``TASK_RECORDS`` lines up to ``AHEAD_CHUNKS`` chunks ahead). This process keeps the one writer
+role -- splitting the file, classification under the lock, files, journal and audit, in order --
+and lands chunk *n* while the workers judge chunks *n+1* and *n+2*. Both paths call the same
+:func:`orchestration.registry.prepare.judge` on every record, so receipts, audit lines, quarantine
+entries and landed bytes are the same (``tests/unit/test_parallel_submit.py``). The landed record is
+spliced into its envelope as the bytes written while reading it (:func:`~orchestration.registry.prepare.envelope`),
+not serialised again. Small submissions (the web form, a few cases) stay in this process: starting
+workers costs ~0.5 s of imports. On that path chunks of >= ``SET_BASED_MIN_RECORDS`` records are
+still pre-checked set-based in DuckDB (CPU-neutral, a wall-time gain when a core is idle); the
+workers do not use it: with both cores busy only CPU counts, and it saves none.
+
 Site scoping: a caller acting for a user who may submit for some sites only (site_staff, see
 ``orchestration.registry.access``) passes ``allowed_sites``. A record whose ``site_id`` is another
 site is then *refused*: neither landed nor quarantined (it must not appear in that other site's
@@ -23,14 +38,13 @@ quarantine), with an error on ``site_id`` in its receipt and a ``submission_refu
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import gc
-import hashlib
-import json
+import os
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import orjson
@@ -39,13 +53,14 @@ import pyarrow.parquet as pq
 
 from orchestration.config import Home
 from orchestration.contract.setbased import SetChecker
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_submission, record_errors
-from orchestration.registry import audit, journal
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawLine, parse_submission, split_submission
+from orchestration.registry import audit, journal, prepare
+from orchestration.registry.prepare import INTERNAL_ERROR, Converted, Verdict, content_hash, envelope, judge
 from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
-INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
+__all__ = ["INTERNAL_ERROR", "Converted", "Receipt", "content_hash", "open_file", "submit", "submit_iter"]
 
 INDEX_SCHEMA = pa.schema(
     [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
@@ -74,85 +89,23 @@ class Receipt:
         }
 
 
-@dataclass
 class _Valid:
-    seq: int
-    parsed: ParsedRecord
-    case_id: str
-    revision: int
-    content_hash: str
-    canonical: bytes
+    """A valid record of a chunk, waiting for classification."""
 
+    __slots__ = ("seq", "verdict", "src", "case_id", "revision", "content_hash")
 
-@dataclass(frozen=True)
-class Converted:
-    """A record built from another format (FHIR, REDCap, a spreadsheet), handed to :func:`submit` in
-    place of a file's bytes. It goes through the same validator, receipts, quarantine and audit.
+    def __init__(self, seq: int, verdict: Verdict, src: Any) -> None:
+        self.seq = seq
+        self.verdict = verdict
+        self.src = src  # the ParsedRecord, or the RawLine it was read from in a worker (for a conflict's payload)
+        self.case_id: str = verdict.case_id or ""
+        self.revision: int = verdict.revision  # type: ignore[assignment]
+        self.content_hash: str = verdict.content_hash  # type: ignore[assignment]
 
-    ``obj`` is the constructed contract-v1 record, or ``None`` when the input could not be read at
-    all; ``errors`` are the converter's own, in the input format's coordinates; ``where`` maps
-    contract paths (``labs[3]``, ``labs[3].unit``) to those coordinates, so that the validator's
-    errors are reported where the user can find them; validator errors on a path in ``explained``
-    (or below it) are left out, because a converter error already says why that fact is missing.
-    What is kept in the quarantine is the constructed record, never the input (which may identify
-    the patient); an unreadable input keeps no payload at all."""
-
-    obj: dict[str, Any] | None
-    errors: tuple[Error, ...] = ()
-    where: Mapping[str, str] = field(default_factory=dict)
-    explained: frozenset[str] = frozenset()
-    record: int | None = 0
-
-    def parsed(self, name: str) -> ParsedRecord:
-        if self.obj is None:
-            return ParsedRecord(name, None, error=self.errors[0] if self.errors else Error("$", "could not be read"))
-        return ParsedRecord(name, self.record, obj=self.obj)
-
-    def _locate(self, path: str) -> str | None:
-        p = path
-        while p:
-            if p in self.where:
-                return self.where[p]
-            cut = max(p.rfind("."), p.rfind("["))
-            p = p[:cut] if cut > 0 else ""
-        return None
-
-    def merge(self, validator_errors: list[Error]) -> list[Error]:
-        out = list(self.errors)
-        for e in validator_errors:
-            if any(e.path == x or e.path.startswith((x + ".", x + "[")) for x in self.explained):
-                continue
-            loc = self._locate(e.path)
-            out.append(Error(f"{loc} ({e.path})", e.message) if loc and loc != e.path else e)
-        return out
-
-
-def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
-    """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
-    with the same hash are the same submission."""
-    canon = orjson.dumps({**obj, "revision": obj.get("revision", 1)}, option=orjson.OPT_SORT_KEYS)
-    return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
-
-
-def _payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
-    """What was submitted, kept verbatim so that nothing is lost: the record's original text (the
-    JSON Lines line or array element: a NaN stays NaN, 1e309 stays 1e309); for a converted record the
-    record as constructed, never the input it was built from; else the whole file."""
-    if isinstance(data, Converted) and p.obj is None:
-        return {"payload": None, "payload_encoding": "withheld"}
-    text = p.verbatim()
-    if text is not None:
-        return {"payload": text, "payload_encoding": "json" if p.error is None else "text"}
-    if p.obj is not None or p.record is not None:
-        try:
-            return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
-        except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
-            try:
-                return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
-            except (TypeError, ValueError, RecursionError):
-                return {"payload": repr(p.obj), "payload_encoding": "text"}
-    raw = data.read() if isinstance(data, FileSource) else (data or b"")
-    return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
+    def parsed(self) -> ParsedRecord:
+        if isinstance(self.src, RawLine):
+            return ParsedRecord(self.verdict.file, self.src.lineno, source=self.src.line)
+        return self.src
 
 
 class _LandingIndex:
@@ -179,28 +132,25 @@ class _LandingIndex:
         """Existing hashes of this chunk's (case_id, revision) keys, and each case's highest revision."""
         if not valid:
             return {}, {}
-        keys = pa.table({"case_id": [v.case_id for v in valid]})
-        self.con.register("chunk_keys", keys)
-        try:
-            rows = self.con.execute(
-                "SELECT DISTINCT i.case_id, i.revision, i.content_hash FROM idx i "
-                "WHERE i.case_id IN (SELECT DISTINCT case_id FROM chunk_keys)"
-            ).fetchall()
-        finally:
-            self.con.unregister("chunk_keys")
+        # the keys as a list parameter, not a registered Arrow table (registering imports pandas: 0.5 s)
+        rows = self.con.execute(
+            "SELECT DISTINCT i.case_id, i.revision, i.content_hash FROM idx i "
+            "WHERE i.case_id IN (SELECT DISTINCT unnest(?::VARCHAR[]))",
+            [[v.case_id for v in valid]],
+        ).fetchall()
         existing = {(c, r): h for c, r, h in rows}
         max_rev: dict[str, int] = {}
         for c, r, _ in rows:
             max_rev[c] = max(r, max_rev.get(c, 0))
         return existing, max_rev
 
-    def add(self, index: pa.Table, batch_id: str) -> None:
+    def add(self, batch_id: str) -> None:
+        """The index file of a batch this submission has just landed."""
         self.seen.add(f"{batch_id}.parquet")
-        self.con.register("new_keys", index)
-        try:
-            self.con.execute("INSERT INTO idx SELECT case_id, revision, content_hash FROM new_keys")
-        finally:
-            self.con.unregister("new_keys")
+        self.con.execute(
+            "INSERT INTO idx SELECT case_id, revision, content_hash FROM read_parquet(?)",
+            [str(self.home.landing_index / f"{batch_id}.parquet")],
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -212,8 +162,17 @@ CHUNK_RECORDS = 10_000
 # not certainly pass, for its verdict and messages. Smaller chunks (the web form, a few cases) go
 # straight to the Python validator: a DuckDB connection would cost more than it saves.
 # Set SET_BASED = False to run the Python validator on every record (same receipts either way).
+# (In-process path only: see PARALLEL_MIN_BYTES.)
 SET_BASED = True
 SET_BASED_MIN_RECORDS = 500
+# A submission holding JSON Lines of at least PARALLEL_MIN_BYTES (about 2,500 cases) is read and
+# judged in worker processes (one per available core; WORKERS overrides, 0 = never), in tasks of
+# TASK_RECORDS lines, AHEAD_CHUNKS chunks ahead of the chunk being landed. Smaller ones (the web
+# form, a few cases) stay in this process: starting workers would cost more than it saves.
+WORKERS: int | None = None
+PARALLEL_MIN_BYTES = 4 << 20
+TASK_RECORDS = 1_000
+AHEAD_CHUNKS = 2
 
 
 def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli",
@@ -226,73 +185,149 @@ def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli"
     return out
 
 
+def _workers(files: Sequence[tuple[str, Any]]) -> int:
+    """How many worker processes this submission gets (0: judged in this process)."""
+    n = WORKERS if WORKERS is not None else len(os.sched_getaffinity(0))
+    if n < 2 and WORKERS is None:
+        return 0  # one core: workers would only add the cost of sending records to them
+    size = 0
+    for name, data in files:
+        if not isinstance(data, Converted) and name.lower().endswith((".jsonl", ".ndjson")):
+            size += len(data)
+    return n if size >= PARALLEL_MIN_BYTES else 0
+
+
+def _items(files: Sequence[tuple[str, Any]], split: bool) -> Iterator[tuple[str, ParsedRecord | RawLine, Any]]:
+    """(file name, record, data) for every record of ``files``: a JSON Lines record unread (a
+    :class:`RawLine`) when ``split``, else read."""
+    for name, data in files:
+        if isinstance(data, Converted):
+            yield name, data.parsed(name), data
+            continue
+        for p in split_submission(data, name) if split else parse_submission(data, name):
+            yield name, p, data if type(p) is ParsedRecord and p.record is None else None
+
+
+def _chunks(items: Iterator[tuple[str, ParsedRecord | RawLine, Any]]) -> Iterator[list[tuple[str, ParsedRecord | RawLine, Any]]]:
+    chunk: list[tuple[str, ParsedRecord | RawLine, Any]] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= CHUNK_RECORDS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli",
                 allowed_sites: frozenset[str] | None = None, user: str | None = None) -> Iterator[list[Receipt]]:
     """Like :func:`submit`, but yields the receipts chunk by chunk, so that a file of a million
     records is processed in bounded memory. Each chunk is validated, then classified and landed
     under the landing lock (one batch), and only then yielded: the lock is never held while the
-    caller writes receipts, so a slow reader never blocks other submitters."""
+    caller writes receipts, so a slow reader never blocks other submitters.
+
+    A big JSON Lines submission is read and judged in worker processes (see :func:`_workers`),
+    up to AHEAD_CHUNKS chunks ahead of the one being landed; this process keeps the writer role
+    (classification, files, journal, audit, in submission order). Same verdicts, same bytes: both
+    paths call :func:`orchestration.registry.prepare.judge` on every record."""
     home.ensure()
     # Parsing builds many small, acyclic JSON containers; the cyclic garbage collector would rescan
     # the growing heap again and again (it more than doubled the time of a 100k-case file).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     index = _LandingIndex(home)
-    checker: SetChecker | None = None
+    checkers: list[SetChecker] = []
+
+    def checker_for(n: int) -> SetChecker | None:
+        if not SET_BASED or n < SET_BASED_MIN_RECORDS:
+            return checkers[0] if checkers else None
+        if not checkers:
+            checkers.append(SetChecker())
+        return checkers[0]
+
+    n_workers = _workers(files)
+    pool = prepare.WorkerPool(n_workers) if n_workers else None
+    done = False
     try:
-        pending: list[tuple[ParsedRecord, Any]] = []
-        for name, data in files:
-            if isinstance(data, Converted):
-                parsed: Iterable[ParsedRecord] = (data.parsed(name),)
-            else:
-                parsed = parse_submission(data, name)
-            for p in parsed:
-                pending.append((p, data if p.record is None or isinstance(data, Converted) else None))
-                if len(pending) >= CHUNK_RECORDS:
-                    if checker is None and SET_BASED:
-                        checker = SetChecker()
-                    yield _land_chunk(home, index, pending, channel, allowed_sites, user, checker)
-                    pending = []
-        if pending:
-            if checker is None and SET_BASED and len(pending) >= SET_BASED_MIN_RECORDS:
-                checker = SetChecker()
-            yield _land_chunk(home, index, pending, channel, allowed_sites, user, checker)
+        if pool is None:
+            for chunk in _chunks(_items(files, split=False)):
+                parsed = [(p, data) for _, p, data in chunk]
+                yield _land_chunk(home, index, _validate_chunk(parsed, checker_for(len(parsed))), channel, allowed_sites, user)
+        else:
+            planned: deque[list[tuple[str, Any]]] = deque()
+            for chunk in _chunks(_items(files, split=True)):
+                planned.append(_plan(pool, chunk))
+                while len(planned) > AHEAD_CHUNKS:
+                    yield _land_chunk(home, index, _collect(planned.popleft(), checker_for), channel, allowed_sites, user)
+            while planned:
+                yield _land_chunk(home, index, _collect(planned.popleft(), checker_for), channel, allowed_sites, user)
+        done = True
     finally:
+        if pool is not None:
+            pool.close(kill=not done)
         index.close()
-        if checker is not None:
-            checker.close()
+        for c in checkers:
+            c.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _land_chunk(home: Home, index: _LandingIndex, parsed: list[tuple[ParsedRecord, Any]], channel: str,
-                allowed_sites: frozenset[str] | None = None, user: str | None = None,
-                checker: SetChecker | None = None) -> list[Receipt]:
+def _plan(pool: prepare.WorkerPool, chunk: list[tuple[str, Any, Any]]) -> list[tuple[str, Any]]:
+    """A chunk's records in segments, in order: ("lines", future of their verdicts, the RawLines)
+    sent to a worker, or ("local", [(ParsedRecord, data)]) judged here."""
+    out: list[tuple[str, Any, Any]] = []
+    for name, item, data in chunk:
+        if type(item) is RawLine:
+            if not out or out[-1][0] != "lines" or out[-1][1] != name or len(out[-1][2]) >= TASK_RECORDS:
+                out.append(("lines", name, []))
+            out[-1][2].append(item)
+        else:
+            if not out or out[-1][0] != "local":
+                out.append(("local", None, []))
+            out[-1][2].append((item, data))
+    return [
+        ("lines", pool.submit(name, items), items) if kind == "lines" else (kind, None, items)
+        for kind, name, items in out
+    ]
+
+
+def _collect(plan: list[tuple[str, Any, Any]], checker_for) -> list[tuple[Verdict, Any]]:
+    out: list[tuple[Verdict, Any]] = []
+    for kind, fut, items in plan:
+        if kind == "lines":
+            out.extend(zip(fut.result(), items))
+        else:
+            out.extend(_validate_chunk(items, checker_for(len(items))))
+    return out
+
+
+def _land_chunk(home: Home, index: _LandingIndex, verdicts: list[tuple[Verdict, Any]], channel: str,
+                allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[Receipt]:
     refused: dict[int, Receipt] = {}
     if allowed_sites is not None:
         owners: dict[str, str | None] = {}
         kept = []
-        for i, (p, data) in enumerate(parsed):
-            site = p.obj.get("site_id") if p.error is None and isinstance(p.obj, dict) else None
+        for i, (v, src) in enumerate(verdicts):
+            site = v.site
             mine = ", ".join(sorted(allowed_sites)) or "none"
-            if isinstance(site, str) and site and site not in allowed_sites:
-                refused[i] = Receipt(p.source_file, p.record, p.case_id, REFUSED, [Error(
+            if site and site not in allowed_sites:
+                refused[i] = Receipt(v.file, v.record, v.case_id, REFUSED, [Error(
                     "site_id", f"site_id {site!r} is not one of your sites ({mine}): you may submit and correct records of your own sites only")])
-            elif (owner := _owning_site(home, p.case_id, owners)) is not None and owner not in allowed_sites:
+            elif (owner := _owning_site(home, v.case_id, owners)) is not None and owner not in allowed_sites:
                 # a new revision may not move another site's case to one's own site
-                refused[i] = Receipt(p.source_file, p.record, p.case_id, REFUSED, [Error(
-                    "site_id", f"case {p.case_id!r} belongs to another site (not one of yours: {mine}): "
+                refused[i] = Receipt(v.file, v.record, v.case_id, REFUSED, [Error(
+                    "site_id", f"case {v.case_id!r} belongs to another site (not one of yours: {mine}): "
                                "you may submit and correct records of your own sites only")])
             else:
-                kept.append((p, data))
-        parsed = kept
+                kept.append((v, src))
+        verdicts = kept
     out: list[Receipt] = []
-    if parsed:
-        validated = _validate_chunk(parsed, checker)
+    if verdicts:
+        receipts, quarantine, valid = _sort_verdicts(verdicts)
         with journal.landing_lock(home):
             journal.recover(home)  # finish or undo a submission a crash interrupted
             index.refresh()
-            out = _classify_and_write(home, index, *validated, withdrawn_case_ids(home), channel, user)
+            out = _classify_and_write(home, index, receipts, quarantine, valid, withdrawn_case_ids(home), channel, user)
     if refused:
         audit.append(home, ({"event": "submission_refused", "user": user, "file": r.file, "record": r.record, "case_id": r.case_id,
                              "channel": channel, "reason": "site_id"} for r in refused.values()))
@@ -323,47 +358,30 @@ def _canonical(p: ParsedRecord) -> tuple[bytes, str] | None:
         return None
 
 
-def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker | None = None):
-    receipts: list[Receipt] = []
-    quarantine: list[tuple[Receipt, dict[str, Any]]] = []
-    valid: list[_Valid] = []
+def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker | None = None) -> list[tuple[Verdict, ParsedRecord]]:
+    """Every record's verdict, judged in this process."""
     # The canonical form is needed for the content hash of every valid record anyway; the
     # set-based check reads it too. A record it passes is certainly valid (validate_record would
     # return no error); every other record is judged by validate_record, as before.
     # (a record converted from another format keeps the Python path: its converter's errors are merged in)
-    canonical = [_canonical(p) if data is None else None for p, data in parsed] if checker is not None else [None] * len(parsed)
-    certain = (
-        checker.passing([(p.obj, c[0]) if c is not None else None for (p, _), c in zip(parsed, canonical)])
-        if checker is not None
-        else [False] * len(parsed)
-    )
-    for (p, data), canon_hash, ok in zip(parsed, canonical, certain):
-        if p.error is not None:
-            errs = list(data.errors) if isinstance(data, Converted) and data.errors else [p.error]
-            r = Receipt(p.source_file, p.record, None, QUARANTINED, errs)
-            quarantine.append((r, _payload(p, data)))
-            receipts.append(r)
-            continue
-        r = Receipt(p.source_file, p.record, p.case_id, QUARANTINED, [])
+    if checker is None:
+        return [(judge(p, data), p) for p, data in parsed]
+    canonical = [_canonical(p) if data is None else None for p, data in parsed]
+    certain = checker.passing([(p.obj, c[0]) if c is not None else None for (p, _), c in zip(parsed, canonical)])
+    return [(judge(p, data, ok, canon_hash), p) for (p, data), canon_hash, ok in zip(parsed, canonical, certain)]
+
+
+def _sort_verdicts(verdicts: list[tuple[Verdict, Any]]) -> tuple[list[Receipt], list[tuple[Receipt, dict[str, Any]]], list[_Valid]]:
+    receipts: list[Receipt] = []
+    quarantine: list[tuple[Receipt, dict[str, Any]]] = []
+    valid: list[_Valid] = []
+    for v, src in verdicts:
+        r = Receipt(v.file, v.record, v.case_id, QUARANTINED, v.errors or [], v.revision)
         receipts.append(r)
-        try:
-            # a record the set-based check passed is certainly valid; every other one is judged by the
-            # validator, which reads whole-number floats in integer fields as ints, in place
-            errors = [] if ok else record_errors(p)
-            if isinstance(data, Converted):
-                errors = data.merge(errors)
-            r.errors = errors
-            if not r.errors:
-                # hash what the validator validated (it may have normalised the record in place)
-                canon, h = canon_hash if ok and canon_hash is not None else content_hash(p.obj)
-        except Exception:  # noqa: BLE001 - one record fails, never its file
-            r.errors = [Error("$", INTERNAL_ERROR)]
-        rev = p.obj.get("revision", 1) if isinstance(p.obj, dict) else None
-        r.revision = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
-        if r.errors:
-            quarantine.append((r, _payload(p, None)))
+        if v.errors is not None:
+            quarantine.append((r, v.payload))  # type: ignore[arg-type]
         else:
-            valid.append(_Valid(len(receipts) - 1, p, p.case_id or "", rev, h, canon))
+            valid.append(_Valid(len(receipts) - 1, v, src))
     return receipts, quarantine, valid
 
 
@@ -413,7 +431,7 @@ def _classify_and_write(
                     f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
                 )
             ]
-            quarantine.append((r, _payload(v.parsed, None)))
+            quarantine.append((r, prepare.payload(v.parsed(), None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()
@@ -445,22 +463,7 @@ def _classify_and_write(
         writes.append((home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), "submit.after_quarantine"))
         del entries, payloads
     if accepted:
-        lines = b"".join(
-            orjson.dumps(
-                {
-                    "case_id": v.case_id,
-                    "revision": v.revision,
-                    "content_hash": v.content_hash,
-                    "submitted_at": now,
-                    "source_file": v.parsed.source_file,
-                    "record_index": v.parsed.record,
-                    "channel": channel,
-                    "record": v.parsed.obj,
-                }
-            )
-            + b"\n"
-            for v in accepted
-        )
+        lines = b"".join(envelope(v.verdict, now, channel) for v in accepted)
         keys = pa.table(
             {
                 "case_id": [v.case_id for v in accepted],
@@ -508,7 +511,7 @@ def _classify_and_write(
     journal.commit(home, batch_id)
     crash_point("submit.after_commit")
     if keys is not None:
-        index.add(keys, batch_id)
+        index.add(batch_id)
     return receipts
 
 

@@ -30,6 +30,8 @@ def escape_controls(value: Any) -> str:
     """``value`` as text safe to print to a terminal (a backslash is doubled only where it would
     make an escape ambiguous: never, since control characters are the only thing rewritten)."""
     text = value if isinstance(value, str) else str(value)
+    if text.isprintable():  # no character of _CONTROLS is printable (categories Cc, Cf, Zl, Zp)
+        return text
     return _CONTROLS.sub(_escape, text)
 
 

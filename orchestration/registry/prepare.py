@@ -1,0 +1,304 @@
+"""The per-record half of a submission: read a record, judge it, hash it and write its landing
+bytes. It needs no lock and no file of the registry, so it runs in this process or, for a big
+JSON Lines file, in worker processes (:mod:`orchestration.registry.landing` keeps the one writer
+role: classification under the landing lock, files, journal and audit, in order).
+
+Both paths call :func:`judge` on a :class:`~orchestration.contract.validate.ParsedRecord` and get
+a :class:`Verdict`, a plain tuple (cheap to send between processes): so a record's receipt, its
+quarantine entry and payload, its content hash and its landed bytes cannot depend on where it was
+judged. The record's landed JSON (``Verdict.body``) is ``orjson.dumps`` of the record as validated:
+the bytes the duplicate-key check wrote while reading it, unless the validator normalised the record
+(``40.0`` read as ``40``), which is then written again. The landing envelope splices these bytes in
+(:func:`envelope`) instead of serialising the record a second time.
+
+This module imports no DuckDB and no pyarrow: a worker process starts with the validator only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import gc
+import hashlib
+import json
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import orjson
+
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_line, record_errors
+
+INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A record built from another format (FHIR, REDCap, a spreadsheet), handed to :func:`submit` in
+    place of a file's bytes. It goes through the same validator, receipts, quarantine and audit.
+
+    ``obj`` is the constructed contract-v1 record, or ``None`` when the input could not be read at
+    all; ``errors`` are the converter's own, in the input format's coordinates; ``where`` maps
+    contract paths (``labs[3]``, ``labs[3].unit``) to those coordinates, so that the validator's
+    errors are reported where the user can find them; validator errors on a path in ``explained``
+    (or below it) are left out, because a converter error already says why that fact is missing.
+    What is kept in the quarantine is the constructed record, never the input (which may identify
+    the patient); an unreadable input keeps no payload at all."""
+
+    obj: dict[str, Any] | None
+    errors: tuple[Error, ...] = ()
+    where: Mapping[str, str] = field(default_factory=dict)
+    explained: frozenset[str] = frozenset()
+    record: int | None = 0
+
+    def parsed(self, name: str) -> ParsedRecord:
+        if self.obj is None:
+            return ParsedRecord(name, None, error=self.errors[0] if self.errors else Error("$", "could not be read"))
+        return ParsedRecord(name, self.record, obj=self.obj)
+
+    def _locate(self, path: str) -> str | None:
+        p = path
+        while p:
+            if p in self.where:
+                return self.where[p]
+            cut = max(p.rfind("."), p.rfind("["))
+            p = p[:cut] if cut > 0 else ""
+        return None
+
+    def merge(self, validator_errors: list[Error]) -> list[Error]:
+        out = list(self.errors)
+        for e in validator_errors:
+            if any(e.path == x or e.path.startswith((x + ".", x + "[")) for x in self.explained):
+                continue
+            loc = self._locate(e.path)
+            out.append(Error(f"{loc} ({e.path})", e.message) if loc and loc != e.path else e)
+        return out
+
+
+def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
+    """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
+    with the same hash are the same submission."""
+    canon = orjson.dumps({**obj, "revision": obj.get("revision", 1)}, option=orjson.OPT_SORT_KEYS)
+    return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
+
+
+def payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
+    """What was submitted, kept verbatim so that nothing is lost: the record's original text (the
+    JSON Lines line or array element: a NaN stays NaN, 1e309 stays 1e309); for a converted record the
+    record as constructed, never the input it was built from; else the whole file."""
+    if isinstance(data, Converted) and p.obj is None:
+        return {"payload": None, "payload_encoding": "withheld"}
+    text = p.verbatim()
+    if text is not None:
+        return {"payload": text, "payload_encoding": "json" if p.error is None else "text"}
+    if p.obj is not None or p.record is not None:
+        try:
+            return {"payload": orjson.dumps(p.obj).decode(), "payload_encoding": "json"}
+        except TypeError:  # NaN / Infinity / huge integers: keep the text as the standard library writes it
+            try:
+                return {"payload": json.dumps(p.obj), "payload_encoding": "json"}
+            except (TypeError, ValueError, RecursionError):
+                return {"payload": repr(p.obj), "payload_encoding": "text"}
+    raw = data.read() if isinstance(data, FileSource) else (data or b"")
+    return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
+
+
+class Verdict(NamedTuple):
+    """What one record contributes to its chunk, before classification (which needs the lock)."""
+
+    file: str
+    record: int | None
+    case_id: str | None  # as the receipt shows it (None when the record could not be read)
+    site: str | None  # its site_id, when text (for site scoping)
+    revision: int | None
+    errors: list[Error] | None  # None: valid
+    payload: dict[str, Any] | None  # the quarantine payload, when not valid
+    content_hash: str | None  # when valid
+    body: bytes | None  # when valid: orjson.dumps(record as validated), spliced into the landing envelope
+
+
+def judge(p: ParsedRecord, data: Any = None, certain: bool = False, canon_hash: tuple[bytes, str] | None = None) -> Verdict:
+    """The verdict on one record: read errors, the validator's errors (a converted record's merged
+    in), or valid with its content hash and landed bytes. ``certain``: the set-based check passed it
+    (``canon_hash`` is then its canonical form and hash). One record's failure never spoils its file."""
+    obj = p.obj
+    site = obj.get("site_id") if p.error is None and type(obj) is dict else None
+    site = site if isinstance(site, str) else None
+    if p.error is not None:
+        errs = list(data.errors) if isinstance(data, Converted) and data.errors else [p.error]
+        return Verdict(p.source_file, p.record, None, site, None, errs, payload(p, data), None, None)
+    h = body = None
+    try:
+        # a record the set-based check passed is certainly valid; every other one is judged by the
+        # validator, which reads whole-number floats in integer fields as ints, in place
+        errors = [] if certain else record_errors(p)
+        if isinstance(data, Converted):
+            errors = data.merge(errors)
+        if not errors:
+            # hash what the validator validated (it may have normalised the record in place)
+            h = canon_hash[1] if certain and canon_hash is not None else content_hash(obj)[1]
+            body = p.dumped if p.dumped is not None else orjson.dumps(obj)
+    except Exception:  # noqa: BLE001 - one record fails, never its file
+        errors = [Error("$", INTERNAL_ERROR)]
+    rev = obj.get("revision", 1) if isinstance(obj, dict) else None
+    rev = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
+    if errors:
+        return Verdict(p.source_file, p.record, p.case_id, site, rev, errors, payload(p, None), None, None)
+    return Verdict(p.source_file, p.record, p.case_id, site, rev, None, None, h, body)
+
+
+def judge_lines(source_file: str, lines: Sequence[tuple[int, bytes]]) -> list[Verdict]:
+    """A worker's task: read and judge JSON Lines records ((line number, bytes) each)."""
+    return [judge(parse_line(source_file, n, line)) for n, line in lines]
+
+
+def envelope(v: Verdict, now: str, channel: str) -> bytes:
+    """A landed record's line in its landing batch: the envelope with ``record`` spliced in as bytes
+    (the same bytes as ``orjson.dumps`` of the whole envelope, key order included)."""
+    head = orjson.dumps(
+        {
+            "case_id": v.case_id or "",
+            "revision": v.revision,
+            "content_hash": v.content_hash,
+            "submitted_at": now,
+            "source_file": v.file,
+            "record_index": v.record,
+            "channel": channel,
+        }
+    )
+    return head[:-1] + b',"record":' + v.body + b"}\n"  # type: ignore[operator]
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+class WorkerPool:
+    """``n`` worker processes, each a fresh interpreter running this module (``python -m
+    orchestration.registry.prepare``): never a fork of the submitting process (whose DuckDB threads
+    may hold locks), and no re-import of the caller's main script (which multiprocessing's spawn and
+    forkserver do). A task is a pickled ``(file name, [(line number, bytes)])`` written to a worker's
+    standard input; its answer, the pickled list of :class:`Verdict`, is read from its standard
+    output. Tasks go to the workers in turn and each worker answers in order, so :meth:`submit`
+    returns futures that complete in task order. One thread per worker sends, one receives: a worker
+    never waits for the submitter to collect an answer. A worker exits at the end of its input, so
+    it never outlives a submitter that was killed."""
+
+    def __init__(self, n: int) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # the directory holding the orchestration package
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(x for x in (root, os.environ.get("PYTHONPATH")) if x))
+        self._workers = [_Worker(i, env) for i in range(n)]
+        self._turn = 0
+
+    def submit(self, name: str, lines: Sequence[tuple[int, bytes]]) -> Future:
+        w = self._workers[self._turn]
+        self._turn = (self._turn + 1) % len(self._workers)
+        return w.submit(pickle.dumps((name, [tuple(x) for x in lines]), protocol=5))
+
+    def close(self, *, kill: bool = False) -> None:
+        """Let the workers finish and exit (``kill``: stop them now, e.g. when the submission failed)."""
+        for w in self._workers:
+            w.close(kill)
+        for w in self._workers:
+            w.join()
+
+
+class _Worker:
+    def __init__(self, i: int, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestration.registry.prepare"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+        )
+        self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.pending: deque[Future] = deque()
+        self.lock = threading.Lock()
+        self.failed: BaseException | None = None
+        self.threads = [
+            threading.Thread(target=self._send, name=f"submit-worker-{i}-send", daemon=True),
+            threading.Thread(target=self._receive, name=f"submit-worker-{i}-receive", daemon=True),
+        ]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, task: bytes) -> Future:
+        fut: Future = Future()
+        with self.lock:
+            if self.failed is not None:
+                fut.set_exception(self.failed)
+                return fut
+            self.pending.append(fut)
+        self.outbox.put(task)
+        return fut
+
+    def _send(self) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            while (task := self.outbox.get()) is not None:
+                stdin.write(len(task).to_bytes(8, "little"))
+                stdin.write(task)
+                stdin.flush()
+        except (OSError, ValueError):
+            pass  # the worker is gone: the receiver fails its tasks
+        finally:
+            with contextlib.suppress(OSError, ValueError):
+                stdin.close()
+
+    def _receive(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while len(head := stdout.read(8)) == 8:
+                answer = pickle.loads(stdout.read(int.from_bytes(head, "little")))
+                with self.lock:
+                    fut = self.pending.popleft()
+                fut.set_result(answer)
+        except Exception as exc:  # noqa: BLE001 - reported through the tasks' futures
+            error: BaseException = exc
+        else:
+            error = RuntimeError(f"a submission worker process ended unexpectedly (exit status {self.proc.wait()})")
+        with self.lock:
+            self.failed = error
+            failed, self.pending = list(self.pending), deque()
+        for fut in failed:
+            fut.set_exception(error)
+
+    def close(self, kill: bool) -> None:
+        self.outbox.put(None)
+        if kill:
+            with contextlib.suppress(OSError):
+                self.proc.kill()
+
+    def join(self) -> None:
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for t in self.threads:
+            t.join(timeout=5)
+
+
+def main() -> None:
+    """A worker: answer tasks from standard input until it ends (see :class:`WorkerPool`)."""
+    gc.disable()  # parsing builds many small acyclic containers: no cyclic GC needed
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    while len(head := inp.read(8)) == 8:
+        name, lines = pickle.loads(inp.read(int.from_bytes(head, "little")))
+        answer = pickle.dumps(judge_lines(name, lines), protocol=5)
+        out.write(len(answer).to_bytes(8, "little"))
+        out.write(answer)
+        out.flush()
+
+
+if __name__ == "__main__":
+    # run as the module's own name, so that what is pickled refers to orchestration.registry.prepare
+    from orchestration.registry.prepare import main as _main
+
+    _main()

@@ -27,8 +27,11 @@ from dagster import (
 )
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from orchestration.defs.dbt_inprocess import forget_seeds, invoke as dbt_invoke, manifest as dbt_manifest
-from orchestration.defs.dbt_inprocess import mark_seeds_loaded, seeds_current
+from orchestration.defs.dbt_inprocess import current as dbt_current
+from orchestration.defs.dbt_inprocess import forget as dbt_forget
+from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
+from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
+from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
@@ -140,32 +143,44 @@ def _dbt_crash_hook(event) -> None:
         crash_point("dbt.after_first_node")
 
 
-def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], bool]:
-    """The ``dbt build`` of one run, and whether it reloads the seeds.
+def _kind(node) -> str:
+    return str(getattr(node.resource_type, "value", node.resource_type))
+
+
+def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]:
+    """The ``dbt build`` of one run, and what it redoes that builds usually skip ("seeds", "views").
 
     * ``--full-refresh``: everything, with dbt's unit tests (they check the models' SQL on fixed
       fixtures, so their verdict changes only with the code) and data tests, which then block publishing.
-    * otherwise the models only: the seeds when the reference CSVs changed (or the warehouse lacks
-      them), never the unit tests, and the data tests after publishing (``dbt_data_tests``)."""
-    seeds = sorted(n.name for n in man.nodes.values() if str(getattr(n.resource_type, "value", n.resource_type)) == "seed")
+    * otherwise the models only: never the unit tests, the data tests after publishing
+      (``dbt_data_tests``), the seeds only when the reference CSVs changed and the views only when a
+      dbt file changed (or the warehouse lacks them: ``orchestration/defs/dbt_inprocess.py``)."""
     if full_refresh:
-        return ["build", "--full-refresh"], True
-    reload_seeds = not seeds_current(home, _warehouse_has(home, seeds))
+        return ["build", "--full-refresh"], ["seeds", "views"]
+    seeds = [n.name for n in man.nodes.values() if _kind(n) == "seed"]
+    views = [n.name for n in man.nodes.values() if _kind(n) == "model" and n.config.materialized == "view"]
+    have = _warehouse_relations(home)
+    redo = [kind for kind, names in (("seeds", seeds), ("views", views))
+            if not dbt_current(home, kind, set(names) <= have)]
     args = ["build", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test"]
-    if not reload_seeds:
+    if "seeds" not in redo:
         args += ["--exclude-resource-type", "seed"]
-    return args, reload_seeds
+    if "views" not in redo:
+        args += ["--exclude", "config.materialized:view"]
+    return args, redo
 
 
-def _warehouse_has(home, tables: list[str]) -> bool:
+def _warehouse_relations(home) -> set[str]:
+    """The tables and views of the warehouse's main schema."""
     if not home.warehouse.exists():
-        return False
+        return set()
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     try:
-        have = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'").fetchall()}
+        return {r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' AND NOT internal").fetchall()}
     finally:
         con.close()
-    return set(tables) <= have
 
 
 @functools.cache
@@ -189,14 +204,14 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             for line in kill_stale_children(home):  # a dbt subprocess of an older version of the registry
                 context.log.warning(line)
             man = dbt_manifest(home)
-            args, reload_seeds = dbt_build_args(home, config.full_refresh, man)
-            if reload_seeds:
-                forget_seeds(home)
+            args, redo = dbt_build_args(home, config.full_refresh, man)
+            for kind in redo:
+                dbt_forget(home, kind)
             outcome = dbt_invoke(home, args, on_event=_dbt_crash_hook)
             if not outcome.success:
                 raise Failure(description=f"dbt build failed:\n    {outcome.error}", metadata={"command": " ".join(args)})
-            if reload_seeds:
-                mark_seeds_loaded(home)
+            for kind in redo:
+                dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
         by_name = {r["name"]: r for r in outcome.results}
         selected = context.selected_asset_keys

@@ -143,30 +143,47 @@ def invoke(home: Home, args: list[str], *, on_event: Callable[[Any], None] | Non
         return out
 
 
-# ----------------------------------------------------------------------------- seeds: reloaded when they change
+# ----------------------------------------------------------------------------- what a build need not redo
+# Seeds are reloaded only when the reference CSVs change, and views (the staging views and
+# fct_lab_results) are recreated only when a dbt file changes: a view's definition does not depend
+# on the data. Each is recorded after a successful build in a stamp file of the home's dbt folder,
+# and redone whenever the stamp differs or the warehouse lacks one of the relations (a new or
+# restored warehouse).
 
 
-def _seed_fingerprint() -> str:
+def _fingerprint(paths: list[Path]) -> str:
     h = hashlib.blake2b(digest_size=16)
-    for p in sorted(REFERENCE_DIR.glob("*.csv")):
-        h.update(p.name.encode() + b"\0" + p.read_bytes() + b"\0")
-    h.update((DBT_PROJECT_DIR / "dbt_project.yml").read_bytes())  # seed column types live there
+    for p in sorted(paths):
+        h.update(str(p.relative_to(DBT_PROJECT_DIR.parent)).encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
 
-def _seed_stamp_file(home: Home) -> Path:
-    return home.dbt_dir / "seeds.loaded"
+def _seed_fingerprint() -> str:
+    # seed column types live in dbt_project.yml
+    return _fingerprint([*REFERENCE_DIR.glob("*.csv"), DBT_PROJECT_DIR / "dbt_project.yml"])
 
 
-def seeds_current(home: Home, warehouse_has_seeds: bool) -> bool:
-    """Whether the reference seeds in the warehouse are the repository's (then a build need not reload them)."""
-    f = _seed_stamp_file(home)
-    return warehouse_has_seeds and f.exists() and f.read_text().strip() == _seed_fingerprint()
+def _project_fingerprint() -> str:
+    files = [p for sub in ("models", "macros") for p in (DBT_PROJECT_DIR / sub).rglob("*") if p.is_file()]
+    return _fingerprint([*files, DBT_PROJECT_DIR / "dbt_project.yml"])
 
 
-def mark_seeds_loaded(home: Home) -> None:
-    atomic_write(_seed_stamp_file(home), (_seed_fingerprint() + "\n").encode(), tmp_dir=home.tmp)
+_KINDS = {"seeds": _seed_fingerprint, "views": _project_fingerprint}
 
 
-def forget_seeds(home: Home) -> None:
-    _seed_stamp_file(home).unlink(missing_ok=True)
+def _stamp_file(home: Home, kind: str) -> Path:
+    return home.dbt_dir / f"{kind}.loaded"
+
+
+def current(home: Home, kind: str, present_in_warehouse: bool) -> bool:
+    """Whether the warehouse's ``kind`` (seeds, views) are those of the repository (a build may skip them)."""
+    f = _stamp_file(home, kind)
+    return present_in_warehouse and f.exists() and f.read_text().strip() == _KINDS[kind]()
+
+
+def mark_loaded(home: Home, kind: str) -> None:
+    atomic_write(_stamp_file(home, kind), (_KINDS[kind]() + "\n").encode(), tmp_dir=home.tmp)
+
+
+def forget(home: Home, kind: str) -> None:
+    _stamp_file(home, kind).unlink(missing_ok=True)

@@ -365,6 +365,18 @@ def describe_machine(m: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------- dbt / Dagster details
 
 
+def _dbt_note(dbt: dict[str, Any]) -> str:
+    """dbt's part of a build, from its JSON log when dbt ran as a subprocess (older versions), else
+    from run_results.json (dbt runs inside the build's process: no parse, start-up or event drain)."""
+    if dbt.get("parse_s") is not None or dbt.get("before_dbt_log_s") is not None:
+        return (f"parse {_fmt(dbt.get('parse_s'))} s, execute {_fmt(dbt.get('execute_s'))} s, "
+                f"subprocess start-up {_fmt(dbt.get('before_dbt_log_s'))} s, event drain {_fmt(dbt.get('after_dbt_log_s'))} s "
+                f"(partial parse: {dbt.get('partial_parse', '?')})")
+    slow = ", ".join(f"{n['node'].rsplit('.', 1)[-1]} {n['seconds']}" for n in dbt.get("slowest_nodes", [])[:4])
+    return (f"in-process: {dbt.get('nodes', '?')} nodes in {_fmt(dbt.get('run_results_elapsed_s'))} s "
+            f"(node seconds {_fmt(dbt.get('node_seconds_sum'))}; slowest: {slow})")
+
+
 def dbt_details(home: Path) -> dict[str, Any]:
     """From dbt's own artifacts: parse time, execution time, the slowest nodes. Best effort."""
     out: dict[str, Any] = {}
@@ -1043,21 +1055,14 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
             notes.append(f"{res['size']:,}: page queries from {pages.get('note')}")
         dbt = res["details"].get("dbt", {})
         if dbt:
-            notes.append(
-                f"{res['size']:,}: dbt parse {_fmt(dbt.get('parse_s'))} s, execute {_fmt(dbt.get('execute_s'))} s, "
-                f"subprocess start-up {_fmt(dbt.get('before_dbt_log_s'))} s, event drain {_fmt(dbt.get('after_dbt_log_s'))} s "
-                f"(partial parse: {dbt.get('partial_parse', '?')})"
-            )
+            notes.append(f"{res['size']:,}: dbt " + _dbt_note(dbt))
         top = res["measures"].get("peak_rss", {}).get("detail", {}).get("top_processes")
         if top:
             notes.append(f"{res['size']:,}: biggest processes of the step with the highest peak: "
                          + "; ".join(f"{t['cmd'][:70]} {t['rss_mb']} MB ({t['anon_mb']} anonymous)" for t in top))
         idbt = res["details"].get("incremental", {}).get("dbt", {})
         if idbt:
-            notes.append(
-                f"{res['size']:,}: incremental build: dbt parse {_fmt(idbt.get('parse_s'))} s, execute {_fmt(idbt.get('execute_s'))} s "
-                f"(partial parse: {idbt.get('partial_parse', '?')})"
-            )
+            notes.append(f"{res['size']:,}: incremental build: dbt " + _dbt_note(idbt))
         dg = res["details"].get("dagster", {})
         if dg:
             notes.append(

@@ -95,7 +95,8 @@ def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) 
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
                                 metadata={"tests": "run by dbt build --full-refresh, before publishing"})
     with warehouse_lock(home):
-        outcome = dbt_invoke(home, ["test", "--exclude-resource-type", "unit_test"])
+        # --no-write-json: run_results.json stays the build's (the benchmark and operators read it)
+        outcome = dbt_invoke(home, ["test", "--exclude-resource-type", "unit_test", "--no-write-json"])
     failed = outcome.failures()
     return AssetCheckResult(
         passed=outcome.success,

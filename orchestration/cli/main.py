@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -35,9 +34,7 @@ from orchestration.services import quarantine as service
 from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
 from orchestration.synthetic.generate import write_jsonl
 from orchestration.warehouse import snapshot
-from orchestration.warehouse.holders import recorded_child
-from orchestration.warehouse.ingest import ingest
-from orchestration.warehouse.locks import warehouse_lock
+from orchestration.warehouse.ingest import ingest_in_background
 
 # --------------------------------------------------------------------------- submit
 
@@ -103,34 +100,13 @@ def _print_summary(s) -> None:
         print(f"  error: {s.error}")
 
 
-def _ingest_early(home: Home) -> tuple[threading.Thread, dict]:
-    """Ingest the landing zone in a thread while this process imports Dagster and dbt (~3 s that
-    DuckDB, which releases the GIL, can use: the whole ingest of 100k cases). Ingestion is
-    idempotent: the run's own ingest step then finds nothing new (or only what landed meanwhile) and
-    reports both. A failure here is left to the run's ingest step, which reports it properly."""
-    out: dict = {}
-
-    def work() -> None:
-        try:
-            with warehouse_lock(home):
-                if not recorded_child(home):
-                    out["result"] = ingest(home)
-        except Exception:  # noqa: BLE001 - the run's ingest step repeats it and reports the error
-            pass
-
-    t = threading.Thread(target=work, name="early-ingest", daemon=True)
-    t.start()
-    return t, out
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     home = _home(args)
-    early, out = _ingest_early(home)
+    early = ingest_in_background(home)  # while the next line imports Dagster and dbt
     # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
-    early.join()
-    summary = run_build(home, full_refresh=args.full_refresh, early=out.get("result"))
+    summary = run_build(home, full_refresh=args.full_refresh, early=early.result())
     if args.format == "json":
         print(json.dumps(summary.as_dict(), default=str))
     else:

@@ -8,10 +8,10 @@ location loads (cached), never at import.
 import functools
 import graphlib
 import os
-
-import duckdb
 import time
 from typing import Any, Mapping
+
+import duckdb
 
 from dagster import (
     AssetExecutionContext,
@@ -32,6 +32,7 @@ from orchestration.defs.dbt_inprocess import forget as dbt_forget
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
 from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
 from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
+from orchestration.defs.dbt_inprocess import node_kind
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
@@ -97,7 +98,8 @@ def raw_tables(context: AssetExecutionContext, config: IngestConfig, registry: R
         for line in kill_stale_children(home):  # a killed build's dbt still holding DuckDB's lock
             context.log.warning(line)
         res = ingest(home)
-    # `registry build` may have ingested already, while Dagster was loading (services/build.py): count it here
+    # `registry build` may have ingested already, while Dagster was loading (warehouse/ingest.py
+    # ingest_in_background): count it here
     batches, records, quarantined = res.batches + config.early_batches, res.records + config.early_records, res.quarantined + config.early_quarantined
     seconds = res.seconds + config.early_seconds
     context.log.info(
@@ -143,10 +145,6 @@ def _dbt_crash_hook(event) -> None:
         crash_point("dbt.after_first_node")
 
 
-def _kind(node) -> str:
-    return str(getattr(node.resource_type, "value", node.resource_type))
-
-
 def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]:
     """The ``dbt build`` of one run, and what it redoes that builds usually skip ("seeds", "views").
 
@@ -157,8 +155,8 @@ def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]
       dbt file changed (or the warehouse lacks them: ``orchestration/defs/dbt_inprocess.py``)."""
     if full_refresh:
         return ["build", "--full-refresh"], ["seeds", "views"]
-    seeds = [n.name for n in man.nodes.values() if _kind(n) == "seed"]
-    views = [n.name for n in man.nodes.values() if _kind(n) == "model" and n.config.materialized == "view"]
+    seeds = [n.name for n in man.nodes.values() if node_kind(n) == "seed"]
+    views = [n.name for n in man.nodes.values() if node_kind(n) == "model" and n.config.materialized == "view"]
     have = _warehouse_relations(home)
     redo = [kind for kind, names in (("seeds", seeds), ("views", views))
             if not dbt_current(home, kind, set(names) <= have)]

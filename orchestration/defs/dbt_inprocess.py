@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR, Home
-from orchestration.defs.dbt_project import _newest_source, home_profiles_dir
+from orchestration.defs.dbt_project import newest_source, home_profiles_dir
 from orchestration.registry.fsutil import atomic_write
 
 _LOCK = threading.RLock()
@@ -43,6 +44,11 @@ class DbtOutcome:
 
     def failures(self) -> list[dict[str, Any]]:
         return [r for r in self.results if r["status"] in ("error", "fail", "runtime error")]
+
+
+def node_kind(node: Any) -> str:
+    """A dbt node's resource type as text: "model", "seed", "test" ..."""
+    return str(getattr(node.resource_type, "value", node.resource_type))
 
 
 def _common_args(home: Home) -> list[str]:
@@ -86,7 +92,7 @@ def manifest(home: Home):
     from dbt.contracts.graph.manifest import Manifest
 
     with _LOCK:
-        stamp = _newest_source()
+        stamp = newest_source()
         cached = _MANIFEST.get("manifest")
         if cached is not None and _MANIFEST.get("stamp") == stamp:
             return cached
@@ -108,8 +114,6 @@ def manifest(home: Home):
 
 def invoke(home: Home, args: list[str], *, on_event: Callable[[Any], None] | None = None) -> DbtOutcome:
     """Run one dbt command (``build``, ``run``, ``test`` ...) in this process on ``home``'s warehouse."""
-    import time
-
     from dbt.cli.main import dbtRunner  # heavy, see manifest()
 
     with _LOCK:
@@ -124,7 +128,7 @@ def invoke(home: Home, args: list[str], *, on_event: Callable[[Any], None] | Non
             node = r.node
             out.results.append({
                 "unique_id": node.unique_id,
-                "resource_type": str(getattr(node.resource_type, "value", node.resource_type)),
+                "resource_type": node_kind(node),
                 "name": node.name,
                 "status": str(getattr(r.status, "value", r.status)),
                 "seconds": float(r.execution_time or 0.0),

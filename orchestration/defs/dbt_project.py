@@ -25,7 +25,7 @@ def dbt_project() -> DbtProject:
     return DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 
-def _newest_source() -> float:
+def newest_source() -> float:
     newest = 0.0
     for sub in ("models", "macros", "tests"):
         for p in (DBT_PROJECT_DIR / sub).rglob("*"):
@@ -41,7 +41,7 @@ def ensure_manifest() -> Path:
     """Parse the dbt project when its manifest is missing or older than a dbt file."""
     project = dbt_project()
     manifest = Path(project.manifest_path)
-    if not manifest.exists() or manifest.stat().st_mtime < _newest_source():
+    if not manifest.exists() or manifest.stat().st_mtime < newest_source():
         dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
     return manifest
 

@@ -40,7 +40,7 @@ run_retries:
   enabled: false
 # One SQLite event log for all runs (Dagster's documented ConsolidatedSqliteEventLogStorage) instead of
 # one database per run plus an index: measured (issue 16), the per-run layout opened ~5 SQLite
-# connections per event (~43 ms each on this machine: 6.1 s of a one-case build's 142 events);
+# connections per event (~43 ms per event on this machine: 6.1 s of a one-case build's 142 events);
 # consolidated, 1.3 s. Runs never overlap (one writer), so one file sees no write contention.
 event_log_storage:
   module: dagster.core.storage.event_log

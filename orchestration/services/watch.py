@@ -29,7 +29,13 @@ import threading
 import time
 from typing import Callable
 
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
 from orchestration.config import Home
+from orchestration.definitions import build_defs
+from orchestration.defs import dbt_inprocess
+from orchestration.defs.sensors import WATERMARK_TAG
+from orchestration.services.build import prepare_dagster_home, run_build
 from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse.holders import beat
 from orchestration.warehouse.locks import warehouse_lock
@@ -39,12 +45,8 @@ RETRY_AFTER_S = 20.0
 HEARTBEAT_S = 1.0
 
 
-def _built_watermark(instance) -> str | None:
+def _built_watermark(instance: DagsterInstance) -> str | None:
     """The watermark of the newest successful build (by `registry build`, the sensor or a watcher)."""
-    from dagster import DagsterRunStatus, RunsFilter  # heavy; imported by the watcher process only
-
-    from orchestration.defs.sensors import WATERMARK_TAG
-
     recs = instance.get_run_records(
         filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.SUCCESS]), limit=20)
     marks = [r.dagster_run.tags.get(WATERMARK_TAG) for r in recs]
@@ -54,10 +56,6 @@ def _built_watermark(instance) -> str | None:
 
 def prime(home: Home) -> None:
     """Pay the fixed costs now, before the first submission: the code location, the dbt project."""
-    from orchestration.defs import dbt_inprocess  # heavy (dbt); imported by the watcher process only
-    from orchestration.definitions import build_defs
-    from orchestration.services.build import prepare_dagster_home
-
     prepare_dagster_home(home)
     build_defs().resolve_job_def("registry_build")
     dbt_inprocess.manifest(home)
@@ -101,12 +99,10 @@ class _Stop:
             for s in _SIGNALS:
                 signal.signal(s, self._handler)
 
-    def shielded(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            self.install()
-            self._drain()
+    def after_build(self) -> None:
+        """Our handlers back, and any signal Dagster's handlers received during the build noted."""
+        self.install()
+        self._drain()
 
     def _drain(self) -> None:
         if self._r is None:
@@ -122,20 +118,16 @@ class _Stop:
 def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lambda: False,
           log: Callable[[str], None] = print) -> int:
     """Build whenever the landing watermark moves, until ``stop()``, SIGTERM or Ctrl-C."""
-    from dagster import DagsterInstance  # heavy; the watcher process only
-
-    from orchestration.services.build import run_build
-
     signals = _Stop()
     home.ensure()
     beat(home, ready=False)  # at once: the landing sensor stands aside from now on
     prime(home)
     with DagsterInstance.from_config(str(home.dagster_home)) as instance:
         beat(home)
-        return _loop(home, instance, run_build, poll_s, lambda: signals.requested or stop(), log, signals)
+        return _loop(home, instance, poll_s, lambda: signals.requested or stop(), log, signals)
 
 
-def _loop(home: Home, instance, run_build, poll_s: float, stop: Callable[[], bool], log: Callable[[str], None],
+def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[], bool], log: Callable[[str], None],
           signals: _Stop) -> int:
     built = _built_watermark(instance)
     failed_at: dict[str, float] = {}
@@ -150,27 +142,25 @@ def _loop(home: Home, instance, run_build, poll_s: float, stop: Callable[[], boo
         due = mark is not None and (built is None or mark > built)
         if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
             due = False
-        if due:
-            beat(home, building=True)
-            try:
-                summary = signals.shielded(run_build, home, trigger="watch", instance=instance)
-            except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad build (it is retried)
-                summary = None
-                error = f"{type(exc).__name__}: {exc}"
-            beat(home)
-            last_beat = time.monotonic()
-            if summary is None:
-                failed_at[mark] = time.monotonic()
-                log(f"registry watch: build failed ({error.splitlines()[0] if error else 'error'}); retrying in {RETRY_AFTER_S:.0f}s")
-            elif summary.success:
-                built = summary.watermark or mark
-                failed_at.clear()
-                log(f"registry watch: built and published {summary.version} ({summary.cases} cases) in {summary.seconds:.1f}s")
-            else:
-                failed_at[mark] = time.monotonic()
-                first = (summary.error or "failed").splitlines()[0]
-                log(f"registry watch: build failed ({first}); retrying in {RETRY_AFTER_S:.0f}s")
+        if not due:
+            time.sleep(poll_s)
             continue
-        time.sleep(poll_s)
+        beat(home, building=True)
+        try:
+            summary = run_build(home, trigger="watch", instance=instance)
+            error = None if summary.success else (summary.error or "failed")
+        except Exception as exc:  # noqa: BLE001 - the watcher must outlive one bad build (it is retried)
+            summary, error = None, f"{type(exc).__name__}: {exc}"
+        finally:
+            signals.after_build()
+        beat(home)
+        last_beat = time.monotonic()
+        if error is None:
+            built = summary.watermark or mark
+            failed_at.clear()
+            log(f"registry watch: built and published {summary.version} ({summary.cases} cases) in {summary.seconds:.1f}s")
+        else:
+            failed_at[mark] = time.monotonic()
+            log(f"registry watch: build failed ({error.splitlines()[0]}); retrying in {RETRY_AFTER_S:.0f}s")
     log("registry watch: stopped")
     return 0

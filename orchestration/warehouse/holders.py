@@ -1,11 +1,12 @@
-"""Processes that outlive a killed build.
+"""Processes that outlive a build, and the warm builder's heartbeat.
 
-``dbt build`` runs as a child process of the build and holds DuckDB's lock on the warehouse file.
-When the build is killed (``kill -9``, an OOM kill, a power-off of its terminal), the child goes on
-and the next build fails with ``Could not set lock on file .../registry.duckdb``. So a build
-records its dbt child in ``locks/dbt.pid`` (the child's pid and start time, and its owner's), and
-the next build, holding the warehouse lock (so no live build can be running dbt), kills a recorded
-child whose owner is dead before it opens the warehouse.
+Registry versions before issue 16 ran ``dbt build`` as a child process of the build, holding
+DuckDB's lock on the warehouse file; a killed build left it running, and the next build failed
+with ``Could not set lock on file .../registry.duckdb``. Those versions recorded the child in
+``locks/dbt.pid`` (its pid and start time, and its owner's). dbt now runs inside the build's process
+(``orchestration/defs/dbt_inprocess.py``) and records nothing, but a home upgraded right after such a
+crash may still hold one: the next build, holding the warehouse lock, kills a recorded child whose
+owner is dead before it opens the warehouse.
 """
 
 from __future__ import annotations
@@ -23,11 +24,6 @@ from orchestration.registry.fsutil import atomic_write, pid_alive, pid_start
 
 def _pidfile(home: Home) -> Path:
     return home.locks / "dbt.pid"
-
-
-def record_child(home: Home, pid: int) -> None:
-    body = {"pid": pid, "start": pid_start(pid), "owner": os.getpid(), "owner_start": pid_start(os.getpid())}
-    atomic_write(_pidfile(home), json.dumps(body).encode(), tmp_dir=home.tmp)
 
 
 def clear_child(home: Home) -> None:

@@ -16,6 +16,7 @@ under a new build number, so that publishing can patch only their rows (see ``pu
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from orchestration.config import Home
 from orchestration.contract.reference import load
 from orchestration.registry import journal
 from orchestration.registry.withdrawals import withdrawn_case_ids
+from orchestration.warehouse.holders import recorded_child
+from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import published_watermark
 
 
@@ -168,6 +171,37 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
             con.close()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+class BackgroundIngest:
+    """:func:`ingest` in a thread, started by ``registry build`` before it imports Dagster and dbt:
+    DuckDB releases the GIL, so those ~3 s of imports and the ingest of ~100k cases overlap.
+    Ingestion is idempotent: the run's own ingest step then finds nothing new (or only what landed
+    meanwhile) and reports both. On any failure :meth:`result` is None, and the run's ingest step
+    repeats the work and reports the error properly. It does nothing while a dbt child of an older
+    registry version is on record (the run's ingest step deals with that first)."""
+
+    def __init__(self, home: Home):
+        self._home = home
+        self._result: IngestResult | None = None
+        self._thread = threading.Thread(target=self._work, name="early-ingest", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            with warehouse_lock(self._home):
+                if not recorded_child(self._home):
+                    self._result = ingest(self._home)
+        except Exception:  # noqa: BLE001 - the run's ingest step repeats it and reports the error
+            pass
+
+    def result(self) -> IngestResult | None:
+        self._thread.join()
+        return self._result
+
+
+def ingest_in_background(home: Home) -> BackgroundIngest:
+    return BackgroundIngest(home)
 
 
 def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: IngestResult, withdrawn: list[str]) -> None:

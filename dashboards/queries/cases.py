@@ -98,5 +98,6 @@ def case_detail(con: Con, case_id: str, sites: tuple[str, ...] | None = None) ->
 def cases_page(con: Con, f: CohortFilter, sites: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Everything /cases computes when it opens: the case list and the default case's details."""
     listing = case_list(con, f, sites=sites)
-    cid = default_case(con, f, sites)
+    # default_case's row is the list's first (same cohort, scope and order, no search): no second scan
+    cid = listing["cases"]["case_id"].iloc[0] if len(listing["cases"]) else None
     return {**listing, "detail": case_detail(con, cid, sites) if cid else None}

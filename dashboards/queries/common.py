@@ -146,44 +146,38 @@ def cohort_size(con: Con, f: CohortFilter) -> dict[str, int]:
 
 
 
-def survival_input(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(follow-up days, died as 1/0/NaN, group number, group labels) of the cohort's cases, sorted by
-    follow-up (which makes the statistics' own sorting nearly free). Groups are numbered in display
-    order; levels with the same label, such as a null and an 'unknown' kidney status, are one group,
-    as in the marts."""
+def survival_counts(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """The cohort's survival input, counted in DuckDB: one row per (follow-up days, outcome, group)
+    with its number of cases ``n`` -- a few thousand rows, whatever the cohort's size, for the
+    ``*_counts`` functions of :mod:`orchestration.analytics.stats`. Returns (days, died as 1/0/NaN,
+    group number, n, group labels). Groups are numbered in display order; levels with the same
+    label, such as a null and an 'unknown' kidney status, are one group, as in the marts."""
     check_stratum(stratum)
     where, params = f.where()
-    if stratum:
-        levels = [r[0] for r in con.execute(f"SELECT DISTINCT {stratum} FROM dim_cases WHERE {where}", params).fetchall()]
-        levels = sorted(levels, key=lambda v: level_key(stratum, v))
-        names: list[str] = []
-        group_of_level = []
-        for v in levels:
-            name = labels.stratum_value_label(stratum, v, vocab)
-            if name not in names:
-                names.append(name)
-            group_of_level.append(names.index(name))
-        # the null level sorts last, so a level's position among the non-null ones is its position
-        known = [(str(v).lower() if isinstance(v, bool) else str(v)) for v in levels if v is not None]
-        level_sql = f"coalesce(list_position($levels, CAST({stratum} AS VARCHAR)) - 1, {len(known)})"
-        # one row per (day, outcome, level) with its count: a few thousand rows instead of one per case
-        sql = (f"SELECT followup_days AS days, died::TINYINT AS died, {level_sql} AS level, count(*) AS n FROM dim_cases "
-               f"WHERE {numbered(where)} GROUP BY ALL ORDER BY followup_days NULLS LAST, died, level")
-        rows = con.execute(sql, {"levels": known, **named(params)}).fetchnumpy()
-        n = np.asarray(rows["n"], dtype=np.int64)
-        group = (np.asarray(group_of_level, dtype=np.int64)[np.asarray(rows["level"], dtype=np.int64)] if len(levels)
-                 else np.zeros(0, np.int64))
-        group = np.repeat(group, n)
-    else:
-        names = ["All cases"]
-        rows = con.execute(f"SELECT followup_days AS days, died::TINYINT AS died, count(*) AS n FROM dim_cases WHERE {where} "
-                           "GROUP BY ALL ORDER BY followup_days NULLS LAST, died", params).fetchnumpy()
-        n = np.asarray(rows["n"], dtype=np.int64)
-        group = np.zeros(int(n.sum()), dtype=np.int64)
-    # back to one entry per case (still sorted by follow-up), as orchestration.analytics.stats expects
-    days = np.repeat(np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan), n)
-    died = np.repeat(np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan), n)
-    return days, died, group, names
+    level = stratum or "NULL"
+    # grouped on the raw column (a cast per case costs more than the grouping); the levels are
+    # named below, on the grouped rows
+    rows = con.execute(
+        f"SELECT followup_days AS days, died::TINYINT AS died, {level} AS level, count(*) AS n FROM dim_cases "
+        f"WHERE {where} GROUP BY ALL",
+        params,
+    ).fetchnumpy()
+    days = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)
+    died = np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan)
+    n = np.asarray(rows["n"], dtype=np.int64)
+    if not stratum:
+        return days, died, np.zeros(n.size, dtype=np.int64), n, ["All cases"]
+    values = np.ma.asarray(rows["level"], dtype=object).tolist() if np.ma.isMaskedArray(rows["level"]) else list(rows["level"].tolist())
+    levels = sorted(dict.fromkeys(values), key=lambda v: level_key(stratum, v))
+    names: list[str] = []
+    group_of: dict[Any, int] = {}
+    for v in levels:
+        name = labels.stratum_value_label(stratum, v, vocab)
+        if name not in names:
+            names.append(name)
+        group_of[v] = names.index(name)
+    group = np.fromiter((group_of[v] for v in values), dtype=np.int64, count=len(values))
+    return days, died, group, n, names
 
 
 

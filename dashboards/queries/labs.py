@@ -10,7 +10,17 @@ import pandas as pd
 
 from dashboards.lib import labels
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import HIST_BINS, Con, check_stratum, in_cohort, named, numbered, query_df, stratum_order, vocabulary
+from dashboards.queries.common import (
+    HIST_BINS,
+    Con,
+    check_stratum,
+    in_cohort,
+    named,
+    numbered,
+    query_df,
+    stratum_order,
+    vocabulary,
+)
 from orchestration.analytics import stats
 
 
@@ -91,6 +101,27 @@ def histogram(values: np.ndarray, *, extra: tuple[float | None, ...] = (), bins:
     return out
 
 
+def histogram_counts(uniq: np.ndarray, counts: np.ndarray, *, extra: tuple[float | None, ...] = (), bins: int = HIST_BINS) -> pd.DataFrame:
+    """:func:`histogram` of the values in which each distinct value ``uniq[i]`` (sorted, no NaN) occurs
+    ``counts[i]`` times: the same bins and counts, from a few hundred rows instead of one per value."""
+    if uniq.size == 0:
+        return pd.DataFrame(columns=["bin_start", "bin_end", "n"])
+    lo, hi = stats.quantiles_counted(uniq, counts, [0.005, 0.995])
+    for x in extra:
+        if x is not None and not math.isnan(x) and x > 0:
+            lo, hi = min(lo, x), max(hi, x)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    width = _nice_width((hi - lo) / bins)
+    lo, hi = math.floor(lo / width) * width, math.ceil(hi / width) * width
+    n_bins = max(1, int(round((hi - lo) / width)))
+    # numpy assigns each value to its bin as without weights; integer weights sum exactly
+    n, edges = np.histogram(np.clip(uniq, lo, hi), bins=n_bins, range=(lo, hi), weights=counts)
+    out = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "n": n.astype(np.int64)})
+    out.attrs["clipped"] = int(counts[(uniq < lo) | (uniq > hi)].sum())
+    return out
+
+
 def _summary_rows(groups: list[tuple[str, Any, Any, Any]]) -> pd.DataFrame:
     """One :func:`orchestration.analytics.stats.lab_summary` row per (group, values, ref_low, ref_high)."""
     return pd.DataFrame([{"group": g, **stats.lab_summary(v, lo, hi)} for g, v, lo, hi in groups])
@@ -105,33 +136,37 @@ def lab_queries(con: Con, f: CohortFilter, analyte: str = "calcium", *, si: bool
     info = _analyte(con, analyte, si)
     where, params = f.where("c")
     base = "AND l.is_baseline" if baseline_only else ""
+    # counted per distinct (value, limits[, level]) in DuckDB: a few hundred rows reach Python, not one per value
     cols = "l.value * $scale AS value, l.ref_low * $scale AS ref_low, l.ref_high * $scale AS ref_high"
     if stratum:
-        sql = (f"SELECT {cols}, c.{stratum} AS level FROM fct_lab_results l JOIN dim_cases c USING (case_id) "
-               f"WHERE l.analyte = $analyte {base} AND {numbered(where)}")
-        vals = query_df(con, sql, {"scale": info["scale"], "analyte": analyte, **named(params)})
+        sql = (f"SELECT {cols}, c.{stratum} AS level, count(*) AS n FROM fct_lab_results l JOIN dim_cases c USING (case_id) "
+               f"WHERE l.analyte = $analyte {base} AND {numbered(where)} GROUP BY ALL")
+        rows = con.execute(sql, {"scale": info["scale"], "analyte": analyte, **named(params)}).fetchnumpy()
     else:
         cond, cparams = in_cohort(f, "l.case_id")
-        vals = query_df(con, f"SELECT {cols} FROM fct_lab_results l WHERE l.analyte = $analyte {base} AND {numbered(cond)}",
-                   {"scale": info["scale"], "analyte": analyte, **named(cparams)})
-    v = vals["value"].to_numpy(dtype=float)
-    hist = histogram(v, extra=(info["ref_low"], info["ref_high"]))
-    groups = [("All in cohort", v, vals["ref_low"], vals["ref_high"])]
+        rows = con.execute(f"SELECT {cols}, count(*) AS n FROM fct_lab_results l WHERE l.analyte = $analyte {base} AND {numbered(cond)} "
+                           "GROUP BY ALL", {"scale": info["scale"], "analyte": analyte, **named(cparams)}).fetchnumpy()
+    v, lo, hi = (np.ma.filled(np.ma.asarray(rows[c], dtype=float), np.nan) for c in ("value", "ref_low", "ref_high"))
+    n = np.asarray(rows["n"], dtype=np.int64)
+    uniq, counts = stats.distinct_counts(v, n)
+    hist = histogram_counts(uniq, counts, extra=(info["ref_low"], info["ref_high"]))
+    summaries = [{"group": "All in cohort", **stats.lab_summary_counts(v, lo, hi, n)}]
     per_group = {}
-    if stratum and len(vals):
+    if stratum and n.size:
         vocab = vocab if vocab is not None else vocabulary(con)
-        for level in stratum_order(stratum, vals["level"]):
-            mask = (vals["level"].isna() if level is None else (vals["level"] == level).fillna(False)).to_numpy(dtype=bool)
-            sub = vals[mask]
-            gv = sub["value"].to_numpy(dtype=float)
-            g = labels.stratum_value_label(stratum, level, vocab)
-            groups.append((g, gv, sub["ref_low"], sub["ref_high"]))
+        level = rows["level"]
+        values = np.ma.asarray(level, dtype=object).tolist() if np.ma.isMaskedArray(level) else level.tolist()
+        for lv in stratum_order(stratum, values):
+            mask = np.fromiter((x is None if lv is None else (x is not None and x == lv) for x in values), dtype=bool, count=len(values))
+            g = labels.stratum_value_label(stratum, lv, vocab)
+            summaries.append({"group": g, **stats.lab_summary_counts(v[mask], lo[mask], hi[mask], n[mask])})
             if len(hist):
+                gu, gc = stats.distinct_counts(v[mask], n[mask])
                 edges = np.append(hist["bin_start"].to_numpy(), hist["bin_end"].iloc[-1])
-                c, _ = np.histogram(np.clip(gv, edges[0], edges[-1]), bins=edges)
-                per_group[g] = c
-    summary = _summary_rows(groups)
-    return {"info": info, "histogram": hist, "histograms": per_group, "summary": summary, "n_values": int(len(v))}
+                c, _ = np.histogram(np.clip(gu, edges[0], edges[-1]), bins=edges, weights=gc)
+                per_group[g] = c.astype(np.int64)
+    summary = pd.DataFrame(summaries)
+    return {"info": info, "histogram": hist, "histograms": per_group, "summary": summary, "n_values": int(n.sum())}
 
 
 def capp_queries(con: Con, f: CohortFilter, *, si: bool = False) -> dict[str, Any]:
@@ -146,21 +181,22 @@ def capp_queries(con: Con, f: CohortFilter, *, si: bool = False) -> dict[str, An
     scale = 1.0 / (factors.get("calcium", 4.008) * factors.get("phosphate", 3.097)) if si else 1.0
     # dim_cases carries each case's baseline calcium x phosphate: a scan of one column, not a join of
     # two slices of the lab table (430-850 ms at a million cases)
-    vals = query_df(
-        con,
-        f"SELECT calcium_phosphate_product * $scale AS capp FROM dim_cases ca "
-        f"WHERE calcium_phosphate_product IS NOT NULL AND {numbered(cond)}",
+    rows = con.execute(
+        f"SELECT calcium_phosphate_product * $scale AS capp, count(*) AS n FROM dim_cases ca "
+        f"WHERE calcium_phosphate_product IS NOT NULL AND {numbered(cond)} GROUP BY 1",
         {"scale": scale, **named(cparams)},
-    )
-    v = vals["capp"].to_numpy(dtype=float)
+    ).fetchnumpy()
+    v = np.ma.filled(np.ma.asarray(rows["capp"], dtype=float), np.nan)
+    n = np.asarray(rows["n"], dtype=np.int64)
     threshold = stats.CAXP_HIGH * scale
-    summary = _summary_rows([("All in cohort", v, None, threshold)])
+    summary = pd.DataFrame([{"group": "All in cohort", **stats.lab_summary_counts(v, None, threshold, n)}])
+    uniq, counts = stats.distinct_counts(v, n)
     return {
-        "histogram": histogram(v, extra=(threshold,)),
+        "histogram": histogram_counts(uniq, counts, extra=(threshold,)),
         "summary": summary,
         "threshold": threshold,
         "unit": "mmol²/L²" if si else stats.CAXP_UNIT,
-        "n_values": int(len(v)),
+        "n_values": int(n.sum()),
     }
 
 

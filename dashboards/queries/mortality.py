@@ -13,7 +13,7 @@ from dashboards.queries.common import (  # noqa: F401 (SURVIVAL_DAYS: for the pa
     SURVIVAL_DAYS,
     Con,
     query_df,
-    survival_input,
+    survival_counts,
     vocabulary,
 )
 from orchestration.analytics import stats
@@ -24,22 +24,24 @@ def mortality_queries(con: Con, f: CohortFilter, stratum: str | None = None, voc
     with 95% CIs and case fatality by group (``by_group``), the log-rank p-value (``logrank_p``,
     ``None`` for one group) and causes of death (``causes``)."""
     vocab = vocab if vocab is not None else vocabulary(con)
-    days, died, group, names = survival_input(con, f, stratum, vocab)
+    # counts per (day, outcome, group) from DuckDB: the statistics never see one entry per case
+    days, died, group, n, names = survival_counts(con, f, stratum, vocab)
     known = ~np.isnan(died) & ~np.isnan(days)
     curves, rows, at_risk = [], [], {}
     for k, g in enumerate(names):
         idx = np.nonzero(group == k)[0]
-        gd, ge = days[idx], died[idx]
-        curves.append(stats.kaplan_meier(gd, ge).assign(group=g))
-        rows.append({"group": g, **stats.survival_summary(gd, ge)})
-        kd = days[idx[known[idx]]]  # sorted already
-        at_risk[g] = [int(kd.size - np.searchsorted(kd, d, side="left")) for d in AT_RISK_DAYS]
+        gd, ge, gn = days[idx], died[idx], n[idx]
+        curves.append(stats.kaplan_meier_counts(gd, ge, gn).assign(group=g))
+        rows.append({"group": g, **stats.survival_summary_counts(gd, ge, gn)})
+        kk = known[idx]
+        kd, kn = gd[kk], gn[kk]
+        at_risk[g] = [int(kn[kd >= d].sum()) for d in AT_RISK_DAYS]
     by_group = pd.DataFrame(rows)
-    p = stats.logrank_p(days, died, group) if len(names) > 1 else None
+    p = stats.logrank_p_counts(days, died, group, n) if len(names) > 1 else None
     where, params = f.where()
     causes = query_df(
         con,
-        f"SELECT cause_of_death, count(*) AS n FROM dim_cases WHERE ({where}) AND died GROUP BY 1 ORDER BY n DESC",
+        f"SELECT cause_of_death, count(*) AS n FROM dim_cases WHERE ({where}) AND died GROUP BY 1 ORDER BY n DESC, cause_of_death",
         params,
     )
     causes["pct_of_deaths"] = causes["n"] / max(int(causes["n"].sum()), 1)

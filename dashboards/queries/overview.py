@@ -8,22 +8,24 @@ import numpy as np
 import pandas as pd
 
 from dashboards.lib.cohort import CohortFilter
-from dashboards.queries.common import Con, num, query_df, sort_levels, survival_input
+from dashboards.queries.common import Con, num, query_df, sort_levels, survival_counts
 from orchestration.analytics import stats
 
 
 def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
     """Headline numbers (``summary``, one row) and counts by kidney status, index year and site."""
     where, params = f.where()
-    ages = con.execute(f"SELECT age_years FROM dim_cases WHERE {where}", params).fetchnumpy()["age_years"]
-    days, died, _, _ = survival_input(con, f, None, None)
+    # ages (whole years) counted per value: the quartiles follow from the counts exactly
+    ages = con.execute(f"SELECT age_years, count(*) AS n FROM dim_cases WHERE {where} GROUP BY 1", params).fetchnumpy()
+    days, died, _, n, _ = survival_counts(con, f, None, None)
     n_cases, n_sites, n_female, n_syn = con.execute(
         f"SELECT count(*), count(DISTINCT site_id), count(*) FILTER (WHERE sex = 'female'), count(*) FILTER (WHERE is_synthetic) "
         f"FROM dim_cases WHERE {where}",
         params,
     ).fetchone()
-    age = stats.lab_summary(np.ma.filled(np.ma.asarray(ages, dtype=float), np.nan))
-    surv = stats.survival_summary(days, died)
+    age_values = np.ma.filled(np.ma.asarray(ages["age_years"], dtype=float), np.nan)
+    age = stats.lab_summary_counts(age_values, None, None, ages["n"])
+    surv = stats.survival_summary_counts(days, died, n)
     summary = {
         "n_cases": int(n_cases),
         "n_synthetic": int(n_syn),

@@ -37,11 +37,18 @@ COMPLETENESS_FIELDS: dict[str, tuple[str, str | None]] = {
 
 def completeness(con: Con) -> pd.DataFrame:
     """For each field: the cases it applies to, how many have it known, and the share."""
-    parts = []
+    # one pass: the cases each condition applies to once per condition, and per field count() of the
+    # value with its "not known" code made NULL (count skips NULLs: no per-row filter to evaluate)
+    conditions = list(dict.fromkeys(applies for applies, _ in COMPLETENESS_FIELDS.values()))
+    parts = [f"count(*) FILTER (WHERE {a})" if a != "TRUE" else "count(*)" for a in conditions]
     for col, (applies, unknown) in COMPLETENESS_FIELDS.items():
-        known = f"{col} IS NOT NULL" + (f" AND CAST({col} AS VARCHAR) <> '{unknown}'" if unknown else "")
-        parts.append(f"count(*) FILTER (WHERE {applies}) AS \"{col}__n\", count(*) FILTER (WHERE ({applies}) AND {known}) AS \"{col}__k\"")
-    row = con.execute(f"SELECT {', '.join(parts)} FROM dim_cases").fetchone()
+        known = col if unknown is None else f"nullif(CAST({col} AS VARCHAR), '{unknown}')"
+        parts.append(f"count({known})" + (f" FILTER (WHERE {applies})" if applies != "TRUE" else ""))
+    counts = con.execute(f"SELECT {', '.join(parts)} FROM dim_cases").fetchone()
+    n_of = dict(zip(conditions, counts))
+    row = []
+    for i, (col, (applies, _)) in enumerate(COMPLETENESS_FIELDS.items()):
+        row += [n_of[applies], counts[len(conditions) + i]]
     out = []
     for i, col in enumerate(COMPLETENESS_FIELDS):
         n, k = row[2 * i], row[2 * i + 1]

@@ -50,13 +50,18 @@ __all__ = [
     "SURVIVAL_DAYS",
     "Z",
     "kaplan_meier",
+    "kaplan_meier_counts",
     "lab_distributions",
     "lab_summary",
+    "lab_summary_counts",
     "logrank_p",
+    "logrank_p_counts",
+    "quantiles_counted",
     "mortality_by",
     "stratum_values",
     "survival_at",
     "survival_summary",
+    "survival_summary_counts",
 ]
 
 #: 95 % two-sided normal quantile, as lifelines computes it (``inv_normal_cdf(1 - 0.05 / 2)``).
@@ -151,12 +156,21 @@ def _km_arrays(t: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
     uniq, inv = np.unique(t, return_inverse=True)
     removed = np.bincount(inv, minlength=uniq.size).astype(float)
     events = np.bincount(inv, weights=e.astype(float), minlength=uniq.size)
+    return _km_table(uniq, removed, events)
+
+
+def _km_table(uniq: np.ndarray, removed: np.ndarray, events: np.ndarray) -> dict[str, np.ndarray]:
+    """The curve from the distinct days (sorted, as floats) and, per day, the cases leaving the risk
+    set (``removed``) and the deaths among them (``events``), both as float counts."""
+    if uniq.size == 0:
+        return {c: np.empty(0) for c in CURVE_COLUMNS}
+    n = float(removed.sum())  # a sum of whole numbers: exact, the number of cases
     origin = min(0.0, float(uniq[0]))
     if uniq[0] > origin:  # lifelines' timeline always starts at the origin (day 0)
         uniq = np.concatenate(([origin], uniq))
         removed = np.concatenate(([0.0], removed))
         events = np.concatenate(([0.0], events))
-    at_risk = float(t.size) - np.concatenate(([0.0], np.cumsum(removed)[:-1]))
+    at_risk = n - np.concatenate(([0.0], np.cumsum(removed)[:-1]))
     with np.errstate(divide="ignore", invalid="ignore"):
         log_s = np.cumsum(np.log(at_risk - events) - np.log(at_risk))
         survival = np.exp(log_s)
@@ -194,7 +208,10 @@ def kaplan_meier(days: Any, died: Any) -> pd.DataFrame:
     origin (day 0) even when nothing happened that day. Empty frame when no case can enter.
     """
     t, e, *_ = _observations(days, died)
-    a = _km_arrays(t, e)
+    return _curve_frame(_km_arrays(t, e))
+
+
+def _curve_frame(a: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "day": _day_array(a["day"]),
@@ -246,7 +263,10 @@ def survival_summary(days: Any, died: Any) -> dict[str, Any]:
     can enter the curve.
     """
     t, e, n_cases, n_known, n_deaths = _observations(days, died)
-    a = _km_arrays(t, e)
+    return _summary(_km_arrays(t, e), n_cases, n_known, n_deaths)
+
+
+def _summary(a: dict[str, np.ndarray], n_cases: int, n_known: int, n_deaths: int) -> dict[str, Any]:
     out: dict[str, Any] = {
         "n_cases": n_cases,
         "n_known_outcome": n_known,
@@ -342,6 +362,13 @@ def logrank_p(days: Any, died: Any, groups: Any) -> float | None:
     n_t = uniq.size
     removed = np.bincount(inv * k + codes, minlength=n_t * k).reshape(n_t, k).astype(float)
     observed = np.bincount(inv * k + codes, weights=e.astype(float), minlength=n_t * k).reshape(n_t, k)
+    return _logrank(removed, observed)
+
+
+def _logrank(removed: np.ndarray, observed: np.ndarray) -> float:
+    """The p-value from the cases leaving the risk set and the deaths, per distinct day (rows, sorted)
+    and group (columns), as float counts."""
+    k = removed.shape[1]
     n_ij = removed.sum(0) - np.vstack([np.zeros((1, k)), np.cumsum(removed, axis=0)[:-1]])
     n_i = n_ij.sum(1)
     d_i = observed.sum(1)
@@ -360,6 +387,70 @@ def logrank_p(days: Any, died: Any, groups: Any) -> float | None:
     zz = z_j[:-1]
     u = float(zz @ np.linalg.pinv(v[:-1, :-1]) @ zz)
     return float(_sps.chi2.sf(u, k - 1))
+
+
+# ----------------------------------------------------------------------------- counted input
+
+
+def _counted(days: Any, died: Any, n: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int, int]:
+    """:func:`_observations` for grouped input: ``n[i]`` cases had follow-up ``days[i]`` and outcome
+    ``died[i]`` (1.0, 0.0, NaN unknown). Returns (days, died as bool, counts) of the rows that can
+    enter a curve, and the case counts."""
+    t = np.asarray(days, dtype=float)
+    e = np.asarray(died, dtype=float)
+    w = np.asarray(n, dtype=np.int64)
+    if not (t.shape == e.shape == w.shape):
+        raise ValueError("days, died and n differ in length")
+    known = ~np.isnan(e)
+    n_known = int(w[known].sum())
+    n_deaths = int(w[known & (e == 1.0)].sum())
+    keep = known & ~np.isnan(t) & (w > 0)
+    return t[keep], e[keep] == 1.0, w[keep], int(w.sum()), n_known, n_deaths
+
+
+def _km_counted(t: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
+    if t.size == 0:
+        return _km_table(np.empty(0), np.empty(0), np.empty(0))
+    uniq, inv = np.unique(t, return_inverse=True)
+    # sums of whole numbers below 2**53: exactly the counts the per-case path finds
+    removed = np.bincount(inv, weights=w.astype(float), minlength=uniq.size)
+    events = np.bincount(inv, weights=np.where(e, w, 0).astype(float), minlength=uniq.size)
+    return _km_table(uniq, removed, events)
+
+
+def kaplan_meier_counts(days: Any, died: Any, n: Any) -> pd.DataFrame:
+    """:func:`kaplan_meier` of grouped input (``n`` cases per (days, died) row, e.g. from a SQL
+    ``GROUP BY``): the same frame, to the last bit, without one array entry per case."""
+    t, e, w, *_ = _counted(days, died, n)
+    return _curve_frame(_km_counted(t, e, w))
+
+
+def survival_summary_counts(days: Any, died: Any, n: Any) -> dict[str, Any]:
+    """:func:`survival_summary` of grouped input (see :func:`kaplan_meier_counts`)."""
+    t, e, w, n_cases, n_known, n_deaths = _counted(days, died, n)
+    return _summary(_km_counted(t, e, w), n_cases, n_known, n_deaths)
+
+
+def logrank_p_counts(days: Any, died: Any, groups: Any, n: Any) -> float | None:
+    """:func:`logrank_p` of grouped input: ``n[i]`` cases of group number ``groups[i]`` (integers)
+    had follow-up ``days[i]`` and outcome ``died[i]``."""
+    t = np.asarray(days, dtype=float)
+    e = np.asarray(died, dtype=float)
+    g = np.asarray(groups, dtype=np.int64)
+    w = np.asarray(n, dtype=np.int64)
+    if not (t.shape == e.shape == g.shape == w.shape):
+        raise ValueError("days, died, groups and n differ in length")
+    keep = ~np.isnan(t) & ~np.isnan(e) & (w > 0)
+    t, e, g, w = t[keep], e[keep] == 1.0, g[keep], w[keep]
+    labels, codes = np.unique(g, return_inverse=True)
+    k = len(labels)
+    if k < 2:
+        return None
+    uniq, inv = np.unique(t, return_inverse=True)
+    n_t = uniq.size
+    removed = np.bincount(inv * k + codes, weights=w.astype(float), minlength=n_t * k).reshape(n_t, k)
+    observed = np.bincount(inv * k + codes, weights=np.where(e, w, 0).astype(float), minlength=n_t * k).reshape(n_t, k)
+    return _logrank(removed, observed)
 
 
 # ----------------------------------------------------------------------------- labs
@@ -410,6 +501,100 @@ def lab_summary(values: Any, ref_low: Any = None, ref_high: Any = None) -> dict[
         "n_high": n_high,
         "pct_low": 100.0 * n_low / n,
         "pct_high": 100.0 * n_high / n,
+    }
+
+
+def distinct_counts(values: Any, n: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-NaN values (sorted) of grouped input and how many times each occurs."""
+    v = np.asarray(values, dtype=float)
+    w = np.asarray(n, dtype=np.int64)
+    keep = ~np.isnan(v) & (w > 0)
+    uniq, inv = np.unique(v[keep], return_inverse=True)
+    return uniq, np.bincount(inv, weights=w[keep], minlength=uniq.size).astype(np.int64)
+
+
+def quantiles_counted(uniq: np.ndarray, counts: np.ndarray, qs: Any) -> np.ndarray:
+    """``np.quantile(v, qs)`` (method 'linear') of the values ``v`` in which each of the sorted
+    distinct values ``uniq[i]`` occurs ``counts[i]`` times, without building ``v``: numpy's index
+    arithmetic and interpolation, step by step, so the result is the same to the last bit."""
+    qs = np.asarray(qs, dtype=float)
+    n = int(counts.sum())
+    if n == 0:
+        raise ValueError("no values")
+    ends = np.cumsum(counts)  # ends[i]: the number of values <= uniq[i]
+
+    def at(i: int) -> float:
+        return float(uniq[int(np.searchsorted(ends, i, side="right"))])
+
+    out = np.empty(qs.shape)
+    for j, q in enumerate(qs.ravel()):
+        virtual = float(n - 1) * float(q)
+        prev = math.floor(virtual)
+        nxt = prev + 1
+        if virtual >= n - 1:
+            prev = nxt = -1
+        if virtual < 0:
+            prev = nxt = 0
+        gamma = virtual - prev
+        a, b = at(prev % n), at(nxt % n)
+        diff = b - a
+        out.ravel()[j] = (b - diff * (1 - gamma)) if gamma >= 0.5 else (a + diff * gamma)
+    return out
+
+
+def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Veltkamp's split: x = hi + lo exactly, each with at most 26 significant bits."""
+    t = x * 134217729.0  # 2**27 + 1
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+def weighted_fsum(x: np.ndarray, counts: np.ndarray) -> float:
+    """``sum(x[i] * counts[i])`` correctly rounded (each product split into parts that multiply exactly)."""
+    x = np.asarray(x, dtype=float)
+    c = np.asarray(counts, dtype=np.int64)
+    if c.size and int(c.max()) >= 2**26 or not np.all(np.isfinite(x)) or (x.size and float(np.abs(x).max()) > 1e290):
+        return math.fsum(float(v) * int(k) for v, k in zip(x, c))  # not expected for registry data
+    hi, lo = _split(x)
+    cf = c.astype(float)
+    return math.fsum(np.concatenate((hi * cf, lo * cf)).tolist())
+
+
+def lab_summary_counts(values: Any, ref_low: Any, ref_high: Any, n: Any) -> dict[str, Any]:
+    """:func:`lab_summary` of grouped input: ``n[i]`` values equal to ``values[i]`` with the limits
+    ``ref_low[i]`` / ``ref_high[i]`` (NaN: none). Counts, n_low, n_high, percentages, min, max and
+    the quartiles are those of :func:`lab_summary` to the last bit; mean and sd are the exact sums
+    rounded once (numpy sums pairwise in row order), so they may differ in the last bit or two."""
+    v = np.asarray(values, dtype=float)
+    w = np.asarray(n, dtype=np.int64)
+    lo, hi = _limits(ref_low, v.shape[0]), _limits(ref_high, v.shape[0])
+    keep = ~np.isnan(v) & (w > 0)
+    v, lo, hi, w = v[keep], lo[keep], hi[keep], w[keep]
+    with np.errstate(invalid="ignore"):
+        is_low = ~np.isnan(lo) & (v < lo)
+        is_high = ~is_low & ~np.isnan(hi) & (v > hi)
+    total = int(w.sum())
+    n_low, n_high = int(w[is_low].sum()), int(w[is_high].sum())
+    if total == 0:
+        return {"n": 0, "mean": None, "sd": None, "min": None, "p25": None, "median": None, "p75": None,
+                "max": None, "n_low": 0, "n_high": 0, "pct_low": None, "pct_high": None}
+    uniq, counts = distinct_counts(v, w)
+    q = quantiles_counted(uniq, counts, [0.25, 0.5, 0.75])
+    mean = weighted_fsum(uniq, counts) / total
+    dev = uniq - mean
+    return {
+        "n": total,
+        "mean": float(mean),
+        "sd": float(np.sqrt(weighted_fsum(dev * dev, counts) / (total - 1))) if total > 1 else None,
+        "min": float(uniq[0]),
+        "p25": float(q[0]),
+        "median": float(q[1]),
+        "p75": float(q[2]),
+        "max": float(uniq[-1]),
+        "n_low": n_low,
+        "n_high": n_high,
+        "pct_low": 100.0 * n_low / total,
+        "pct_high": 100.0 * n_high / total,
     }
 
 

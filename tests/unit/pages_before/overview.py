@@ -1,0 +1,51 @@
+"""The Overview page (/): headline numbers and counts by kidney status, index year and site."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dashboards.lib.cohort import CohortFilter
+from tests.unit.pages_before.common import Con, num, query_df, sort_levels, survival_input
+from orchestration.analytics import stats
+
+
+def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
+    """Headline numbers (``summary``, one row) and counts by kidney status, index year and site."""
+    where, params = f.where()
+    ages = con.execute(f"SELECT age_years FROM dim_cases WHERE {where}", params).fetchnumpy()["age_years"]
+    days, died, _, _ = survival_input(con, f, None, None)
+    n_cases, n_sites, n_female, n_syn = con.execute(
+        f"SELECT count(*), count(DISTINCT site_id), count(*) FILTER (WHERE sex = 'female'), count(*) FILTER (WHERE is_synthetic) "
+        f"FROM dim_cases WHERE {where}",
+        params,
+    ).fetchone()
+    age = stats.lab_summary(np.ma.filled(np.ma.asarray(ages, dtype=float), np.nan))
+    surv = stats.survival_summary(days, died)
+    summary = {
+        "n_cases": int(n_cases),
+        "n_synthetic": int(n_syn),
+        "n_sites": int(n_sites),
+        "age_median": num(age.get("median")),
+        "age_p25": num(age.get("p25")),
+        "age_p75": num(age.get("p75")),
+        "pct_female": (n_female / n_cases) if n_cases else None,
+        **{k: surv.get(k) for k in ("n_known_outcome", "n_deaths", "case_fatality", "median_survival_days",
+                                    "survival_365d", "ci_lower_365d", "ci_upper_365d")},
+    }
+    kidney = query_df(con, f"SELECT kidney_status, count(*) AS n FROM dim_cases WHERE {where} GROUP BY 1", params)
+    kidney["pct"] = kidney["n"] / max(int(n_cases), 1)
+    kidney = sort_levels(kidney, "kidney_status", "kidney_status")
+    by_year = query_df(
+        con,
+        f"SELECT index_year, is_synthetic, count(*) AS n FROM dim_cases WHERE {where} GROUP BY ALL ORDER BY ALL",
+        params,
+    )
+    by_site = query_df(
+        con,
+        f"SELECT site_id, is_synthetic, count(*) AS n FROM dim_cases WHERE {where} GROUP BY ALL ORDER BY n DESC, site_id",
+        params,
+    )
+    return {"summary": pd.DataFrame([summary]), "kidney_status": kidney, "by_year": by_year, "by_site": by_site}

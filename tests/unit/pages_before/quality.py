@@ -1,0 +1,73 @@
+"""The Data quality page: quarantine, completeness and submissions (registry-wide, not filtered)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from dashboards.lib import labels
+from dashboards.lib.cohort import CohortFilter
+from tests.unit.pages_before.common import Con, query_df
+
+#: dim_cases fields whose completeness is shown, with the cases they apply to (SQL condition) and
+#: the coded value that means "not known".
+COMPLETENESS_FIELDS: dict[str, tuple[str, str | None]] = {
+    "index_year": ("TRUE", None),
+    "sex": ("TRUE", "unknown"),
+    "kidney_status": ("TRUE", "unknown"),
+    "dialysis_modality": ("kidney_status = 'dialysis'", None),
+    "dialysis_vintage_months": ("kidney_status = 'dialysis'", None),
+    "diabetes": ("TRUE", None),
+    "obesity": ("TRUE", None),
+    "hypertension": ("TRUE", None),
+    "malignancy": ("TRUE", None),
+    "warfarin": ("TRUE", None),
+    "bmi": ("TRUE", None),
+    "diagnosis_basis": ("TRUE", None),
+    "onset_day": ("TRUE", None),
+    "diagnosis_day": ("TRUE", None),
+    "vital_status": ("TRUE", "unknown"),
+    "followup_days": ("TRUE", None),
+    "cause_of_death": ("died", "unknown"),
+    "autopsy": ("died", None),
+    "wound_healing": ("TRUE", "unknown"),
+}
+
+
+def completeness(con: Con) -> pd.DataFrame:
+    """For each field: the cases it applies to, how many have it known, and the share."""
+    parts = []
+    for col, (applies, unknown) in COMPLETENESS_FIELDS.items():
+        known = f"{col} IS NOT NULL" + (f" AND CAST({col} AS VARCHAR) <> '{unknown}'" if unknown else "")
+        parts.append(f"count(*) FILTER (WHERE {applies}) AS \"{col}__n\", count(*) FILTER (WHERE ({applies}) AND {known}) AS \"{col}__k\"")
+    row = con.execute(f"SELECT {', '.join(parts)} FROM dim_cases").fetchone()
+    out = []
+    for i, col in enumerate(COMPLETENESS_FIELDS):
+        n, k = row[2 * i], row[2 * i + 1]
+        applies = COMPLETENESS_FIELDS[col][0]
+        out.append({
+            "field": labels.pretty(col),
+            "applies_to": {"TRUE": "all cases", "died": "deaths", "kidney_status = 'dialysis'": "dialysis cases"}[applies],
+            "n_applicable": int(n),
+            "n_known": int(k),
+            "pct_known": (k / n) if n else None,
+        })
+    return pd.DataFrame(out)
+
+
+def quality_queries(con: Con) -> dict[str, Any]:
+    """``quarantine`` (every quarantined record with its reasons), ``completeness`` (per field) and
+    ``submissions`` (records received per day)."""
+    quarantine = query_df(
+        con,
+        """SELECT quarantined_at, case_id, revision, n_errors, reasons, source_file, record, channel,
+                  is_resolved, resolved_at, resolution_note, quarantine_id
+           FROM quality_quarantine ORDER BY quarantined_at DESC, quarantine_id""",
+    )
+    submissions = query_df(con, "SELECT day, n_accepted, n_quarantined FROM quality_submissions ORDER BY day")
+    return {"quarantine": quarantine, "completeness": completeness(con), "submissions": submissions}
+
+
+def quality_page(con: Con, f: CohortFilter | None = None) -> dict[str, Any]:
+    return quality_queries(con)

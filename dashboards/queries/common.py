@@ -58,6 +58,12 @@ def in_cohort(f: CohortFilter, column: str = "case_id") -> tuple[str, list[Any]]
     return f"{column} IN (SELECT case_id FROM dim_cases WHERE {where})", params
 
 
+def has_table(con: Con, name: str) -> bool:
+    """Whether the snapshot has the table ``name`` (an older snapshot may lack a newer mart)."""
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
+                            [name]).fetchone()[0])
+
+
 def check_stratum(stratum: str | None) -> None:
     """Strata are column names put into SQL: only the known ones are accepted."""
     if stratum is not None and stratum not in labels.STRATA:

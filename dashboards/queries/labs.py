@@ -14,6 +14,7 @@ from dashboards.queries.common import (
     HIST_BINS,
     Con,
     check_stratum,
+    has_table,
     in_cohort,
     named,
     numbered,
@@ -24,15 +25,14 @@ from dashboards.queries.common import (
 from orchestration.analytics import stats
 
 
-def _has_table(con: Con, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND table_name = ?",
-                            [name]).fetchone()[0])
+#: The whole registry's lab values counted per (analyte, baseline, value, range): the page's default cohort.
+VALUE_COUNTS = "mart_lab_value_counts"
 
 
 def lab_options(con: Con) -> pd.DataFrame:
     """Analytes with their label, units, default reference range, SI factor and number of cases with a
     (baseline) value in the registry, from ``mart_lab_distributions`` when it is published."""
-    counts = ("SELECT analyte, n AS n_cases FROM mart_lab_distributions" if _has_table(con, "mart_lab_distributions")
+    counts = ("SELECT analyte, n AS n_cases FROM mart_lab_distributions" if has_table(con, "mart_lab_distributions")
               else "SELECT analyte, count(*) AS n_cases FROM fct_lab_results WHERE is_baseline GROUP BY 1")
     return query_df(
         con,
@@ -138,7 +138,11 @@ def lab_queries(con: Con, f: CohortFilter, analyte: str = "calcium", *, si: bool
     base = "AND l.is_baseline" if baseline_only else ""
     # counted per distinct (value, limits[, level]) in DuckDB: a few hundred rows reach Python, not one per value
     cols = "l.value * $scale AS value, l.ref_low * $scale AS ref_low, l.ref_high * $scale AS ref_high"
-    if stratum:
+    if not stratum and f.is_default and has_table(con, VALUE_COUNTS):
+        # the whole registry: its values are already counted (a few thousand rows, no scan of the lab table)
+        rows = con.execute(f"SELECT {cols}, l.n_values AS n FROM {VALUE_COUNTS} l WHERE l.analyte = $analyte {base}",
+                           {"scale": info["scale"], "analyte": analyte}).fetchnumpy()
+    elif stratum:
         sql = (f"SELECT {cols}, c.{stratum} AS level, count(*) AS n FROM fct_lab_results l JOIN dim_cases c USING (case_id) "
                f"WHERE l.analyte = $analyte {base} AND {numbered(where)} GROUP BY ALL")
         rows = con.execute(sql, {"scale": info["scale"], "analyte": analyte, **named(params)}).fetchnumpy()
@@ -181,11 +185,15 @@ def capp_queries(con: Con, f: CohortFilter, *, si: bool = False) -> dict[str, An
     scale = 1.0 / (factors.get("calcium", 4.008) * factors.get("phosphate", 3.097)) if si else 1.0
     # dim_cases carries each case's baseline calcium x phosphate: a scan of one column, not a join of
     # two slices of the lab table (430-850 ms at a million cases)
-    rows = con.execute(
-        f"SELECT calcium_phosphate_product * $scale AS capp, count(*) AS n FROM dim_cases ca "
-        f"WHERE calcium_phosphate_product IS NOT NULL AND {numbered(cond)} GROUP BY 1",
-        {"scale": scale, **named(cparams)},
-    ).fetchnumpy()
+    if f.is_default and has_table(con, VALUE_COUNTS):  # the whole registry: counted in the mart
+        rows = con.execute(f"SELECT value * $scale AS capp, n_values AS n FROM {VALUE_COUNTS} WHERE analyte = '{stats.CAXP_ANALYTE}'",
+                           {"scale": scale}).fetchnumpy()
+    else:
+        rows = con.execute(
+            f"SELECT calcium_phosphate_product * $scale AS capp, count(*) AS n FROM dim_cases ca "
+            f"WHERE calcium_phosphate_product IS NOT NULL AND {numbered(cond)} GROUP BY 1",
+            {"scale": scale, **named(cparams)},
+        ).fetchnumpy()
     v = np.ma.filled(np.ma.asarray(rows["capp"], dtype=float), np.nan)
     n = np.asarray(rows["n"], dtype=np.int64)
     threshold = stats.CAXP_HIGH * scale

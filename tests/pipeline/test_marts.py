@@ -518,7 +518,8 @@ def test_every_mart_column_is_documented_in_the_snapshot(main):
     finally:
         con.close()
     marts = {r[0] for r in rows}
-    assert marts == {"mart_mortality", "mart_survival", "mart_organ_involvement", "mart_organ_cooccurrence", "mart_lab_distributions"}
+    assert marts == {"mart_mortality", "mart_survival", "mart_organ_involvement", "mart_organ_cooccurrence", "mart_lab_distributions",
+                     "mart_lab_value_counts"}
     undocumented = [(t, c) for t, c, td, cd in rows if not td or not cd]
     assert not undocumented
     md = (home.published_current / "data_dictionary.md").read_text(encoding="utf-8")

@@ -217,3 +217,10 @@ def test_histogram_of_counted_values_is_numpys():
         extra = (None, float(rng.uniform(0, 20))) if rng.random() < 0.5 else ()
         uniq, counts = np.unique(v, return_counts=True)
         same(old_labs.histogram(v, extra=extra), labs.histogram_counts(uniq, counts, extra=extra), f"histogram n={n}")
+
+
+def test_the_whole_registry_is_read_from_the_marts(con):
+    """The default cohort's organ and lab figures above came from the published marts (the fallback,
+    a scan of the facts, is what the filtered cohorts exercised)."""
+    for table in ("mart_organ_involvement", "mart_organ_cooccurrence", labs.VALUE_COUNTS):
+        assert common.has_table(con, table), table

@@ -161,19 +161,23 @@ def survival_counts(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tu
     check_stratum(stratum)
     where, params = f.where()
     level = stratum or "NULL"
-    # grouped on the raw column (a cast per case costs more than the grouping); the levels are
-    # named below, on the grouped rows
+    # grouped on the raw column (a cast per case costs more than the grouping), one key fewer with the
+    # outcome counted per group; the levels are named below, on the grouped rows
     rows = con.execute(
-        f"SELECT followup_days AS days, died::TINYINT AS died, {level} AS level, count(*) AS n FROM dim_cases "
-        f"WHERE {where} GROUP BY ALL",
+        f"SELECT followup_days AS days, {level} AS level, count(*) AS n, count(died) AS n_known, "
+        f"count(*) FILTER (WHERE died) AS n_dead FROM dim_cases WHERE {where} GROUP BY ALL",
         params,
     ).fetchnumpy()
-    days = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)
-    died = np.ma.filled(np.ma.asarray(rows["died"], dtype=float), np.nan)
-    n = np.asarray(rows["n"], dtype=np.int64)
+    d = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)
+    total, n_known, n_dead = (np.asarray(rows[c], dtype=np.int64) for c in ("n", "n_known", "n_dead"))
+    # one row per (days, outcome[, level]): dead, alive, unknown
+    days = np.concatenate((d, d, d))
+    died = np.repeat([1.0, 0.0, np.nan], d.size)
+    n = np.concatenate((n_dead, n_known - n_dead, total - n_known))
+    raw = rows["level"]
     if not stratum:
         return days, died, np.zeros(n.size, dtype=np.int64), n, ["All cases"]
-    values = np.ma.asarray(rows["level"], dtype=object).tolist() if np.ma.isMaskedArray(rows["level"]) else list(rows["level"].tolist())
+    values = (np.ma.asarray(raw, dtype=object).tolist() if np.ma.isMaskedArray(raw) else raw.tolist()) * 3
     levels = sorted(dict.fromkeys(values), key=lambda v: level_key(stratum, v))
     names: list[str] = []
     group_of: dict[Any, int] = {}

@@ -165,7 +165,7 @@ def survival_counts(con: Con, f: CohortFilter, stratum: str | None, vocab) -> tu
     # outcome counted per group; the levels are named below, on the grouped rows
     rows = con.execute(
         f"SELECT followup_days AS days, {level} AS level, count(*) AS n, count(died) AS n_known, "
-        f"count(*) FILTER (WHERE died) AS n_dead FROM dim_cases WHERE {where} GROUP BY ALL",
+        f"count_if(died) AS n_dead FROM dim_cases WHERE {where} GROUP BY ALL",
         params,
     ).fetchnumpy()
     d = np.ma.filled(np.ma.asarray(rows["days"], dtype=float), np.nan)

@@ -19,7 +19,7 @@ def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
     # headline counts are sums of those groups, so no scan is spent on them alone
     ages = con.execute(f"SELECT age_years, count(*) AS n FROM dim_cases WHERE {where} GROUP BY 1", params).fetchnumpy()
     days, died, _, n, _ = survival_counts(con, f, None, None)
-    kidney = query_df(con, f"SELECT kidney_status, count(*) AS n, count(*) FILTER (WHERE sex = 'female') AS n_female "
+    kidney = query_df(con, f"SELECT kidney_status, count(*) AS n, count_if(sex = 'female') AS n_female "
                       f"FROM dim_cases WHERE {where} GROUP BY 1", params)
     n_female = int(kidney.pop("n_female").sum())
     n_cases = int(kidney["n"].sum())

@@ -37,14 +37,20 @@ COMPLETENESS_FIELDS: dict[str, tuple[str, str | None]] = {
 
 def completeness(con: Con) -> pd.DataFrame:
     """For each field: the cases it applies to, how many have it known, and the share."""
-    # one pass: the cases each condition applies to once per condition, and per field count() of the
-    # value with its "not known" code made NULL (count skips NULLs: no per-row filter to evaluate)
+    # one pass, without FILTER clauses (each costs a selection per aggregate): each condition is
+    # evaluated once per case (a boolean column of the subquery), a field's known values are count() of
+    # the field where the condition holds, less count_if() of its "not known" code
     conditions = list(dict.fromkeys(applies for applies, _ in COMPLETENESS_FIELDS.values()))
-    parts = [f"count(*) FILTER (WHERE {a})" if a != "TRUE" else "count(*)" for a in conditions]
+    flag = {a: (None if a == "TRUE" else f"_c{i}") for i, a in enumerate(conditions)}
+    cols = list(COMPLETENESS_FIELDS) + [f"({a}) AS {flag[a]}" for a in conditions if flag[a]]
+    parts = [f"count_if({flag[a]})" if flag[a] else "count(*)" for a in conditions]
     for col, (applies, unknown) in COMPLETENESS_FIELDS.items():
-        known = col if unknown is None else f"nullif(CAST({col} AS VARCHAR), '{unknown}')"
-        parts.append(f"count({known})" + (f" FILTER (WHERE {applies})" if applies != "TRUE" else ""))
-    counts = con.execute(f"SELECT {', '.join(parts)} FROM dim_cases").fetchone()
+        c = flag[applies]
+        known = f"count(CASE WHEN {c} THEN {col} END)" if c else f"count({col})"
+        if unknown is not None:
+            known += f" - count_if({c + ' AND ' if c else ''}CAST({col} AS VARCHAR) = '{unknown}')"
+        parts.append(known)
+    counts = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {', '.join(cols)} FROM dim_cases)").fetchone()
     n_of = dict(zip(conditions, counts))
     row = []
     for i, (col, (applies, _)) in enumerate(COMPLETENESS_FIELDS.items()):

@@ -302,3 +302,59 @@ def test_logrank_of_group_numbers_equals_that_of_group_objects():
             g = g.astype(bool)
         fast, general = stats.logrank_p(days, died, g), stats.logrank_p(days, died, list(g))
         assert (fast is None and general is None) or fast == general, trial
+
+
+# ----------------------------------------------------------------------------- counted input (the dashboards')
+
+
+def _grouped(days, died, groups=None):
+    """(days, died, group, n) per distinct combination, as a SQL GROUP BY returns them (shuffled)."""
+    df = pd.DataFrame({"days": days, "died": died, "group": 0 if groups is None else groups})
+    g = df.groupby(["days", "died", "group"], dropna=False).size().reset_index(name="n").sample(frac=1, random_state=1)
+    return (g["days"].to_numpy(float), g["died"].to_numpy(float), g["group"].to_numpy(np.int64), g["n"].to_numpy(np.int64))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_counted_survival_equals_per_case_to_the_last_bit(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 2000))
+    days = rng.integers(0, int(rng.integers(2, 900)), n).astype(float)
+    days[rng.random(n) < 0.05] = np.nan
+    died = (rng.random(n) < rng.random()).astype(float)
+    died[rng.random(n) < 0.1] = np.nan
+    groups = rng.integers(0, int(rng.integers(1, 5)), n)
+    d, e, g, w = _grouped(days, died, groups)
+    pd.testing.assert_frame_equal(stats.kaplan_meier_counts(d, e, w), stats.kaplan_meier(days, died), check_exact=True)
+    assert stats.survival_summary_counts(d, e, w) == stats.survival_summary(days, died)
+    assert stats.logrank_p_counts(d, e, g, w) == stats.logrank_p(days, died, groups)
+
+
+def test_counted_survival_of_nothing():
+    empty = np.empty(0)
+    pd.testing.assert_frame_equal(stats.kaplan_meier_counts(empty, empty, empty), stats.kaplan_meier(empty, empty), check_exact=True)
+    assert stats.survival_summary_counts(empty, empty, empty) == stats.survival_summary(empty, empty)
+    # rows with no case (count 0) change nothing
+    assert stats.survival_summary_counts([5.0, 7.0], [1.0, 0.0], [3, 0]) == stats.survival_summary([5, 5, 5], [1, 1, 1])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_counted_quantiles_and_lab_summary_are_numpys(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5000))
+    v = np.round(rng.lognormal(1, 0.6, n), int(rng.integers(0, 4)))
+    v[rng.random(n) < 0.03] = np.nan
+    lo = np.where(rng.random(n) < 0.2, np.nan, np.round(rng.uniform(1, 3, n), 1))
+    hi = np.where(rng.random(n) < 0.2, np.nan, np.round(rng.uniform(3, 9, n), 1))
+    qs = [0.0, 0.005, 0.25, 0.5, 0.75, 0.995, 1.0, float(rng.random())]
+    known = v[~np.isnan(v)]
+    if known.size:
+        uniq, counts = np.unique(known, return_counts=True)
+        assert stats.quantiles_counted(uniq, counts, qs).tolist() == np.quantile(known, qs).tolist()
+    df = pd.DataFrame({"v": v, "lo": lo, "hi": hi}).groupby(["v", "lo", "hi"], dropna=False).size().reset_index(name="n")
+    got = stats.lab_summary_counts(df["v"], df["lo"], df["hi"], df["n"])
+    want = stats.lab_summary(v, lo, hi)
+    assert {k: got[k] for k in got if k not in ("mean", "sd")} == {k: want[k] for k in want if k not in ("mean", "sd")}
+    for k in ("mean", "sd"):  # exact sums rounded once against numpy's pairwise sums
+        assert (got[k] is None) == (want[k] is None)
+        if got[k] is not None:
+            assert got[k] == pytest.approx(want[k], rel=1e-13)

@@ -5,8 +5,9 @@ share in ``common``.
 ``con`` is a connection with the published snapshot attached and selected (tables by bare name,
 see :func:`orchestration.warehouse.snapshot.connect`); ``f`` is a :class:`~dashboards.lib.cohort.CohortFilter`.
 Nothing here imports Streamlit: the pages cache these results (``dashboards.lib.data``, keyed by module and function name), tests and the
-benchmark call them directly. Filtering, grouping and counting run in DuckDB; only the columns a
-statistic needs reach pandas. Every statistic of a filtered cohort (Kaplan–Meier, survival at fixed
+benchmark call them directly. Filtering, grouping and counting run in DuckDB, and what reaches Python
+is counted (cases per follow-up day and outcome, values per distinct value), never one row per case;
+the whole registry (the default cohort) reads the organ marts and ``mart_lab_value_counts``. Every statistic of a filtered cohort (Kaplan–Meier, survival at fixed
 days, log-rank, numeric summaries, mortality by stratum) comes from :mod:`orchestration.analytics.stats`,
 the implementation the marts use, so the pages agree with ``mart_*`` for the standard strata.
 

@@ -15,7 +15,7 @@ from tests.support import run_cli, write_jsonl
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("incremental")]
 
 TABLES = ("dim_cases", "fct_lab_results", "fct_organ_involvement", "fct_treatments", "fct_lesions",
-          "dim_case_revisions", "mart_mortality", "mart_organ_involvement", "mart_lab_distributions")
+          "dim_case_revisions", "mart_mortality", "mart_organ_involvement", "mart_lab_distributions", "mart_lab_value_counts")
 
 
 def _round(row: tuple) -> tuple:

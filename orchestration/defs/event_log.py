@@ -39,6 +39,7 @@ class RegistryEventLogStorage(ConsolidatedSqliteEventLogStorage):
 
     _engine: Any = None
     _engine_pid: int | None = None
+    _tables: frozenset[str] = frozenset()
 
     def _pooled_engine(self) -> Any:
         if self._engine is None or self._engine_pid != os.getpid():
@@ -48,6 +49,17 @@ class RegistryEventLogStorage(ConsolidatedSqliteEventLogStorage):
             db.event.listen(engine, "connect", _tune)
             self._engine, self._engine_pid = engine, os.getpid()
         return self._engine
+
+    def has_table(self, table_name: str) -> bool:
+        # asked before every asset event's tags are stored (37 times in a one-case build, each with a
+        # new engine in the parent class); a table, once there, stays: remember the yeses
+        if table_name in self._tables:
+            return True
+        with self._pooled_engine().connect() as conn:
+            found = bool(conn.dialect.has_table(conn, table_name))
+        if found:
+            self._tables = self._tables | {table_name}
+        return found
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:

@@ -39,7 +39,7 @@ from orchestration.defs.sensors import WATERMARK_TAG
 from orchestration.services.build import prepare_dagster_home, run_build
 from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark
-from orchestration.warehouse.holders import beat
+from orchestration.warehouse.holders import FINISH_SIGNAL, beat
 from orchestration.warehouse.locks import warehouse_lock
 
 POLL_S = 0.05
@@ -102,11 +102,12 @@ def prime(home: Home) -> None:
         dbt_inprocess.invoke(home, ["compile", "--select", "resource_type:model"])
 
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, FINISH_SIGNAL)
 
 
 class _Stop:
-    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any).
+    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any); SIGUSR1
+    (:data:`FINISH_SIGNAL`) too, without interrupting that build.
 
     Dagster replaces the process's signal handlers while it runs a job (and maps SIGTERM to SIGINT's
     handler for good), so a signal that arrives during a build reaches Dagster's handler, not ours.

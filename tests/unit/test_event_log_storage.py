@@ -1,4 +1,4 @@
-"""Dagster's event log of each home (defs/event_log.py): one pooled engine per process with
+"""Dagster's event log and run storage of each home (defs/storage.py): one pooled engine per process with
 SQLite's synchronous=NORMAL, and still an ordinary consolidated event log that any other process
 (the Dagster UI, the daemon) reads (issue 16)."""
 
@@ -10,7 +10,7 @@ from dagster import AssetKey, AssetMaterialization, DagsterInstance
 from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 
-from orchestration.defs.event_log import RegistryEventLogStorage
+from orchestration.defs.storage import RegistryEventLogStorage, RegistryRunStorage
 from orchestration.services.build import prepare_dagster_home
 
 
@@ -36,7 +36,8 @@ def test_events_written_are_read_by_another_storage(tmp_path):
     reader.dispose()
 
 
-def test_each_home_uses_it(home):
+def test_each_home_uses_them(home):
     prepare_dagster_home(home)
     with DagsterInstance.from_config(str(home.dagster_home)) as instance:
         assert isinstance(instance.event_log_storage, RegistryEventLogStorage)
+        assert isinstance(instance.run_storage, RegistryRunStorage)

@@ -83,22 +83,8 @@ def histogram(values: np.ndarray, *, extra: tuple[float | None, ...] = (), bins:
     """Counts in equal bins spanning the 0.5th–99.5th percentiles (and the reference limits);
     values beyond fall in the edge bins (``clipped`` counts them)."""
     v = np.asarray(values, dtype=float)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return pd.DataFrame(columns=["bin_start", "bin_end", "n"])
-    lo, hi = np.quantile(v, [0.005, 0.995])
-    for x in extra:
-        if x is not None and not math.isnan(x) and x > 0:
-            lo, hi = min(lo, x), max(hi, x)
-    if hi <= lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    width = _nice_width((hi - lo) / bins)
-    lo, hi = math.floor(lo / width) * width, math.ceil(hi / width) * width
-    n_bins = max(1, int(round((hi - lo) / width)))
-    counts, edges = np.histogram(np.clip(v, lo, hi), bins=n_bins, range=(lo, hi))
-    out = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "n": counts})
-    out.attrs["clipped"] = int(((v < lo) | (v > hi)).sum())
-    return out
+    uniq, counts = np.unique(v[~np.isnan(v)], return_counts=True)
+    return histogram_counts(uniq, counts.astype(np.int64), extra=extra, bins=bins)
 
 
 def histogram_counts(uniq: np.ndarray, counts: np.ndarray, *, extra: tuple[float | None, ...] = (), bins: int = HIST_BINS) -> pd.DataFrame:
@@ -120,11 +106,6 @@ def histogram_counts(uniq: np.ndarray, counts: np.ndarray, *, extra: tuple[float
     out = pd.DataFrame({"bin_start": edges[:-1], "bin_end": edges[1:], "n": n.astype(np.int64)})
     out.attrs["clipped"] = int(counts[(uniq < lo) | (uniq > hi)].sum())
     return out
-
-
-def _summary_rows(groups: list[tuple[str, Any, Any, Any]]) -> pd.DataFrame:
-    """One :func:`orchestration.analytics.stats.lab_summary` row per (group, values, ref_low, ref_high)."""
-    return pd.DataFrame([{"group": g, **stats.lab_summary(v, lo, hi)} for g, v, lo, hi in groups])
 
 
 def lab_queries(con: Con, f: CohortFilter, analyte: str = "calcium", *, si: bool = False, baseline_only: bool = True,

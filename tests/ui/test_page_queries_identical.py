@@ -217,6 +217,7 @@ def test_histogram_of_counted_values_is_numpys():
         extra = (None, float(rng.uniform(0, 20))) if rng.random() < 0.5 else ()
         uniq, counts = np.unique(v, return_counts=True)
         same(old_labs.histogram(v, extra=extra), labs.histogram_counts(uniq, counts, extra=extra), f"histogram n={n}")
+        same(old_labs.histogram(v, extra=extra), labs.histogram(v, extra=extra), f"histogram of values n={n}")
 
 
 def test_the_whole_registry_is_read_from_the_marts(con):

@@ -696,10 +696,6 @@ class FileSource:
             while chunk := f.read(_SLICE):
                 yield chunk
 
-    def lines(self) -> Iterator[bytes]:
-        with open(self.path, "rb", buffering=1 << 20) as f:
-            yield from f
-
 
 def _slices(data) -> Iterator[bytes]:
     if isinstance(data, FileSource):
@@ -709,16 +705,26 @@ def _slices(data) -> Iterator[bytes]:
             yield data[off : off + _SLICE]
 
 
-def _lines(data) -> Iterator[bytes]:
+# A JSON Lines file is cut into blocks of about this many bytes, each of whole lines
+BLOCK_BYTES = 1 << 20
+
+
+def _blocks(data) -> Iterator[bytes]:
+    """``data`` in pieces of about BLOCK_BYTES that end at a newline (the last one where the data ends)."""
     if isinstance(data, FileSource):
-        yield from data.lines()
+        with open(data.path, "rb") as f:
+            while piece := f.read(BLOCK_BYTES):
+                if not piece.endswith(b"\n"):
+                    piece += f.readline()
+                yield piece
         return
     n, pos = len(data), 0
     while pos < n:
-        nl = data.find(b"\n", pos)
-        nl = n if nl < 0 else nl + 1
-        yield data[pos:nl]
-        pos = nl
+        nl = data.find(b"\n", pos + BLOCK_BYTES - 1) if pos + BLOCK_BYTES < n else -1
+        end = n if nl < 0 else nl + 1
+        piece = data[pos:end]
+        yield piece if type(piece) is bytes else bytes(piece)
+        pos = end
 
 
 def _utf8_error(data, source_file: str) -> ParsedRecord | None:
@@ -780,6 +786,31 @@ class RawLine(NamedTuple):
     line: bytes
 
 
+class RawBlock(NamedTuple):
+    """Whole lines of a JSON Lines file, not read yet (so that a big file travels to the worker
+    processes that read it as a few large pieces, not a million small ones)."""
+
+    lineno: int  # the 1-based number of its first line
+    data: bytes  # its lines, each with its newline (the file's last line may have none)
+
+    def lines(self) -> Iterator[tuple[int, bytes, bool]]:
+        """(line number, line without its newline, whether it had one) for every line that is not
+        blank, as :func:`split_submission` numbers and yields them (a byte order mark before the
+        file's first line is dropped)."""
+        pieces = self.data.split(b"\n")
+        last = len(pieces) - 1  # what follows the last newline: empty, or a last line without one
+        n = self.lineno
+        for i, line in enumerate(pieces):
+            if n + i == 1 and line.startswith(_BOM):
+                line = line[3:]
+            if line and not line.isspace():  # not blank (what line.strip() would empty)
+                yield n + i, line, i < last
+
+    def raw_lines(self) -> Iterator[RawLine]:
+        for n, line, newline in self.lines():
+            yield RawLine(n, line + b"\n" if newline else line)
+
+
 def parse_line(source_file: str, lineno: int, line: bytes) -> ParsedRecord:
     """One line of a JSON Lines file, read on its own (what :func:`parse_submission` yields for it)."""
     return _element(source_file, lineno, line, lineno - 1, f"line {lineno}")
@@ -797,9 +828,10 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
         yield parse_line(source_file, *item) if type(item) is RawLine else item
 
 
-def split_submission(data, source_file: str) -> Iterator[ParsedRecord | RawLine]:
+def split_submission(data, source_file: str, blocks: bool = False) -> Iterator[ParsedRecord | RawLine | RawBlock]:
     """:func:`parse_submission`, except that the lines of a JSON Lines file are yielded unread, as
-    :class:`RawLine` (so that a big file's lines can be read and checked in worker processes)."""
+    :class:`RawLine`, or (``blocks``) as :class:`RawBlock` of many lines (so that a big file can be
+    read and checked in worker processes)."""
     bad = _utf8_error(data, source_file)
     if bad is not None:
         yield bad
@@ -857,15 +889,17 @@ def split_submission(data, source_file: str) -> Iterator[ParsedRecord | RawLine]
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
             return
         del text
-    lineno = 0
+    lineno = 1
     any_content = False
-    for line in _lines(data):
-        lineno += 1
-        if lineno == 1 and line.startswith(_BOM):
-            line = line[3:]
-        if not line.strip():
-            continue
-        any_content = True
-        yield RawLine(lineno, line)
+    for piece in _blocks(data):
+        block = RawBlock(lineno, piece)
+        if not any_content:
+            content = piece[3:] if lineno == 1 and piece.startswith(_BOM) else piece
+            any_content = bool(content) and not content.isspace()  # a line that is not blank
+        if blocks:
+            yield block
+        else:
+            yield from block.raw_lines()
+        lineno += piece.count(b"\n")
     if not any_content:
         yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))

@@ -24,6 +24,7 @@ from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import printable as _p
 from orchestration.cli.common import receipt_lines as _receipt_line
+from orchestration.cli.common import receipt_text
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract import schema
 from orchestration.registry import audit
@@ -66,9 +67,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 out.write(("" if first else ", ") + body)
                 first = False
         else:
-            lines = [ln for r in chunk for ln in _receipt_line(r)]
-            if lines:
-                out.write("\n".join(lines) + "\n")
+            out.write(receipt_text(chunk))
     if args.format == "json":
         out.write("]\n")
     else:

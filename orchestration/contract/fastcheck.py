@@ -76,18 +76,20 @@ def _optional(tp: Any) -> tuple[Any, bool]:
 
 
 def _bounds(metadata: list[Any]) -> tuple[list[str], dict[str, Any]]:
-    """Comparisons for numeric bounds (on ``{v}``), and the other constraints by kind."""
-    cmp: list[str] = []
+    """Comparisons for numeric bounds (on ``{v}``: one chained comparison when there are two), and
+    the other constraints by kind."""
+    lower: list[str] = []
+    upper: list[str] = []
     other: dict[str, Any] = {}
     for m in metadata:
         if isinstance(m, annotated_types.Ge):
-            cmp.append(f"{{v}} >= {m.ge!r}")
-        elif isinstance(m, annotated_types.Le):
-            cmp.append(f"{{v}} <= {m.le!r}")
+            lower.append(f"{m.ge!r} <=")
         elif isinstance(m, annotated_types.Gt):
-            cmp.append(f"{{v}} > {m.gt!r}")
+            lower.append(f"{m.gt!r} <")
+        elif isinstance(m, annotated_types.Le):
+            upper.append(f"<= {m.le!r}")
         elif isinstance(m, annotated_types.Lt):
-            cmp.append(f"{{v}} < {m.lt!r}")
+            upper.append(f"< {m.lt!r}")
         elif isinstance(m, annotated_types.MinLen):
             other["min_length"] = m.min_length
         elif isinstance(m, annotated_types.MaxLen):
@@ -96,6 +98,9 @@ def _bounds(metadata: list[Any]) -> tuple[list[str], dict[str, Any]]:
             other["pattern"] = m.pattern
         else:
             raise _Unsupported(f"constraint {m!r}")
+    if len(lower) > 1 or len(upper) > 1:
+        raise _Unsupported(f"bounds {metadata}")
+    cmp = [" ".join(lower + ["{v}"] + upper)] if lower or upper else []
     return cmp, other
 
 
@@ -134,81 +139,51 @@ class _Compiler:
         for name, f in fields.items():
             x = self.var()
             tp, nullable = _optional(f.annotation)
+            cond = self.scalar(tp, f.metadata, x)
             if f.is_required():
                 self.emit(indent, f"{x} = {v}[{name!r}]")  # present: the required keys were checked
-                if nullable:
-                    self.emit(indent, f"if {x} is not None:")
-                    self.value(tp, f.metadata, x, indent + 1)
-                else:
-                    self.value(tp, f.metadata, x, indent)
+                guard = f"{x} is not None" if nullable else ""
             elif nullable:  # absent and null are both allowed
-                self.emit(indent, f"{x} = {v}.get({name!r})")
-                self.emit(indent, f"if {x} is not None:")
-                self.value(tp, f.metadata, x, indent + 1)
+                guard = f"({x} := {v}.get({name!r})) is not None"
             else:  # may be absent, but not null
-                self.emit(indent, f"{x} = {v}.get({name!r}, ABSENT)")
-                self.emit(indent, f"if {x} is not ABSENT:")
-                self.value(tp, f.metadata, x, indent + 1)
+                guard = f"({x} := {v}.get({name!r}, ABSENT)) is not ABSENT"
+            if cond is not None:
+                self.emit(indent, f"if {guard + ' and ' if guard else ''}not ({cond}): return False")
+            elif guard:
+                self.emit(indent, f"if {guard}:")
+                self.container(tp, f.metadata, x, indent + 1)
+            else:
+                self.container(tp, f.metadata, x, indent)
 
-    def value(self, tp: Any, metadata: list[Any], x: str, indent: int) -> None:
-        """Statements that return False unless ``x`` (not None) is certainly a valid ``tp``."""
+    def scalar(self, tp: Any, metadata: list[Any], x: str) -> str | None:
+        """The condition that ``x`` (not None) is certainly a valid ``tp``, or None for a container."""
+        if (isinstance(tp, type) and issubclass(tp, BaseModel)) or typing.get_origin(tp) is list:
+            return None
         cmp, other = _bounds(metadata)
-        origin = typing.get_origin(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            if metadata:
-                raise _Unsupported(f"constraint on a sub-model {tp}")
-            self.model(tp, x, indent)
-        elif origin is list:
-            (inner,) = typing.get_args(tp)
-            inner, inner_nullable = _optional(inner)
-            if inner_nullable or cmp or set(other) - {"min_length", "max_length"}:
-                raise _Unsupported(f"list {tp} {metadata}")
-            conds = [f"type({x}) is list"]
-            if "min_length" in other:
-                conds.append(f"len({x}) >= {other['min_length']!r}")
-            if "max_length" in other:
-                conds.append(f"len({x}) <= {other['max_length']!r}")
-            if typing.get_origin(inner) is Literal and {type(a) for a in typing.get_args(inner)} == {str}:
-                # a list of codes: a set of strings holds no other type (an unhashable element raises: refused)
-                conds.append(f"{self.const(frozenset(typing.get_args(inner)))}.issuperset({x})")
-                self.emit(indent, f"if not ({' and '.join(conds)}): return False")
-                return
-            self.emit(indent, f"if not ({' and '.join(conds)}): return False")
-            e = self.var()
-            self.emit(indent, f"for {e} in {x}:")
-            self.value(inner, [], e, indent + 1)
-        elif origin is Literal:
+        conds: list[str]
+        if typing.get_origin(tp) is Literal:
             values = typing.get_args(tp)
             kinds = {type(a) for a in values}
-            if kinds == {str}:
-                type_test = ""  # a set of strings holds no other type (an unhashable value raises: refused)
-            elif kinds == {int}:
-                type_test = f"type({x}) is int"  # never True, 1.0 (the model takes both for 1)
-            else:
-                raise _Unsupported(f"literal {tp}")
-            if metadata:
-                raise _Unsupported(f"constraint on a literal {tp}")
-            test = f"{x} in {self.const(frozenset(values))}"
-            self.emit(indent, f"if not ({type_test + ' and ' if type_test else ''}{test}): return False")
+            if metadata or kinds not in ({str}, {int}):
+                raise _Unsupported(f"literal {tp} {metadata}")
+            # a set of strings holds no other type (an unhashable value raises: refused); an integer
+            # literal must be an int (never True or 1.0, which the model takes for 1)
+            conds = ([f"type({x}) is int"] if kinds == {int} else []) + [f"{x} in {self.const(frozenset(values))}"]
         elif tp is int:
             if other:
                 raise _Unsupported(f"int constraint {other}")
             conds = [f"type({x}) is int"] + [c.format(v=x) for c in cmp]
-            self.emit(indent, f"if not ({' and '.join(conds)}): return False")
         elif tp is float:
             if other:
                 raise _Unsupported(f"float constraint {other}")
             # strict float: a JSON number, integer or not, finite (isfinite of a huge int raises: refused)
-            conds = [f"(type({x}) is float or type({x}) is int)", f"isfinite({x})"] + [c.format(v=x) for c in cmp]
-            self.emit(indent, f"if not ({' and '.join(conds)}): return False")
+            conds = [f"type({x}) in NUMBER", f"isfinite({x})"] + [c.format(v=x) for c in cmp]
         elif tp is str:
             if cmp:
                 raise _Unsupported(f"str bounds {cmp}")
             conds = [f"type({x}) is str"]
-            if "min_length" in other:
-                conds.append(f"len({x}) >= {other['min_length']!r}")
-            if "max_length" in other:
-                conds.append(f"len({x}) <= {other['max_length']!r}")
+            if "min_length" in other or "max_length" in other:
+                conds.append(f"{other.get('min_length', 0)!r} <= len({x}) <= {other.get('max_length', 1 << 62)!r}")
             if "pattern" in other:
                 pattern = other["pattern"]
                 # only plain ASCII classes: a backslash class (\d, \w, \s) means other things to
@@ -216,13 +191,43 @@ class _Compiler:
                 if "\\" in pattern or not pattern.isascii():
                     raise _Unsupported(f"pattern {pattern!r}")
                 conds.append(f"{self.const(re.compile(pattern).fullmatch)}({x}) is not None")
-            self.emit(indent, f"if not ({' and '.join(conds)}): return False")
         elif tp is bool:
             if metadata:
                 raise _Unsupported(f"constraint on a bool {metadata}")
-            self.emit(indent, f"if not ({x} is True or {x} is False): return False")
+            conds = [f"({x} is True or {x} is False)"]
         else:
             raise _Unsupported(f"annotation {tp}")
+        return " and ".join(conds)
+
+    def container(self, tp: Any, metadata: list[Any], x: str, indent: int) -> None:
+        """Statements that return False unless ``x`` (not None) is certainly a valid ``tp``, a
+        sub-model or a list."""
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if metadata:
+                raise _Unsupported(f"constraint on a sub-model {tp}")
+            self.model(tp, x, indent)
+            return
+        (inner,) = typing.get_args(tp)
+        inner, inner_nullable = _optional(inner)
+        cmp, other = _bounds(metadata)
+        if inner_nullable or cmp or set(other) - {"min_length", "max_length"}:
+            raise _Unsupported(f"list {tp} {metadata}")
+        conds = [f"type({x}) is list"]
+        if "min_length" in other or "max_length" in other:
+            conds.append(f"{other.get('min_length', 0)!r} <= len({x}) <= {other.get('max_length', 1 << 62)!r}")
+        if typing.get_origin(inner) is Literal and {type(a) for a in typing.get_args(inner)} == {str}:
+            # a list of codes: a set of strings holds no other type (an unhashable element raises: refused)
+            conds.append(f"{self.const(frozenset(typing.get_args(inner)))}.issuperset({x})")
+            self.emit(indent, f"if not ({' and '.join(conds)}): return False")
+            return
+        self.emit(indent, f"if not ({' and '.join(conds)}): return False")
+        e = self.var()
+        self.emit(indent, f"for {e} in {x}:")
+        cond = self.scalar(inner, [], e)
+        if cond is not None:
+            self.emit(indent + 1, f"if not ({cond}): return False")
+        else:
+            self.container(inner, [], e, indent + 1)
 
 
 @functools.cache
@@ -237,7 +242,10 @@ def _compiled() -> tuple[str, Callable[[Any], bool] | None]:
         return f"# not compiled: {exc}", None
     c.emit(1, "return True")
     source = "\n".join(c.lines) + "\n"
-    namespace: dict[str, Any] = {"ABSENT": _ABSENT, "BOOL_OR_NONE": frozenset({bool, type(None)}), "isfinite": math.isfinite, **c.consts}
+    namespace: dict[str, Any] = {
+        "ABSENT": _ABSENT, "BOOL_OR_NONE": frozenset({bool, type(None)}), "NUMBER": frozenset({int, float}),
+        "isfinite": math.isfinite, **c.consts,
+    }
     exec(compile(source, "<orchestration.contract.fastcheck>", "exec"), namespace)  # noqa: S102 - our own generated code
     return source, namespace["check"]
 

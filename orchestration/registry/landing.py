@@ -67,7 +67,7 @@ INDEX_SCHEMA = pa.schema(
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Receipt:
     file: str
     record: int | None

@@ -432,8 +432,15 @@ def _classify_and_write(
         writes.append((home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), "submit.after_quarantine"))
         del entries, payloads
     if accepted:
-        # each landing line was written with its record when it was judged; only the time is new
-        lines = b"".join([v.line for v in accepted]).replace(prepare.SUBMITTED_AT, now.encode())  # type: ignore[misc]
+        # each landing line was written with its record when it was judged; only the time is new:
+        # the file is written from the lines' parts around it (no copy of the batch in memory)
+        now_bytes = now.encode()
+        lines: list = []
+        add = lines.extend
+        for v in accepted:
+            view = memoryview(v.line)  # type: ignore[arg-type]
+            k = v.line.index(prepare.SUBMITTED_AT)  # type: ignore[union-attr]
+            add((view[:k], now_bytes, view[k + 1 :]))
         keys = pa.table(
             {
                 "case_id": [v.case_id for v in accepted],
@@ -473,13 +480,15 @@ def _classify_and_write(
 
 def _audit_lines(receipts: list[Receipt], verdicts: list[tuple[Verdict, Any]], batch_id: str, channel: str, user: str | None) -> bytes:
     """The chunk's ``submission`` audit lines, as :func:`audit.encode` writes them: a record that
-    landed or is a duplicate has its line ready from when it was judged (only its status, the batch
-    id and the time are filled in); any other is written here."""
+    landed or is a duplicate has its line ready from when it was judged (only the time, its status
+    and the batch id are filled in); any other is written here."""
     at = utcnow().isoformat()
+    at_bytes, batch_bytes = at.encode(), batch_id.encode()
+    status_bytes = {ACCEPTED: ACCEPTED.encode(), DUPLICATE: DUPLICATE.encode()}
     out = []
     for r, (v, _) in zip(receipts, verdicts):
         if v.audit is not None and r.quarantine_id is None:
-            out.append(v.audit if r.status == ACCEPTED else v.audit.replace(prepare.STATUS, r.status.encode(), 1))
+            out.append(v.audit % (at_bytes, status_bytes[r.status], batch_bytes))
         else:
             out.append(orjson.dumps({
                 "at": at,
@@ -494,10 +503,7 @@ def _audit_lines(receipts: list[Receipt], verdicts: list[tuple[Verdict, Any]], b
                 **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
                 **({"user": user} if user else {}),
             }) + b"\n")
-    return (
-        b"".join(out).replace(prepare.AT, at.encode()).replace(prepare.BATCH_ID, batch_id.encode())
-        .replace(prepare.STATUS, ACCEPTED.encode())
-    )
+    return b"".join(out)
 
 
 def open_file(path: str | Path) -> FileSource:

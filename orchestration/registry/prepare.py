@@ -118,11 +118,11 @@ def payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
 # receipts, landing and audit either way: tests/unit/test_fast_landing.py).
 FAST_CHECK = True
 
-# Placeholders in a valid record's landing line and audit line, filled in by the writer when it
-# lands the record's chunk. orjson writes every control character of a string as an escape, so
-# these bytes appear nowhere else in the lines.
-SUBMITTED_AT = b"\x00"  # in Verdict.line
-AT, STATUS, BATCH_ID = b"\x00", b"\x01", b"\x02"  # in Verdict.audit
+# A valid record's landing line and audit line are written when it is judged, with placeholders for
+# what only the writer knows when it lands the record's chunk: in Verdict.line, SUBMITTED_AT (orjson
+# writes every control character of a string as an escape, so this byte appears nowhere else in the
+# line); Verdict.audit is a %-template (its own "%" doubled) of the time, the status and the batch id.
+SUBMITTED_AT = b"\x00"
 
 
 class Verdict(NamedTuple):
@@ -137,7 +137,7 @@ class Verdict(NamedTuple):
     payload: dict[str, Any] | None  # the quarantine payload, when not valid
     content_hash: str | None  # when valid
     line: bytes | None  # when valid: its line in a landing batch (see landing_line), SUBMITTED_AT to fill in
-    audit: bytes | None  # when valid: its audit line if it lands or is a duplicate (see audit_line)
+    audit: bytes | None  # when valid: a template of its audit line if it lands or is a duplicate (see audit_line)
 
 
 def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel: str = "cli", user: str | None = None) -> Verdict:
@@ -199,14 +199,14 @@ def landing_line(case_id: str | None, revision: int, content_hash: str, file: by
 
 
 def audit_line(file: bytes, record: bytes, case_id: str | None, revision: int | None, channel: bytes, user: str | None) -> bytes:
-    """A record's ``submission`` audit line without a quarantine id (what :func:`audit.encode` writes
-    for it), with AT, STATUS and BATCH_ID to fill in (``file``, ``record``, ``channel``: their JSON)."""
-    return (
-        b'{"at":"' + AT + b'","event":"submission","file":' + file + b',"record":' + record
-        + b',"case_id":' + orjson.dumps(case_id) + b',"revision":' + orjson.dumps(revision)
-        + b',"status":"' + STATUS + b'","batch_id":"' + BATCH_ID + b'","channel":' + channel
-        + (b',"user":' + orjson.dumps(user) if user else b"") + b"}\n"
+    """A record's ``submission`` audit line without a quarantine id, as :func:`audit.encode` writes it,
+    as a template: ``audit_line(...) % (time, status, batch id)`` (``file``, ``record``, ``channel``: their JSON)."""
+    middle = (
+        b'","event":"submission","file":' + file + b',"record":' + record + b',"case_id":' + orjson.dumps(case_id)
+        + b',"revision":' + orjson.dumps(revision) + b',"status":"'
     )
+    tail = b'","channel":' + channel + (b',"user":' + orjson.dumps(user) if user else b"") + b"}\n"
+    return b'{"at":"%s' + middle.replace(b"%", b"%%") + b'%s","batch_id":"%s' + tail.replace(b"%", b"%%")
 
 
 # --------------------------------------------------------------------------- worker processes

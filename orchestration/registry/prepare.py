@@ -262,7 +262,8 @@ class WorkerPool:
     def submit(self, name: str, block: RawBlock, channel: str, user: str | None) -> Future:
         w = self._workers[self._turn]
         self._turn = (self._turn + 1) % len(self._workers)
-        return w.submit(pickle.dumps((name, block.lineno, block.data, channel, user), protocol=5))
+        # the block's bytes follow their pickled header as they are (no pickled copy of a megabyte)
+        return w.submit((pickle.dumps((name, block.lineno, len(block.data), channel, user), protocol=5), block.data))
 
     def close(self, *, kill: bool = False) -> None:
         """Let the workers finish and exit (``kill``: stop them now, e.g. when the submission failed)."""
@@ -288,7 +289,7 @@ class _Worker:
         for t in self.threads:
             t.start()
 
-    def submit(self, task: bytes) -> Future:
+    def submit(self, task: tuple[bytes, bytes]) -> Future:
         fut: Future = Future()
         with self.lock:
             if self.failed is not None:
@@ -303,8 +304,10 @@ class _Worker:
         assert stdin is not None
         try:
             while (task := self.outbox.get()) is not None:
-                stdin.write(len(task).to_bytes(8, "little"))
-                stdin.write(task)
+                head, data = task
+                stdin.write(len(head).to_bytes(8, "little"))
+                stdin.write(head)
+                stdin.write(data)
                 stdin.flush()
         except (OSError, ValueError):
             pass  # the worker is gone: the receiver fails its tasks
@@ -352,8 +355,8 @@ def main() -> None:
     gc.disable()  # parsing builds many small acyclic containers: no cyclic GC needed
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while len(head := inp.read(8)) == 8:
-        name, lineno, data, channel, user = pickle.loads(inp.read(int.from_bytes(head, "little")))
-        answer = pickle.dumps(judge_block(name, lineno, data, channel, user), protocol=5)
+        name, lineno, size, channel, user = pickle.loads(inp.read(int.from_bytes(head, "little")))
+        answer = pickle.dumps(judge_block(name, lineno, inp.read(size), channel, user), protocol=5)
         out.write(len(answer).to_bytes(8, "little"))
         out.write(answer)
         out.flush()

@@ -341,6 +341,9 @@ class _Worker:
                 self.proc.kill()
 
     def join(self) -> None:
+        # the receiver ends when the worker closes its output, i.e. exits: waiting for the thread
+        # blocks on a lock, where Popen.wait(timeout) would poll in sleeps of up to 50 ms
+        self.threads[1].join(timeout=60)
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:

@@ -15,20 +15,25 @@
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
 
-Big files use every core (issue 16). Step 1 is per-record Python (~60 µs a record: JSON parse,
-validator, canonical hash) and needs no lock, so a submission holding at least
-``PARALLEL_MIN_BYTES`` of JSON Lines has its lines read and judged by worker processes
-(:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core, fed tasks
-of ``TASK_RECORDS`` lines up to ``AHEAD_CHUNKS`` chunks ahead). This process keeps the one writer
-role -- splitting the file, classification under the lock, files, journal and audit, in order --
-and lands chunk *n* while the workers judge chunks *n+1* and *n+2*. Both paths call the same
-:func:`orchestration.registry.prepare.judge` on every record, so receipts, audit lines, quarantine
-entries and landed bytes are the same (``tests/unit/test_parallel_submit.py``). The landed record is
-spliced into its envelope as the bytes written while reading it (:func:`~orchestration.registry.prepare.envelope`),
-not serialised again. Small submissions (the web form, a few cases) stay in this process: starting
-workers costs ~0.5 s of imports. On that path chunks of >= ``SET_BASED_MIN_RECORDS`` records are
-still pre-checked set-based in DuckDB (CPU-neutral, a wall-time gain when a core is idle); the
-workers do not use it: with both cores busy only CPU counts, and it saves none.
+Big files use every core (issue 16). Step 1 is per-record Python (~40 µs a record: JSON parse, a
+compiled check, canonical hash, the record's landing and audit lines) and needs no lock, so a
+submission holding at least ``PARALLEL_MIN_BYTES`` of JSON Lines is read and judged by worker
+processes (:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core).
+This process keeps the one writer role -- checking the file's UTF-8 and cutting it into blocks of
+about a megabyte of lines (:class:`~orchestration.contract.validate.RawBlock`), classification under
+the lock, files, journal and audit, in order -- and lands chunk *n* while the workers judge the
+blocks up to ``AHEAD_BYTES`` further on. Both paths call the same judgement on every record
+(:func:`orchestration.registry.prepare.judge`; a worker's shortcut for a line the compiled check
+passes gives the same verdict), so receipts, audit lines, quarantine entries and landed bytes are
+the same (``tests/unit/test_parallel_submit.py``).
+
+A record the compiled check (:mod:`orchestration.contract.fastcheck`) passes is certainly valid and
+is not given to the validator; every other record is (``tests/unit/test_setbased_landing.py``: same
+receipts, audit, quarantine and landed bytes with the check switched off). A valid record's landing
+line and audit line are written where it is judged, with placeholders for the time, the status and
+the batch id, which only this process knows when it lands the chunk; the landing batch is written
+from the lines' parts around the time (``writev``), not joined and copied. Small submissions (the
+web form, a few cases) stay in this process: starting workers costs ~0.3 s of imports.
 
 Site scoping: a caller acting for a user who may submit for some sites only (site_staff, see
 ``orchestration.registry.access``) passes ``allowed_sites``. A record whose ``site_id`` is another

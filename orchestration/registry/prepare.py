@@ -1,15 +1,18 @@
 """The per-record half of a submission: read a record, judge it, hash it and write its landing
-bytes. It needs no lock and no file of the registry, so it runs in this process or, for a big
-JSON Lines file, in worker processes (:mod:`orchestration.registry.landing` keeps the one writer
-role: classification under the landing lock, files, journal and audit, in order).
+line and audit line. It needs no lock and no file of the registry, so it runs in this process or,
+for a big JSON Lines file, in worker processes (:mod:`orchestration.registry.landing` keeps the one
+writer role: classification under the landing lock, files, journal and audit, in order).
 
 Both paths call :func:`judge` on a :class:`~orchestration.contract.validate.ParsedRecord` and get
 a :class:`Verdict`, a plain tuple (cheap to send between processes): so a record's receipt, its
 quarantine entry and payload, its content hash and its landed bytes cannot depend on where it was
-judged. The record's landed JSON (``Verdict.body``) is ``orjson.dumps`` of the record as validated:
-the bytes the duplicate-key check wrote while reading it, unless the validator normalised the record
-(``40.0`` read as ``40``), which is then written again. The landing envelope splices these bytes in
-(:func:`envelope`) instead of serialising the record a second time.
+judged. A record the compiled check passes (:mod:`orchestration.contract.fastcheck`) is valid
+without the validator. A worker reads a line the compiled check passes without building a
+ParsedRecord (:func:`_certainly_valid_line`, the same verdict). The landed JSON of a record is
+``orjson.dumps`` of the record as validated: the bytes the duplicate-key check wrote while reading
+it, unless the validator normalised the record (``40.0`` read as ``40``), which is then written
+again; it is spliced into the landing line (:func:`landing_line`) instead of serialising the record
+a second time.
 
 This module imports no DuckDB and no pyarrow: a worker process starts with the validator only.
 """

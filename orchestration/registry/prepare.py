@@ -118,7 +118,7 @@ def payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
 
 # A record the compiled check (orchestration.contract.fastcheck) passes is certainly valid and is
 # not given to the validator. Set FAST_CHECK = False to run the validator on every record (same
-# receipts, landing and audit either way: tests/unit/test_fast_landing.py).
+# receipts, landing and audit either way: tests/unit/test_setbased_landing.py).
 FAST_CHECK = True
 
 # A valid record's landing line and audit line are written when it is judged, with placeholders for
@@ -143,11 +143,12 @@ class Verdict(NamedTuple):
     audit: bytes | None  # when valid: a template of its audit line if it lands or is a duplicate (see audit_line)
 
 
-def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel: str = "cli", user: str | None = None) -> Verdict:
+def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel: str = "cli", user: str | None = None,
+          fast: bool | None = None) -> Verdict:
     """The verdict on one record: read errors, the validator's errors (a converted record's merged
     in), or valid with its content hash, landing line and audit line. A record the compiled check
-    passes (``year``: the current year) is valid without the validator. One record's failure never
-    spoils its file."""
+    passes (``year``: the current year; ``fast``: whether to ask it, FAST_CHECK by default) is valid
+    without the validator. One record's failure never spoils its file."""
     obj = p.obj
     site = obj.get("site_id") if p.error is None and type(obj) is dict else None
     site = site if isinstance(site, str) else None
@@ -158,7 +159,7 @@ def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel
     try:
         # a record the compiled check passes is certainly valid; every other one is judged by the
         # validator, which reads whole-number floats in integer fields as ints, in place
-        certain = FAST_CHECK and not p.problems and certainly_valid(obj, _dt.date.today().year if year is None else year)
+        certain = (FAST_CHECK if fast is None else fast) and not p.problems and certainly_valid(obj, _dt.date.today().year if year is None else year)
         errors = [] if certain else record_errors(p)
         if isinstance(data, Converted):
             errors = data.merge(errors)
@@ -179,15 +180,16 @@ def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel
                    audit_line(file, record, case_id, rev, orjson.dumps(channel), user))
 
 
-def judge_block(source_file: str, lineno: int, data: bytes, channel: str, user: str | None) -> list[Verdict]:
-    """A worker's task: read and judge the lines of a :class:`RawBlock`."""
+def judge_block(source_file: str, lineno: int, data: bytes, channel: str, user: str | None, fast: bool = True) -> list[Verdict]:
+    """A worker's task: read and judge the lines of a :class:`RawBlock` (``fast``: the submitting
+    process's FAST_CHECK)."""
     year = _dt.date.today().year
     file, channel_json = orjson.dumps(source_file), orjson.dumps(channel)
     out = []
     for n, line, newline in RawBlock(lineno, data).lines():
-        v = _certainly_valid_line(source_file, file, channel_json, user, n, line, year) if FAST_CHECK else None
+        v = _certainly_valid_line(source_file, file, channel_json, user, n, line, year) if fast else None
         if v is None:
-            v = judge(parse_line(source_file, n, line + b"\n" if newline else line), year=year, channel=channel, user=user)
+            v = judge(parse_line(source_file, n, line + b"\n" if newline else line), year=year, channel=channel, user=user, fast=fast)
         out.append(v)
     return out
 
@@ -248,11 +250,12 @@ class WorkerPool:
     """``n`` worker processes, each a fresh interpreter running this module (``python -m
     orchestration.registry.prepare``): never a fork of the submitting process (whose DuckDB threads
     may hold locks), and no re-import of the caller's main script (which multiprocessing's spawn and
-    forkserver do). A task is a pickled ``(file name, [(line number, bytes)])`` written to a worker's
-    standard input; its answer, the pickled list of :class:`Verdict`, is read from its standard
-    output. A task is a :class:`RawBlock` of many lines (about 1 MB), so that a big file costs few
-    messages and no per-line pickling. Tasks go to the workers in turn and each worker answers in order, so :meth:`submit`
-    returns futures that complete in task order. One thread per worker sends, one receives: a worker
+    forkserver do). A task is a :class:`RawBlock` of many lines (about 1 MB), so that a big file
+    costs few messages and no per-line pickling: a pickled ``(file name, first line number, size,
+    channel, user, FAST_CHECK)`` followed by the block's bytes, written to a worker's standard
+    input; its answer, the pickled list of :class:`Verdict`, is read from its standard output.
+    Tasks go to the workers in turn and each worker answers in order, so :meth:`submit` returns
+    futures that complete in task order. One thread per worker sends, one receives: a worker
     never waits for the submitter to collect an answer. A worker exits at the end of its input, so
     it never outlives a submitter that was killed."""
 
@@ -266,7 +269,7 @@ class WorkerPool:
         w = self._workers[self._turn]
         self._turn = (self._turn + 1) % len(self._workers)
         # the block's bytes follow their pickled header as they are (no pickled copy of a megabyte)
-        return w.submit((pickle.dumps((name, block.lineno, len(block.data), channel, user), protocol=5), block.data))
+        return w.submit((pickle.dumps((name, block.lineno, len(block.data), channel, user, FAST_CHECK), protocol=5), block.data))
 
     def close(self, *, kill: bool = False) -> None:
         """Let the workers finish and exit (``kill``: stop them now, e.g. when the submission failed)."""
@@ -361,8 +364,8 @@ def main() -> None:
     gc.disable()  # parsing builds many small acyclic containers: no cyclic GC needed
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while len(head := inp.read(8)) == 8:
-        name, lineno, size, channel, user = pickle.loads(inp.read(int.from_bytes(head, "little")))
-        answer = pickle.dumps(judge_block(name, lineno, inp.read(size), channel, user), protocol=5)
+        name, lineno, size, channel, user, fast = pickle.loads(inp.read(int.from_bytes(head, "little")))
+        answer = pickle.dumps(judge_block(name, lineno, inp.read(size), channel, user, fast), protocol=5)
         out.write(len(answer).to_bytes(8, "little"))
         out.write(answer)
         out.flush()

@@ -79,9 +79,9 @@ def _land(tmp_path, monkeypatch, name: str, fast: bool, workers: int = 0) -> tup
     )
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_fast_landing_equals_python_landing(tmp_path, monkeypatch, workers):
-    python = _land(tmp_path, monkeypatch, "python", False)
+@pytest.mark.parametrize("workers,python_workers", [(0, 0), (2, 0), (0, 2)])
+def test_fast_landing_equals_python_landing(tmp_path, monkeypatch, workers, python_workers):
+    python = _land(tmp_path, monkeypatch, "python", False, python_workers)  # (the switch reaches the workers)
     seen: list[bool] = []
     real = prepare.certainly_valid
 

@@ -260,10 +260,14 @@ def compiled_source() -> str:
 def _units() -> dict[str, dict[str, float]]:
     """analyte -> {accepted spelling -> factor to the canonical unit}: ``by_key.get(unit_key(unit))``
     of the validator, as one lookup."""
-    out: dict[str, dict[str, float]] = {}
+    out: dict[str, dict[str, float]] = {code: {} for code in REF.analytes}
+    listed: dict[str, list[tuple[str, float]]] = {}  # unit as listed -> (analyte, factor) of each analyte accepting it
     for code, a in REF.analytes.items():
-        by_key = a.by_key
-        out[code] = {spelling: by_key[unit].factor for spelling, unit in REF.spellings.items() if unit in by_key}
+        for unit, u in a.by_key.items():
+            listed.setdefault(unit, []).append((code, u.factor))
+    for spelling, unit in REF.spellings.items():
+        for code, factor in listed.get(unit, ()):
+            out[code][spelling] = factor
     return out
 
 

@@ -35,12 +35,15 @@ from orchestration.cli.common import UserError
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
 from orchestration.registry.access import auth_file
 from orchestration.services.build import prepare_dagster_home
+from orchestration.warehouse.holders import FINISH_SIGNAL
 
 #: The keys of the ``[auth]`` table that ``st.login`` needs (one OpenID Connect provider).
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
 
 #: Seconds each child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_S = 10.0
+#: Seconds the warm builder gets to finish the build in progress before it is sent SIGTERM.
+BUILDER_FINISH_S = 60.0
 #: Seconds to wait for a server to answer before printing its address anyway.
 READY_TIMEOUT_S = 90.0
 
@@ -163,11 +166,30 @@ def _healthy(url: str) -> bool:
 
 def _stop(procs: list[Child]) -> None:
     alive = [c for c in procs if c.proc is not None and c.proc.poll() is None]
+    # the warm builder first finishes the build in progress (a SIGTERM would interrupt it: a failed
+    # build in the audit log for a harmless stop), within BUILDER_FINISH_S; the servers stop meanwhile
+    builders = [c for c in alive if c.name == "builder"]
+    for c in builders:
+        try:
+            os.kill(c.proc.pid, FINISH_SIGNAL)  # the process only: its children (Dagster's) would die of it
+        except ProcessLookupError:
+            pass
     for c in alive:
+        if c in builders:
+            continue
         try:
             os.killpg(c.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+    finish_by = time.monotonic() + BUILDER_FINISH_S
+    for c in builders:
+        try:
+            c.proc.wait(timeout=max(0.1, finish_by - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(c.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
     deadline = time.monotonic() + STOP_GRACE_S
     for c in alive:
         try:

@@ -8,6 +8,8 @@ location loads (cached), never at import.
 import functools
 import graphlib
 import os
+import queue
+import threading
 import time
 from typing import Any, Mapping
 
@@ -168,6 +170,107 @@ def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]
     return args, redo
 
 
+def _not_run(man, redo: list[str]) -> set[str]:
+    """The dbt nodes an ordinary build leaves as they are (see :func:`dbt_build_args`)."""
+    out: set[str] = set()
+    for n in man.nodes.values():
+        kind = node_kind(n)
+        if kind == "seed" and "seeds" not in redo:
+            out.add(n.name)
+        elif kind == "model" and n.config.materialized == "view" and "views" not in redo:
+            out.add(n.name)
+    return out
+
+
+class _DbtStream:
+    """``dbt build`` in a thread of this process, and the models it has finished so far."""
+
+    def __init__(self, home, args: list[str], *, skipped: set[str]):
+        self.skipped = skipped
+        self.finished: dict[str, dict[str, Any]] = {}  # name -> {"status", "seconds"}
+        self.recorded: set[AssetKey] = set()
+        self._events: queue.Queue = queue.Queue()
+        self._outcome: Any = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(home, args), name="registry-dbt", daemon=True)
+        self._thread.start()
+
+    def _on_event(self, event) -> None:
+        _dbt_crash_hook(event)
+        if getattr(getattr(event, "info", None), "name", "") == "NodeFinished":
+            data = event.data
+            self._events.put((data.node_info.node_name, str(data.run_result.status), float(data.run_result.execution_time or 0.0)))
+
+    def _run(self, home, args: list[str]) -> None:
+        try:
+            self._outcome = dbt_invoke(home, args, on_event=self._on_event)
+        except BaseException as exc:  # noqa: BLE001 - handed to the step's thread
+            self._error = exc
+        finally:
+            self._events.put(None)
+
+    def events(self):
+        """(name, status, seconds) of each node dbt finishes, until dbt returns."""
+        while True:
+            item = self._events.get()
+            if item is None:
+                return
+            yield item
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def outcome(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+    def _result(self, key: AssetKey) -> MaterializeResult:
+        self.recorded.add(key)
+        r = self.finished.get(key.path[-1])
+        md = ({"dbt_seconds": MetadataValue.float(round(r["seconds"], 3)), "status": r["status"]}
+              if r else {"status": "unchanged (not run)"})
+        return MaterializeResult(asset_key=key, metadata=md)
+
+    def remaining(self, selected, deps):
+        """Every selected model not recorded yet, in dependency order (after a successful dbt)."""
+        order = graphlib.TopologicalSorter({k: {d for d in deps.get(k, ()) if d in selected} for k in selected})
+        for key in order.static_order():
+            if key not in self.recorded:
+                yield self._result(key)
+
+
+def _stream_materializations(stream: _DbtStream, selected, deps):
+    """Yield a model's materialization once dbt finished it successfully (or it is not run this
+    build) and every selected model it depends on has been yielded: Dagster wants a multi-asset's
+    outputs in dependency order. Models dbt fails or skips are never yielded; after a successful
+    dbt, :meth:`_DbtStream.remaining` yields whatever is left."""
+    upstream = {k: {d for d in deps.get(k, ()) if d in selected} for k in selected}
+
+    def ready() -> list[AssetKey]:
+        out: list[AssetKey] = []
+        progress = True
+        while progress:
+            progress = False
+            for key in list(upstream):
+                name = key.path[-1]
+                done = name in stream.skipped or stream.finished.get(name, {}).get("status") == "success"
+                if done and upstream[key] <= stream.recorded:
+                    del upstream[key]
+                    stream.recorded.add(key)
+                    out.append(key)
+                    progress = True
+        return out
+
+    for key in ready():
+        yield stream._result(key)
+    for name, status, seconds in stream.events():
+        stream.finished[name] = {"status": status, "seconds": seconds}
+        for key in ready():
+            yield stream._result(key)
+
+
 def _warehouse_relations(home) -> set[str]:
     """The tables and views of the warehouse's main schema."""
     if not home.warehouse.exists():
@@ -198,6 +301,9 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
         (check ``dbt_data_tests``); on ``--full-refresh`` they and dbt's unit tests run here."""
         home = registry.home()
         t0 = time.perf_counter()
+        selected = context.selected_asset_keys
+        deps = context.assets_def.asset_deps
+        emitted = 0
         with warehouse_lock(home):
             for line in kill_stale_children(home):  # a dbt subprocess of an older version of the registry
                 context.log.warning(line)
@@ -205,23 +311,28 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             args, redo = dbt_build_args(home, config.full_refresh, man)
             for kind in redo:
                 dbt_forget(home, kind)
-            outcome = dbt_invoke(home, args, on_event=_dbt_crash_hook)
+            # dbt runs in a thread; each model's materialization is recorded as soon as dbt finishes
+            # it (and everything it depends on has been recorded), so that Dagster's event writes
+            # overlap dbt instead of following it (see _stream_materializations).
+            stream = _DbtStream(home, args, skipped=_not_run(man, redo))
+            try:
+                for result in _stream_materializations(stream, selected, deps):
+                    emitted += 1
+                    yield result
+            except BaseException:
+                stream.join()  # an interrupted build: dbt finishes its node, never left running
+                raise
+            outcome = stream.outcome()
             if not outcome.success:
                 raise Failure(description=f"dbt build failed:\n    {outcome.error}", metadata={"command": " ".join(args)})
             for kind in redo:
                 dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
-        by_name = {r["name"]: r for r in outcome.results}
-        selected = context.selected_asset_keys
-        deps = context.assets_def.asset_deps  # Dagster wants a multi-asset's outputs in dependency order
-        order = graphlib.TopologicalSorter({k: {d for d in deps.get(k, ()) if d in selected} for k in selected})
-        for key in order.static_order():
-            r = by_name.get(key.path[-1])
-            md = {"dbt_seconds": MetadataValue.float(round(r["seconds"], 3)), "status": r["status"]} if r else {"status": "unchanged (not run)"}
-            yield MaterializeResult(asset_key=key, metadata=md)
+        for result in stream.remaining(selected, deps):
+            yield result
         context.log.info(
             f"dbt {' '.join(args)} finished in {time.perf_counter() - t0:.2f}s "
-            f"({len(outcome.results)} nodes, {cleared} pending cases)"
+            f"({len(outcome.results)} nodes, {cleared} pending cases; {emitted} materializations recorded while dbt ran)"
         )
 
     @asset(

@@ -9,6 +9,7 @@ the warehouse path from its arguments, not from a process-wide environment varia
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import yaml
@@ -38,11 +39,18 @@ def newest_source() -> float:
 
 
 def ensure_manifest() -> Path:
-    """Parse the dbt project when its manifest is missing or older than a dbt file."""
+    """Parse the dbt project when its manifest, or the parse builds load (``partial_parse.msgpack``,
+    see ``defs/dbt_inprocess.py``), is missing or older than a dbt file."""
     project = dbt_project()
     manifest = Path(project.manifest_path)
-    if not manifest.exists() or manifest.stat().st_mtime < newest_source():
+    prepared = manifest.parent / "partial_parse.msgpack"
+    newest = newest_source()
+    if not manifest.exists() or manifest.stat().st_mtime < newest or not prepared.exists() or prepared.stat().st_mtime < newest:
         dbt_resource(project).cli(["parse", "--quiet"], target_path=project.target_path).wait()
+        # dbt rewrites its saved parse only when a file's *content* changed; when none did (a file
+        # touched, a checkout), the saved parse is current: say so, or every build would parse again
+        if prepared.exists() and prepared.stat().st_mtime < newest:
+            os.utime(prepared)
     return manifest
 
 

@@ -23,6 +23,7 @@ documented ``module``/``class``/``config`` form, so the webserver and the daemon
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,11 +56,16 @@ class _Engines:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._engine: db.engine.Engine | None = None
+        self._pid: int | None = None
 
     def get(self, conn_string: str, connect_args: dict[str, Any] | None = None) -> db.engine.Engine:
         with self._lock:
+            if self._engine is not None and self._pid != os.getpid():
+                self._engine.dispose(close=False)  # a forked child: never close the parent's connections
+                self._engine = None
             if self._engine is None:
                 self._engine = _engine(conn_string, connect_args)
+                self._pid = os.getpid()
             return self._engine
 
     def dispose(self) -> None:
@@ -74,6 +80,7 @@ class RegistryEventLogStorage(ConsolidatedSqliteEventLogStorage):
 
     def __init__(self, base_dir, inst_data=None):  # noqa: ANN001 - Dagster's signature
         self._engines = _Engines()
+        self._tables: frozenset[str] = frozenset()
         super().__init__(base_dir, inst_data=inst_data)
 
     @contextmanager
@@ -84,9 +91,16 @@ class RegistryEventLogStorage(ConsolidatedSqliteEventLogStorage):
                 yield conn
 
     def has_table(self, table_name: str) -> bool:
+        # asked before every asset event's tags are stored (37 times in a one-case build); a table,
+        # once there, stays: the yeses are remembered
+        if table_name in self._tables:
+            return True
         engine = self._engines.get(self._conn_string, {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
         with engine.connect() as conn:
-            return bool(engine.dialect.has_table(conn, table_name))
+            found = bool(engine.dialect.has_table(conn, table_name))
+        if found:
+            self._tables = self._tables | {table_name}
+        return found
 
     def dispose(self) -> None:
         super().dispose()

@@ -48,23 +48,20 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import duckdb
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from orchestration.config import Home
 from orchestration.contract.setbased import SetChecker
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawLine, parse_submission, split_submission
 from orchestration.registry import audit, journal, prepare
 from orchestration.registry.prepare import INTERNAL_ERROR, Converted, Verdict, content_hash, envelope, judge
-from orchestration.registry.fsutil import atomic_write, crash_point, stamp, utcnow
+from orchestration.registry.fsutil import atomic_write, crash_point, part_name, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
 ACCEPTED, DUPLICATE, QUARANTINED, REFUSED = "accepted", "duplicate", "quarantined", "refused"
 __all__ = ["INTERNAL_ERROR", "Converted", "Receipt", "content_hash", "open_file", "submit", "submit_iter"]
 
-INDEX_SCHEMA = pa.schema(
-    [("case_id", pa.string()), ("revision", pa.int64()), ("content_hash", pa.string()), ("batch_id", pa.string())]
-)
+# A batch's index file (landing/index/<batch>.parquet): case_id VARCHAR, revision BIGINT,
+# content_hash VARCHAR, batch_id VARCHAR (see _LandingIndex.parquet).
 
 
 @dataclass
@@ -119,6 +116,24 @@ class _LandingIndex:
         self.seen: set[str] = set()
         self.con = duckdb.connect(":memory:")
         self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
+
+    def parquet(self, accepted: list[_Valid], batch_id: str) -> bytes:
+        """The index file of a batch (case_id, revision, content_hash, batch_id), as bytes.
+        Written by DuckDB from list parameters: building it with pyarrow from Python lists imports
+        pandas, 0.3-0.9 s of every `registry submit` of a single case."""
+        self.home.tmp.mkdir(parents=True, exist_ok=True)
+        tmp = self.home.tmp / part_name(f"{batch_id}.index.parquet")
+        try:
+            self.con.execute(
+                "COPY (SELECT unnest($1::VARCHAR[]) AS case_id, unnest($2::BIGINT[]) AS revision, "
+                "unnest($3::VARCHAR[]) AS content_hash, unnest($4::VARCHAR[]) AS batch_id) TO '"
+                + str(tmp).replace("'", "''") + "' (FORMAT parquet)",
+                [[v.case_id for v in accepted], [v.revision for v in accepted],
+                 [v.content_hash for v in accepted], [batch_id] * len(accepted)],
+            )
+            return tmp.read_bytes()
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def refresh(self) -> None:
         new = [f for f in sorted(self.home.landing_index.glob("*.parquet")) if f.name not in self.seen]
@@ -464,20 +479,10 @@ def _classify_and_write(
         del entries, payloads
     if accepted:
         lines = b"".join(envelope(v.verdict, now, channel) for v in accepted)
-        keys = pa.table(
-            {
-                "case_id": [v.case_id for v in accepted],
-                "revision": [v.revision for v in accepted],
-                "content_hash": [v.content_hash for v in accepted],
-                "batch_id": [batch_id] * len(accepted),
-            },
-            schema=INDEX_SCHEMA,
-        )
-        sink = pa.BufferOutputStream()
-        pq.write_table(keys, sink)
+        index_file = index.parquet(accepted, batch_id)
         writes.append((home.landing_batches / f"{batch_id}.jsonl", lines, "submit.after_batch"))
-        writes.append((home.landing_index / f"{batch_id}.parquet", sink.getvalue().to_pybytes(), "submit.after_index"))
-        del lines, sink
+        writes.append((home.landing_index / f"{batch_id}.parquet", index_file, "submit.after_index"))
+        del lines, index_file
     audit_lines = audit.encode(
         {
             "event": "submission",

@@ -6,7 +6,8 @@ and the sensor itself ticks at best every few seconds. Registry staff who submit
 of that (issue 16: 21-34 s from submission to the published snapshot on a 100k-case registry).
 
 This process pays those costs once, at start: it keeps Dagster, dbt and the parsed dbt project
-loaded, looks at the landing zone every :data:`POLL_S` seconds (a directory listing), and when its
+loaded, looks at the landing zone every :data:`POLL_S` seconds (:class:`_Landing`: the modification times of
+its directories, and a listing when one moved or at least every :data:`RELIST_S`), and when its
 watermark moves runs the same ``registry_build`` job in-process (:func:`run_build`): the run is on
 the home's Dagster instance (visible in the Dagster UI, tagged ``registry/trigger: watch``), takes
 the same build lock as ``registry build`` (one writer), and writes the same audit line.
@@ -36,13 +37,48 @@ from orchestration.definitions import build_defs
 from orchestration.defs import dbt_inprocess
 from orchestration.defs.sensors import WATERMARK_TAG
 from orchestration.services.build import prepare_dagster_home, run_build
+from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark
-from orchestration.warehouse.holders import beat
+from orchestration.warehouse.holders import FINISH_SIGNAL, beat
 from orchestration.warehouse.locks import warehouse_lock
 
-POLL_S = 0.2
+POLL_S = 0.05
+RELIST_S = 1.0
 RETRY_AFTER_S = 20.0
 HEARTBEAT_S = 1.0
+
+
+class _Landing:
+    """The landing watermark, listed again only when a directory it reads has moved.
+
+    A poll costs five ``stat`` calls; the directories are listed (:func:`landing_watermark`) when
+    one of their modification times changes -- adding, renaming or removing an entry changes its
+    directory's -- and in any case every :data:`RELIST_S`, for file systems whose timestamps are too
+    coarse to tell two changes within one tick apart."""
+
+    def __init__(self, home: Home):
+        self.home = home
+        self.dirs = (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions,
+                     home.withdrawals, journal_dir(home))
+        self.key: tuple[int, ...] | None = None
+        self.mark: str | None = None
+        self.listed_at = float("-inf")
+
+    def _key(self) -> tuple[int, ...]:
+        out = []
+        for d in self.dirs:
+            try:
+                out.append(d.stat().st_mtime_ns)
+            except FileNotFoundError:
+                out.append(-1)
+        return tuple(out)
+
+    def watermark(self) -> str | None:
+        key, now = self._key(), time.monotonic()
+        if key != self.key or now - self.listed_at >= RELIST_S:
+            self.mark = landing_watermark(self.home)
+            self.key, self.listed_at = key, now
+        return self.mark
 
 
 def _built_watermark(instance: DagsterInstance) -> str | None:
@@ -66,11 +102,12 @@ def prime(home: Home) -> None:
         dbt_inprocess.invoke(home, ["compile", "--select", "resource_type:model"])
 
 
-_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_SIGNALS = (signal.SIGTERM, signal.SIGINT, FINISH_SIGNAL)
 
 
 class _Stop:
-    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any).
+    """SIGTERM / Ctrl-C ask the watcher to stop (after the build in progress, if any); SIGUSR1
+    (:data:`FINISH_SIGNAL`) too, without interrupting that build.
 
     Dagster replaces the process's signal handlers while it runs a job (and maps SIGTERM to SIGINT's
     handler for good), so a signal that arrives during a build reaches Dagster's handler, not ours.
@@ -132,13 +169,14 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
     built = _built_watermark(instance)
     failed_at: dict[str, float] = {}
     last_beat = 0.0
+    landing = _Landing(home)
     log(f"registry watch: warm and watching {home.root} (built up to {built or 'nothing yet'})")
     while not stop():
         now = time.monotonic()
         if now - last_beat >= HEARTBEAT_S:
             beat(home)
             last_beat = now
-        mark = landing_watermark(home)
+        mark = landing.watermark()
         due = mark is not None and (built is None or mark > built)
         if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
             due = False

@@ -66,6 +66,10 @@ def kill_stale_children(home: Home, *, wait_s: float = 30.0) -> list[str]:
 
 #: A heartbeat older than this is stale (the watcher is stuck or gone): the sensor takes over.
 STALE_AFTER_S = 15.0
+#: "Finish the build in progress, then stop": what `registry serve` sends the watcher first when it
+#: stops. Dagster and dbt leave SIGUSR1 alone, so it reaches the watcher's handler even during a
+#: build and the build goes on (a SIGTERM during a build reaches Dagster's handler and interrupts it).
+FINISH_SIGNAL = signal.SIGUSR1
 
 
 def heartbeat_file(home: Home) -> Path:

@@ -93,3 +93,32 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
     assert len(runs) >= 2 and all(r.dagster_run.status.value == "SUCCESS" for r in runs)
     builds = _watch_builds(home)
     assert len(builds) == len(runs) and all(e["success"] for e in builds)
+
+
+def test_finish_signal_lets_the_build_in_progress_end_well(home):
+    """`registry serve` stops its warm builder with SIGUSR1 first: the build in progress is not
+    interrupted (no failed build in the audit log for a harmless stop), then the watcher exits."""
+    submit(home, [("first.json", json.dumps(record(case_id="F-1")).encode())])
+    proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "watch"], env=env_for(home),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while True:  # wait until it is building
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the watcher never started building"
+            try:
+                if json.loads(heartbeat_file(home).read_text()).get("building"):
+                    break
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGUSR1)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "build failed" not in out, out
+    builds = _watch_builds(home)
+    assert len(builds) == 1 and builds[0]["success"], builds
+    assert _visible(home, "F-1")

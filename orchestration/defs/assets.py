@@ -182,6 +182,10 @@ def _not_run(man, redo: list[str]) -> set[str]:
     return out
 
 
+class DbtCancelled(Exception):
+    """Raised in dbt's thread, at a node's start, once the build has been interrupted."""
+
+
 class _DbtStream:
     """``dbt build`` in a thread of this process, and the models it has finished so far."""
 
@@ -192,14 +196,25 @@ class _DbtStream:
         self._events: queue.Queue = queue.Queue()
         self._outcome: Any = None
         self._error: BaseException | None = None
+        self._cancelled = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(home, args), name="registry-dbt", daemon=True)
         self._thread.start()
 
     def _on_event(self, event) -> None:
         _dbt_crash_hook(event)
-        if getattr(getattr(event, "info", None), "name", "") == "NodeFinished":
+        name = getattr(getattr(event, "info", None), "name", "")
+        if name == "NodeFinished":
             data = event.data
             self._events.put((data.node_info.node_name, str(data.run_result.status), float(data.run_result.execution_time or 0.0)))
+        elif name == "NodeCompiling" and self._cancelled.is_set():
+            # raised inside dbt's per-node error handling: this node fails, what depends on it is
+            # skipped, and dbt returns once the nodes already running have finished
+            raise DbtCancelled("the build was interrupted")
+
+    def cancel(self) -> None:
+        """Stop dbt soon: no further node starts (those running finish); then wait for it."""
+        self._cancelled.set()
+        self._thread.join()
 
     def _run(self, home, args: list[str]) -> None:
         try:
@@ -216,9 +231,6 @@ class _DbtStream:
             if item is None:
                 return
             yield item
-
-    def join(self) -> None:
-        self._thread.join()
 
     def outcome(self):
         self._thread.join()
@@ -320,7 +332,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
                     emitted += 1
                     yield result
             except BaseException:
-                stream.join()  # an interrupted build: dbt finishes its node, never left running
+                stream.cancel()  # an interrupted build: the nodes running finish, no other starts
                 raise
             outcome = stream.outcome()
             if not outcome.success:

@@ -39,6 +39,7 @@ quarantine), with an error on ``site_id`` in its receipt and a ``submission_refu
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 from collections import deque
@@ -132,6 +133,10 @@ class _LandingIndex:
                  [v.content_hash for v in accepted], [batch_id] * len(accepted)],
             )
             return tmp.read_bytes()
+        except duckdb.IOException as exc:  # a full disk must read as one, as for every other file we write
+            if "No space left" in str(exc):
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
+            raise OSError(errno.EIO, str(exc).splitlines()[0], str(tmp)) from None
         finally:
             tmp.unlink(missing_ok=True)
 

@@ -72,3 +72,26 @@ def test_an_exception_in_dbt_reaches_the_step(monkeypatch):
     assert list(assets._stream_materializations(stream, {K["model_e"]}, {K["model_e"]: set()})) == []
     with pytest.raises(RuntimeError, match="adapter gone"):
         stream.outcome()
+
+
+def test_an_interrupted_build_starts_no_further_node(monkeypatch):
+    started, gate = [], threading.Event()
+
+    def fake_invoke(home, args, on_event=None):
+        for name in ("model_c", "model_d", "model_e"):
+            try:
+                on_event(NS(info=NS(name="NodeCompiling"), data=NS(node_info=NS(node_name=name))))
+            except assets.DbtCancelled:
+                continue  # dbt records the node as an error and goes on with the queue
+            started.append(name)
+            gate.wait(5)
+            on_event(_finished(name))
+        return DbtOutcome(success=False, error="interrupted")
+
+    monkeypatch.setattr(assets, "dbt_invoke", fake_invoke)
+    stream = assets._DbtStream(None, ["build"], skipped=set())
+    it = assets._stream_materializations(stream, {K["model_e"]}, {K["model_e"]: set()})
+    threading.Timer(0.2, gate.set).start()  # model_c is running when the interrupt comes
+    stream.cancel()
+    assert started == ["model_c"]
+    assert list(it) == []  # model_e never ran, so it is never recorded

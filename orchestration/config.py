@@ -12,6 +12,7 @@ Layout (created on demand)::
       warehouse/registry.duckdb   the pipeline's own database (one writer: pipeline runs)
       published/versions/<id>/    immutable published snapshots (DuckDB file, Parquet, data dictionary)
       published/current           symlink to the newest version; switched atomically
+      published/parquet-sets/<id>/ the Parquet files; each version's parquet/ links to one set (warehouse/publish.py)
       audit/audit.jsonl           append-only audit log
       dagster/                    DAGSTER_HOME for runs, sensors and the UI
       dbt/                        dbt logs and run artifacts

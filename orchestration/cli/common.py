@@ -28,6 +28,31 @@ def printable(value) -> str:
     return escape_controls(value)
 
 
+def receipt_text(receipts) -> str:
+    """``receipt_lines`` of every receipt, one line each (a newline after each): the same text, with
+    what repeats (a file's printed name, a status column) worked out once per chunk."""
+    where_of: dict[str, tuple[str, str]] = {}
+    status_of: dict[str, str] = {}
+    out = []
+    for r in receipts:
+        where = where_of.get(r.file)
+        if where is None:
+            where = where_of[r.file] = (printable(r.file), ":" if r.file.lower().endswith((".jsonl", ".ndjson")) else "[")
+        status = status_of.get(r.status)
+        if status is None:
+            status = status_of[r.status] = f"{r.status.upper():<12} "
+        record = r.record
+        place = where[0] if record is None else (f"{where[0]}:{record}" if where[1] == ":" else f"{where[0]}[{record}]")
+        case = r.case_id
+        case = (case if case.isprintable() else printable(case)) if case else "-"
+        rev = r.revision
+        out.append(f"{status}{place}  {case}" if rev is None else f"{status}{place}  {case} r{rev}")
+        for e in r.errors:
+            out.append(f"    {printable(e.path)}: {printable(e.message)}")
+    out.append("")
+    return "\n".join(out) if len(out) > 1 else ""
+
+
 def receipt_lines(r) -> list[str]:
     where = printable(r.file) + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
     case = printable(r.case_id) if r.case_id else "-"

@@ -8,6 +8,7 @@ one). Heavy imports (Dagster, dbt, Streamlit) happen only in the commands that n
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ from orchestration.cli.common import UserError
 from orchestration.cli.common import home_from_args as _home
 from orchestration.cli.common import printable as _p
 from orchestration.cli.common import receipt_lines as _receipt_line
+from orchestration.cli.common import receipt_text
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract import schema
 from orchestration.registry import audit
@@ -66,9 +68,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
                 out.write(("" if first else ", ") + body)
                 first = False
         else:
-            lines = [ln for r in chunk for ln in _receipt_line(r)]
-            if lines:
-                out.write("\n".join(lines) + "\n")
+            out.write(receipt_text(chunk))
     if args.format == "json":
         out.write("]\n")
     else:
@@ -102,15 +102,26 @@ def _print_summary(s) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     home = _home(args)
+    # The cyclic garbage collector would scan the millions of objects that Dagster, dbt and their
+    # imports keep for the life of this process, at every full collection and once more at exit
+    # (measured, one new case at 100k on a busy machine: ~1-3 s of full collections, most of them
+    # during the imports, and 3-5 s at exit). Imports make next to no garbage: the collector is off
+    # meanwhile, then what they made is frozen (skipped by every later collection); what the build
+    # itself creates is still collected. Only here: a long-lived process (the warm builder) must not
+    # freeze the garbage of its earlier builds.
+    gc.disable()
     early = ingest_in_background(home)  # while the next line imports Dagster and dbt
     # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
     from orchestration.services.build import run_build
 
+    gc.freeze()
+    gc.enable()
     summary = run_build(home, full_refresh=args.full_refresh, early=early.result())
     if args.format == "json":
         print(json.dumps(summary.as_dict(), default=str))
     else:
         _print_summary(summary)
+    gc.freeze()  # the process ends now: no collection of what it leaves
     return 0 if summary.success else 1
 
 

@@ -505,7 +505,7 @@ def _may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = N
         return False
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
-    if b"\\u" in raw:
+    if b"\\" in raw and b"\\u" in raw:  # (one byte is found with memchr, two are not)
         return True
     if again is None:
         again = _dumps(obj)
@@ -675,7 +675,7 @@ def _json_error(exc: json.JSONDecodeError, line_offset: int = 0) -> str:
 
 
 _BOM = b"\xef\xbb\xbf"
-_SLICE = 1 << 24
+_SLICE = 1 << 16  # small enough for the memory of one slice to be reused for the next (no page faults)
 
 
 class FileSource:
@@ -696,10 +696,6 @@ class FileSource:
             while chunk := f.read(_SLICE):
                 yield chunk
 
-    def lines(self) -> Iterator[bytes]:
-        with open(self.path, "rb", buffering=1 << 20) as f:
-            yield from f
-
 
 def _slices(data) -> Iterator[bytes]:
     if isinstance(data, FileSource):
@@ -709,24 +705,45 @@ def _slices(data) -> Iterator[bytes]:
             yield data[off : off + _SLICE]
 
 
-def _lines(data) -> Iterator[bytes]:
+def _count_newlines(data: bytes) -> int:
+    """``data.count(b"\\n")``, faster for long lines: ``find`` looks for one byte with memchr, ``count`` byte by byte."""
+    n, find = 0, data.find
+    pos = find(b"\n")
+    while pos >= 0:
+        n += 1
+        if n > 64 and pos < n * 256:  # short lines: counting is faster
+            return n + data.count(b"\n", pos + 1)
+        pos = find(b"\n", pos + 1)
+    return n
+
+
+# A JSON Lines file is cut into blocks of about this many bytes, each of whole lines
+BLOCK_BYTES = 1 << 20
+
+
+def _blocks(data) -> Iterator[bytes]:
+    """``data`` in pieces of about BLOCK_BYTES that end at a newline (the last one where the data ends)."""
     if isinstance(data, FileSource):
-        yield from data.lines()
+        with open(data.path, "rb") as f:
+            while piece := f.read(BLOCK_BYTES):
+                if not piece.endswith(b"\n"):
+                    piece += f.readline()
+                yield piece
         return
     n, pos = len(data), 0
     while pos < n:
-        nl = data.find(b"\n", pos)
-        nl = n if nl < 0 else nl + 1
-        yield data[pos:nl]
-        pos = nl
+        nl = data.find(b"\n", pos + BLOCK_BYTES - 1) if pos + BLOCK_BYTES < n else -1
+        end = n if nl < 0 else nl + 1
+        piece = data[pos:end]
+        yield piece if type(piece) is bytes else bytes(piece)
+        pos = end
 
 
 def _utf8_error(data, source_file: str) -> ParsedRecord | None:
-    """Check that ``data`` is UTF-8, slice by slice, without decoding it all at once."""
+    """Check that ``data`` is UTF-8, slice by slice, without decoding it all at once (the line and
+    column of a bad byte are worked out only when there is one)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0  # bytes before the current slice
-    newlines = 0  # newlines before the current slice
-    last_nl = -1  # absolute offset of the last newline before the current slice
     for chunk in _slices(data):
         try:
             # ASCII is UTF-8: a slice of it needs no decoding (unless a character began before it)
@@ -741,22 +758,30 @@ def _utf8_error(data, source_file: str) -> ParsedRecord | None:
             except UnicodeDecodeError as exc:
                 rel = exc.start
             pos = offset - len(pending) + rel
-            prefix = window[:rel]
-            line = newlines + prefix.count(b"\n") + 1
-            nl_in = prefix.rfind(b"\n")
-            line_start = (offset - len(pending) + nl_in + 1) if nl_in >= 0 else last_nl + 1
+            newlines, last_nl = _newlines_before(data, pos)
             byte = window[rel] if rel < len(window) else 0
-            return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{byte:02x} at line {line}, column {pos - line_start + 1}"))
-        newlines += chunk.count(b"\n")
-        nl = chunk.rfind(b"\n")
-        if nl >= 0:
-            last_nl = offset + nl
+            return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: byte 0x{byte:02x} at line {newlines + 1}, column {pos - last_nl}"))
         offset += len(chunk)
     try:
         decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return ParsedRecord(source_file, None, raw=None, error=Error("$", f"file is not UTF-8 text: it ends inside a character (byte {offset})"))
     return None
+
+
+def _newlines_before(data, pos: int) -> tuple[int, int]:
+    """How many newlines ``data`` holds before offset ``pos``, and the offset of the last of them (-1: none)."""
+    newlines, last_nl, offset = 0, -1, 0
+    for chunk in _slices(data):
+        part = chunk[: pos - offset]
+        newlines += part.count(b"\n")
+        nl = part.rfind(b"\n")
+        if nl >= 0:
+            last_nl = offset + nl
+        offset += len(chunk)
+        if offset >= pos:
+            break
+    return newlines, last_nl
 
 
 def _element(source_file: str, index: int, raw: bytes | str, line_offset: int, what: str) -> ParsedRecord:
@@ -780,6 +805,31 @@ class RawLine(NamedTuple):
     line: bytes
 
 
+class RawBlock(NamedTuple):
+    """Whole lines of a JSON Lines file, not read yet (so that a big file travels to the worker
+    processes that read it as a few large pieces, not a million small ones)."""
+
+    lineno: int  # the 1-based number of its first line
+    data: bytes  # its lines, each with its newline (the file's last line may have none)
+
+    def lines(self) -> Iterator[tuple[int, bytes, bool]]:
+        """(line number, line without its newline, whether it had one) for every line that is not
+        blank, as :func:`split_submission` numbers and yields them (a byte order mark before the
+        file's first line is dropped)."""
+        pieces = self.data.split(b"\n")
+        last = len(pieces) - 1  # what follows the last newline: empty, or a last line without one
+        n = self.lineno
+        for i, line in enumerate(pieces):
+            if n + i == 1 and line.startswith(_BOM):
+                line = line[3:]
+            if line and not line.isspace():  # not blank (what line.strip() would empty)
+                yield n + i, line, i < last
+
+    def raw_lines(self) -> Iterator[RawLine]:
+        for n, line, newline in self.lines():
+            yield RawLine(n, line + b"\n" if newline else line)
+
+
 def parse_line(source_file: str, lineno: int, line: bytes) -> ParsedRecord:
     """One line of a JSON Lines file, read on its own (what :func:`parse_submission` yields for it)."""
     return _element(source_file, lineno, line, lineno - 1, f"line {lineno}")
@@ -797,9 +847,10 @@ def parse_submission(data, source_file: str) -> Iterator[ParsedRecord]:
         yield parse_line(source_file, *item) if type(item) is RawLine else item
 
 
-def split_submission(data, source_file: str) -> Iterator[ParsedRecord | RawLine]:
+def split_submission(data, source_file: str, blocks: bool = False) -> Iterator[ParsedRecord | RawLine | RawBlock]:
     """:func:`parse_submission`, except that the lines of a JSON Lines file are yielded unread, as
-    :class:`RawLine` (so that a big file's lines can be read and checked in worker processes)."""
+    :class:`RawLine`, or (``blocks``) as :class:`RawBlock` of many lines (so that a big file can be
+    read and checked in worker processes)."""
     bad = _utf8_error(data, source_file)
     if bad is not None:
         yield bad
@@ -857,15 +908,17 @@ def split_submission(data, source_file: str) -> Iterator[ParsedRecord | RawLine]
                 yield ParsedRecord(source_file, None, raw=text, error=Error("$", f"file must hold a case object, an array of case objects, or JSON Lines, not {show(doc)}"))
             return
         del text
-    lineno = 0
+    lineno = 1
     any_content = False
-    for line in _lines(data):
-        lineno += 1
-        if lineno == 1 and line.startswith(_BOM):
-            line = line[3:]
-        if not line.strip():
-            continue
-        any_content = True
-        yield RawLine(lineno, line)
+    for piece in _blocks(data):
+        block = RawBlock(lineno, piece)
+        if not any_content:
+            content = piece[3:] if lineno == 1 and piece.startswith(_BOM) else piece
+            any_content = bool(content) and not content.isspace()  # a line that is not blank
+        if blocks:
+            yield block
+        else:
+            yield from block.raw_lines()
+        lineno += _count_newlines(piece)
     if not any_content:
         yield ParsedRecord(source_file, None, raw="", error=Error("$", "file is empty: expected a case object, an array of case objects, or JSON Lines"))

@@ -20,6 +20,7 @@ would then fail, so :func:`invoke` closes it after every invocation.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 import time
@@ -103,6 +104,9 @@ def manifest(home: Home):
                 man = None
             if man is not None:
                 _MANIFEST.update(stamp=stamp, manifest=man)
+                # the parsed project (~10^6 objects) lives as long as the process: out of the cyclic
+                # collector's sight, so that its full collections stop walking it (~0.6 s a build)
+                gc.freeze()
                 return man
         res = dbtRunner().invoke(["parse", *_common_args(home)])
         _close_duckdb()

@@ -46,18 +46,22 @@ def part_name(name: str) -> str:
     return f".{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.part"
 
 
-def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Path:
-    """Write ``data`` to ``path`` so that readers see either nothing or the whole file:
-    write a temporary file in the same file system, fsync it, rename it into place. On any error
-    (a full disk) the temporary file is removed: nothing half-written is left behind."""
+def atomic_write(path: Path, data: bytes | list, *, tmp_dir: Path | None = None) -> Path:
+    """Write ``data`` (bytes, or a list of bytes-like parts written one after the other) to ``path``
+    so that readers see either nothing or the whole file: write a temporary file in the same file
+    system, fsync it, rename it into place. On any error (a full disk) the temporary file is
+    removed: nothing half-written is left behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_parent = tmp_dir or path.parent
     tmp_parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_parent / part_name(path.name)
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
+            if isinstance(data, list):
+                _write_parts(f.fileno(), data)
+            else:
+                f.write(data)
+                f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -66,6 +70,23 @@ def atomic_write(path: Path, data: bytes, *, tmp_dir: Path | None = None) -> Pat
         raise
     fsync_dir(path.parent)
     return path
+
+
+_IOV_MAX = 1024
+
+
+def _write_parts(fd: int, parts: list) -> None:
+    """Write ``parts`` in order with ``writev`` (no joined copy of them in memory)."""
+    for i in range(0, len(parts), _IOV_MAX):
+        batch = parts[i : i + _IOV_MAX]
+        done, total = os.writev(fd, batch), sum(len(p) for p in batch)
+        if done < total:  # a short write (a full disk reports ENOSPC on the next): write the rest plainly
+            rest = memoryview(b"".join(batch))[done:]
+            while rest:
+                n = os.write(fd, rest)
+                if n <= 0:
+                    raise OSError(28, "No space left on device (short write)")
+                rest = rest[n:]
 
 
 def pid_alive(pid: int, start: str | None = None) -> bool:

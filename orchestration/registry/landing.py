@@ -15,20 +15,25 @@
 So accepted + duplicates + quarantined = submitted, always, and a batch file is never edited
 (the only exception is a consent withdrawal, which must purge a patient's payloads).
 
-Big files use every core (issue 16). Step 1 is per-record Python (~60 µs a record: JSON parse,
-validator, canonical hash) and needs no lock, so a submission holding at least
-``PARALLEL_MIN_BYTES`` of JSON Lines has its lines read and judged by worker processes
-(:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core, fed tasks
-of ``TASK_RECORDS`` lines up to ``AHEAD_CHUNKS`` chunks ahead). This process keeps the one writer
-role -- splitting the file, classification under the lock, files, journal and audit, in order --
-and lands chunk *n* while the workers judge chunks *n+1* and *n+2*. Both paths call the same
-:func:`orchestration.registry.prepare.judge` on every record, so receipts, audit lines, quarantine
-entries and landed bytes are the same (``tests/unit/test_parallel_submit.py``). The landed record is
-spliced into its envelope as the bytes written while reading it (:func:`~orchestration.registry.prepare.envelope`),
-not serialised again. Small submissions (the web form, a few cases) stay in this process: starting
-workers costs ~0.5 s of imports. On that path chunks of >= ``SET_BASED_MIN_RECORDS`` records are
-still pre-checked set-based in DuckDB (CPU-neutral, a wall-time gain when a core is idle); the
-workers do not use it: with both cores busy only CPU counts, and it saves none.
+Big files use every core (issue 16). Step 1 is per-record Python (~40 µs a record: JSON parse, a
+compiled check, canonical hash, the record's landing and audit lines) and needs no lock, so a
+submission holding at least ``PARALLEL_MIN_BYTES`` of JSON Lines is read and judged by worker
+processes (:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core).
+This process keeps the one writer role -- checking the file's UTF-8 and cutting it into blocks of
+about a megabyte of lines (:class:`~orchestration.contract.validate.RawBlock`), classification under
+the lock, files, journal and audit, in order -- and lands chunk *n* while the workers judge the
+blocks up to ``AHEAD_BYTES`` further on. Both paths call the same judgement on every record
+(:func:`orchestration.registry.prepare.judge`; a worker's shortcut for a line the compiled check
+passes gives the same verdict), so receipts, audit lines, quarantine entries and landed bytes are
+the same (``tests/unit/test_parallel_submit.py``).
+
+A record the compiled check (:mod:`orchestration.contract.fastcheck`) passes is certainly valid and
+is not given to the validator; every other record is (``tests/unit/test_setbased_landing.py``: same
+receipts, audit, quarantine and landed bytes with the check switched off). A valid record's landing
+line and audit line are written where it is judged, with placeholders for the time, the status and
+the batch id, which only this process knows when it lands the chunk; the landing batch is written
+from the lines' parts around the time (``writev``), not joined and copied. Small submissions (the
+web form, a few cases) stay in this process: starting workers costs ~0.3 s of imports.
 
 Site scoping: a caller acting for a user who may submit for some sites only (site_staff, see
 ``orchestration.registry.access``) passes ``allowed_sites``. A record whose ``site_id`` is another
@@ -39,6 +44,7 @@ quarantine), with an error on ``site_id`` in its receipt and a ``submission_refu
 from __future__ import annotations
 
 import contextlib
+import datetime
 import errno
 import gc
 import os
@@ -51,10 +57,9 @@ import duckdb
 import orjson
 
 from orchestration.config import Home
-from orchestration.contract.setbased import SetChecker
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawLine, parse_submission, split_submission
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, parse_submission, split_submission
 from orchestration.registry import audit, journal, prepare
-from orchestration.registry.prepare import INTERNAL_ERROR, Converted, Verdict, content_hash, envelope, judge
+from orchestration.registry.prepare import INTERNAL_ERROR, Converted, Verdict, content_hash, judge
 from orchestration.registry.fsutil import atomic_write, crash_point, part_name, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
@@ -65,7 +70,7 @@ __all__ = ["INTERNAL_ERROR", "Converted", "Receipt", "content_hash", "open_file"
 # content_hash VARCHAR, batch_id VARCHAR (see _LandingIndex.parquet).
 
 
-@dataclass
+@dataclass(slots=True)
 class Receipt:
     file: str
     record: int | None
@@ -87,25 +92,6 @@ class Receipt:
         }
 
 
-class _Valid:
-    """A valid record of a chunk, waiting for classification."""
-
-    __slots__ = ("seq", "verdict", "src", "case_id", "revision", "content_hash")
-
-    def __init__(self, seq: int, verdict: Verdict, src: Any) -> None:
-        self.seq = seq
-        self.verdict = verdict
-        self.src = src  # the ParsedRecord, or the RawLine it was read from in a worker (for a conflict's payload)
-        self.case_id: str = verdict.case_id or ""
-        self.revision: int = verdict.revision  # type: ignore[assignment]
-        self.content_hash: str = verdict.content_hash  # type: ignore[assignment]
-
-    def parsed(self) -> ParsedRecord:
-        if isinstance(self.src, RawLine):
-            return ParsedRecord(self.verdict.file, self.src.lineno, source=self.src.line)
-        return self.src
-
-
 class _LandingIndex:
     """The (case_id, revision, content_hash) of everything already landed, in an in-memory DuckDB
     table: loaded from the Parquet indexes, joined set-based against each chunk, extended with each
@@ -118,7 +104,7 @@ class _LandingIndex:
         self.con = duckdb.connect(":memory:")
         self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
 
-    def parquet(self, accepted: list[_Valid], batch_id: str) -> bytes:
+    def parquet(self, accepted: list[Verdict], batch_id: str) -> bytes:
         """The index file of a batch (case_id, revision, content_hash, batch_id), as bytes.
         Written by DuckDB from list parameters: building it with pyarrow from Python lists imports
         pandas, 0.3-0.9 s of every `registry submit` of a single case."""
@@ -148,15 +134,15 @@ class _LandingIndex:
             )
             self.seen.update(f.name for f in new)
 
-    def lookup(self, valid: list[_Valid]) -> tuple[dict[tuple[str, int], str], dict[str, int]]:
-        """Existing hashes of this chunk's (case_id, revision) keys, and each case's highest revision."""
-        if not valid:
+    def lookup(self, case_ids: list[str]) -> tuple[dict[tuple[str, int], str], dict[str, int]]:
+        """Existing hashes of these cases' (case_id, revision) keys, and each case's highest revision."""
+        if not case_ids or not self.seen:  # nothing landed yet: nothing to look up
             return {}, {}
         # the keys as a list parameter, not a registered Arrow table (registering imports pandas: 0.5 s)
         rows = self.con.execute(
             "SELECT DISTINCT i.case_id, i.revision, i.content_hash FROM idx i "
             "WHERE i.case_id IN (SELECT DISTINCT unnest(?::VARCHAR[]))",
-            [[v.case_id for v in valid]],
+            [case_ids],
         ).fetchall()
         existing = {(c, r): h for c, r, h in rows}
         max_rev: dict[str, int] = {}
@@ -176,23 +162,16 @@ class _LandingIndex:
         self.con.close()
 
 
+# Records are landed in chunks of CHUNK_RECORDS: one landing batch, one journal, one audit append each.
 CHUNK_RECORDS = 10_000
-# Chunks of at least this many records are first checked set-based in DuckDB
-# (orchestration.contract.setbased); the Python validator then runs only on the records that do
-# not certainly pass, for its verdict and messages. Smaller chunks (the web form, a few cases) go
-# straight to the Python validator: a DuckDB connection would cost more than it saves.
-# Set SET_BASED = False to run the Python validator on every record (same receipts either way).
-# (In-process path only: see PARALLEL_MIN_BYTES.)
-SET_BASED = True
-SET_BASED_MIN_RECORDS = 500
 # A submission holding JSON Lines of at least PARALLEL_MIN_BYTES (about 2,500 cases) is read and
-# judged in worker processes (one per available core; WORKERS overrides, 0 = never), in tasks of
-# TASK_RECORDS lines, AHEAD_CHUNKS chunks ahead of the chunk being landed. Smaller ones (the web
-# form, a few cases) stay in this process: starting workers would cost more than it saves.
+# judged in worker processes (one per available core; WORKERS overrides, 0 = never): its lines go to
+# them in blocks of about orchestration.contract.validate.BLOCK_BYTES, up to AHEAD_BYTES ahead of
+# the chunk being landed. Smaller ones (the web form, a few cases) stay in this process: starting
+# workers would cost more than it saves.
 WORKERS: int | None = None
 PARALLEL_MIN_BYTES = 4 << 20
-TASK_RECORDS = 1_000
-AHEAD_CHUNKS = 2
+AHEAD_BYTES = 32 << 20
 
 
 def submit(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = "cli",
@@ -217,24 +196,25 @@ def _workers(files: Sequence[tuple[str, Any]]) -> int:
     return n if size >= PARALLEL_MIN_BYTES else 0
 
 
-def _items(files: Sequence[tuple[str, Any]], split: bool) -> Iterator[tuple[str, ParsedRecord | RawLine, Any]]:
-    """(file name, record, data) for every record of ``files``: a JSON Lines record unread (a
-    :class:`RawLine`) when ``split``, else read."""
+def _items(files: Sequence[tuple[str, Any]], blocks: bool) -> Iterator[tuple[str, ParsedRecord | RawBlock, Any]]:
+    """(file name, record, data) for every record of ``files``, read; with ``blocks``, the lines of a
+    JSON Lines file come unread, many to a :class:`RawBlock`."""
     for name, data in files:
         if isinstance(data, Converted):
             yield name, data.parsed(name), data
             continue
-        for p in split_submission(data, name) if split else parse_submission(data, name):
+        for p in split_submission(data, name, blocks=True) if blocks else parse_submission(data, name):
             yield name, p, data if type(p) is ParsedRecord and p.record is None else None
 
 
-def _chunks(items: Iterator[tuple[str, ParsedRecord | RawLine, Any]]) -> Iterator[list[tuple[str, ParsedRecord | RawLine, Any]]]:
-    chunk: list[tuple[str, ParsedRecord | RawLine, Any]] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= CHUNK_RECORDS:
-            yield chunk
-            chunk = []
+def _chunks(runs: Iterator[list[Any]]) -> Iterator[list[Any]]:
+    """The items of ``runs`` (lists, in order) regrouped in lists of CHUNK_RECORDS (the last may be shorter)."""
+    chunk: list[Any] = []
+    for run in runs:
+        chunk.extend(run)
+        while len(chunk) >= CHUNK_RECORDS:
+            yield chunk[:CHUNK_RECORDS]
+            chunk = chunk[CHUNK_RECORDS:]
     if chunk:
         yield chunk
 
@@ -247,7 +227,7 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     caller writes receipts, so a slow reader never blocks other submitters.
 
     A big JSON Lines submission is read and judged in worker processes (see :func:`_workers`),
-    up to AHEAD_CHUNKS chunks ahead of the one being landed; this process keeps the writer role
+    up to AHEAD_BYTES ahead of the chunk being landed; this process keeps the writer role
     (classification, files, journal, audit, in submission order). Same verdicts, same bytes: both
     paths call :func:`orchestration.registry.prepare.judge` on every record."""
     home.ensure()
@@ -256,69 +236,70 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     gc_was_enabled = gc.isenabled()
     gc.disable()
     index = _LandingIndex(home)
-    checkers: list[SetChecker] = []
-
-    def checker_for(n: int) -> SetChecker | None:
-        if not SET_BASED or n < SET_BASED_MIN_RECORDS:
-            return checkers[0] if checkers else None
-        if not checkers:
-            checkers.append(SetChecker())
-        return checkers[0]
-
     n_workers = _workers(files)
     pool = prepare.WorkerPool(n_workers) if n_workers else None
     done = False
     try:
         if pool is None:
-            for chunk in _chunks(_items(files, split=False)):
-                parsed = [(p, data) for _, p, data in chunk]
-                yield _land_chunk(home, index, _validate_chunk(parsed, checker_for(len(parsed))), channel, allowed_sites, user)
+            runs: Iterator[list[tuple[Verdict, Any]]] = (
+                _judge_here([(p, data) for _, p, data in chunk], channel, user) for chunk in _chunks(_runs(_items(files, False)))
+            )
         else:
-            planned: deque[list[tuple[str, Any]]] = deque()
-            for chunk in _chunks(_items(files, split=True)):
-                planned.append(_plan(pool, chunk))
-                while len(planned) > AHEAD_CHUNKS:
-                    yield _land_chunk(home, index, _collect(planned.popleft(), checker_for), channel, allowed_sites, user)
-            while planned:
-                yield _land_chunk(home, index, _collect(planned.popleft(), checker_for), channel, allowed_sites, user)
+            runs = _judged(pool, _items(files, True), channel, user)
+        for chunk in _chunks(runs):
+            yield _land_chunk(home, index, chunk, channel, allowed_sites, user)
         done = True
     finally:
         if pool is not None:
             pool.close(kill=not done)
         index.close()
-        for c in checkers:
-            c.close()
         if gc_was_enabled:
             gc.enable()
 
 
-def _plan(pool: prepare.WorkerPool, chunk: list[tuple[str, Any, Any]]) -> list[tuple[str, Any]]:
-    """A chunk's records in segments, in order: ("lines", future of their verdicts, the RawLines)
-    sent to a worker, or ("local", [(ParsedRecord, data)]) judged here."""
-    out: list[tuple[str, Any, Any]] = []
-    for name, item, data in chunk:
-        if type(item) is RawLine:
-            if not out or out[-1][0] != "lines" or out[-1][1] != name or len(out[-1][2]) >= TASK_RECORDS:
-                out.append(("lines", name, []))
-            out[-1][2].append(item)
-        else:
-            if not out or out[-1][0] != "local":
-                out.append(("local", None, []))
-            out[-1][2].append((item, data))
-    return [
-        ("lines", pool.submit(name, items), items) if kind == "lines" else (kind, None, items)
-        for kind, name, items in out
-    ]
+def _runs(items: Iterator[Any]) -> Iterator[list[Any]]:
+    for item in items:
+        yield [item]
 
 
-def _collect(plan: list[tuple[str, Any, Any]], checker_for) -> list[tuple[Verdict, Any]]:
-    out: list[tuple[Verdict, Any]] = []
-    for kind, fut, items in plan:
-        if kind == "lines":
-            out.extend(zip(fut.result(), items))
+def _judge_here(parsed: list[tuple[ParsedRecord, Any]], channel: str, user: str | None) -> list[tuple[Verdict, Any]]:
+    """Every record's verdict, judged in this process."""
+    year = datetime.date.today().year
+    return [(judge(p, data, year=year, channel=channel, user=user), p) for p, data in parsed]
+
+
+def _judged(pool: prepare.WorkerPool, items: Iterator[tuple[str, Any, Any]], channel: str,
+            user: str | None) -> Iterator[list[tuple[Verdict, Any]]]:
+    """The verdicts on ``items``, in order, in runs: each :class:`RawBlock` is judged by a worker
+    (sent as soon as it is read, up to AHEAD_BYTES ahead of the run being yielded), any other
+    record here, when its turn comes. Each verdict comes with its source (the block, or the
+    ParsedRecord), for a conflict's payload."""
+    pending: deque[tuple[Any, Any]] = deque()  # (future, RawBlock) or (None, [(ParsedRecord, data)])
+    ahead = 0  # bytes sent to workers and not yet yielded, or records waiting here
+
+    def oldest() -> list[tuple[Verdict, Any]]:
+        nonlocal ahead
+        fut, src = pending.popleft()
+        if fut is None:
+            ahead -= len(src)
+            return _judge_here(src, channel, user)
+        ahead -= len(src.data)
+        return [(v, src) for v in fut.result()]
+
+    for name, item, data in items:
+        if type(item) is RawBlock:
+            pending.append((pool.submit(name, item, channel, user), item))
+            ahead += len(item.data)
+        elif pending and pending[-1][0] is None:
+            pending[-1][1].append((item, data))
+            ahead += 1
         else:
-            out.extend(_validate_chunk(items, checker_for(len(items))))
-    return out
+            pending.append((None, [(item, data)]))
+            ahead += 1
+        while ahead > AHEAD_BYTES or (pending and pending[0][0] is None and len(pending[0][1]) >= CHUNK_RECORDS):
+            yield oldest()
+    while pending:
+        yield oldest()
 
 
 def _land_chunk(home: Home, index: _LandingIndex, verdicts: list[tuple[Verdict, Any]], channel: str,
@@ -343,11 +324,10 @@ def _land_chunk(home: Home, index: _LandingIndex, verdicts: list[tuple[Verdict, 
         verdicts = kept
     out: list[Receipt] = []
     if verdicts:
-        receipts, quarantine, valid = _sort_verdicts(verdicts)
         with journal.landing_lock(home):
             journal.recover(home)  # finish or undo a submission a crash interrupted
             index.refresh()
-            out = _classify_and_write(home, index, receipts, quarantine, valid, withdrawn_case_ids(home), channel, user)
+            out = _classify_and_write(home, index, verdicts, withdrawn_case_ids(home), channel, user)
     if refused:
         audit.append(home, ({"event": "submission_refused", "user": user, "file": r.file, "record": r.record, "case_id": r.case_id,
                              "channel": channel, "reason": "site_id"} for r in refused.values()))
@@ -368,95 +348,88 @@ def _owning_site(home: Home, case_id: Any, cache: dict[str, str | None]) -> str 
     return cache[case_id]
 
 
-def _canonical(p: ParsedRecord) -> tuple[bytes, str] | None:
-    # a record whose reading found problems (duplicate keys and the like) is left to the validator
-    if p.error is not None or type(p.obj) is not dict or getattr(p, "problems", None):
-        return None
-    try:
-        return content_hash(p.obj)
-    except (TypeError, ValueError, OverflowError):  # e.g. an integer beyond 64 bits: the validator decides
-        return None
+class _Sources:
+    """The submitted text of a valid record that turns out to be a conflict (for its quarantine
+    payload): its ParsedRecord, or its line, found again in the block a worker judged it from."""
 
+    def __init__(self) -> None:
+        self.lines: dict[int, dict[int, bytes]] = {}  # id(block) -> line number -> line
 
-def _validate_chunk(parsed: list[tuple[ParsedRecord, Any]], checker: SetChecker | None = None) -> list[tuple[Verdict, ParsedRecord]]:
-    """Every record's verdict, judged in this process."""
-    # The canonical form is needed for the content hash of every valid record anyway; the
-    # set-based check reads it too. A record it passes is certainly valid (validate_record would
-    # return no error); every other record is judged by validate_record, as before.
-    # (a record converted from another format keeps the Python path: its converter's errors are merged in)
-    if checker is None:
-        return [(judge(p, data), p) for p, data in parsed]
-    canonical = [_canonical(p) if data is None else None for p, data in parsed]
-    certain = checker.passing([(p.obj, c[0]) if c is not None else None for (p, _), c in zip(parsed, canonical)])
-    return [(judge(p, data, ok, canon_hash), p) for (p, data), canon_hash, ok in zip(parsed, canonical, certain)]
-
-
-def _sort_verdicts(verdicts: list[tuple[Verdict, Any]]) -> tuple[list[Receipt], list[tuple[Receipt, dict[str, Any]]], list[_Valid]]:
-    receipts: list[Receipt] = []
-    quarantine: list[tuple[Receipt, dict[str, Any]]] = []
-    valid: list[_Valid] = []
-    for v, src in verdicts:
-        r = Receipt(v.file, v.record, v.case_id, QUARANTINED, v.errors or [], v.revision)
-        receipts.append(r)
-        if v.errors is not None:
-            quarantine.append((r, v.payload))  # type: ignore[arg-type]
-        else:
-            valid.append(_Valid(len(receipts) - 1, v, src))
-    return receipts, quarantine, valid
+    def parsed(self, v: Verdict, src: Any) -> ParsedRecord:
+        if type(src) is not RawBlock:
+            return src
+        lines = self.lines.get(id(src))
+        if lines is None:
+            lines = self.lines[id(src)] = {n: line for n, line, _ in src.lines()}
+        return ParsedRecord(v.file, v.record, source=lines[v.record])  # type: ignore[index]
 
 
 def _classify_and_write(
     home: Home,
     index: _LandingIndex,
-    receipts: list[Receipt],
-    quarantine: list[tuple[Receipt, dict[str, Any]]],
-    valid: list[_Valid],
+    verdicts: list[tuple[Verdict, Any]],
     withdrawn: set[str],
     channel: str,
     user: str | None = None,
 ) -> list[Receipt]:
-    if withdrawn:
+    receipts: list[Receipt] = []
+    quarantine: list[tuple[Receipt, dict[str, Any]]] = []
+    valid: list[int] = []  # positions of the valid records
+    for v, _ in verdicts:
+        if v.errors is None:
+            valid.append(len(receipts))
+            receipts.append(Receipt(v.file, v.record, v.case_id, QUARANTINED, [], v.revision))
+        else:
+            r = Receipt(v.file, v.record, v.case_id, QUARANTINED, v.errors, v.revision)
+            receipts.append(r)
+            quarantine.append((r, v.payload))  # type: ignore[arg-type]
+    if withdrawn and valid:
         kept = []
         withdrawn_keys = {w.lower() for w in withdrawn}  # case-insensitive: WD-1 withdrawn blocks wd-1
-        for v in valid:
-            if v.case_id.lower() in withdrawn_keys:
-                r = receipts[v.seq]
-                r.errors = [Error("case_id", f"case {v.case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
+        for i in valid:
+            case_id = verdicts[i][0].case_id or ""
+            if case_id.lower() in withdrawn_keys:
+                r = receipts[i]
+                r.errors = [Error("case_id", f"case {case_id} was withdrawn from the registry (consent withdrawn) and cannot be submitted again")]
                 # the payload of a withdrawn patient is not kept, not even in quarantine
                 quarantine.append((r, {"payload": None, "payload_encoding": "withheld"}))
             else:
-                kept.append(v)
+                kept.append(i)
         valid = kept
-    existing, max_rev = index.lookup(valid)
-    for v in valid:  # a conflict's advice accounts for higher revisions later in the same chunk
-        max_rev[v.case_id] = max(v.revision, max_rev.get(v.case_id, 0))
-    seen: dict[tuple[str, int], str] = dict(existing)
-    accepted: list[_Valid] = []
-    for v in valid:
-        r = receipts[v.seq]
+    seen, max_rev = index.lookup([verdicts[i][0].case_id for i in valid])  # type: ignore[misc]
+    chunk_max: dict[str, int] | None = None  # each case's highest revision, this chunk included (for a conflict's advice)
+    sources = _Sources()
+    accepted: list[Verdict] = []
+    for i in valid:
+        v = verdicts[i][0]
         key = (v.case_id, v.revision)
-        prior = seen.get(key)
+        prior = seen.get(key)  # type: ignore[arg-type]
         if prior is None:
-            seen[key] = v.content_hash
-            r.status = ACCEPTED
+            seen[key] = v.content_hash  # type: ignore[index]
+            receipts[i].status = ACCEPTED
             accepted.append(v)
         elif prior == v.content_hash:
-            r.status = DUPLICATE
+            receipts[i].status = DUPLICATE
         else:
-            r.status = QUARANTINED
+            if chunk_max is None:
+                # a conflict's advice accounts for higher revisions later in the same chunk
+                chunk_max = dict(max_rev)
+                for j in valid:
+                    w = verdicts[j][0]
+                    chunk_max[w.case_id] = max(w.revision, chunk_max.get(w.case_id, 0))  # type: ignore[index, arg-type]
+            r = receipts[i]
             r.errors = [
                 Error(
                     "revision",
                     f"case {v.case_id} revision {v.revision} was already submitted with different content; "
-                    f"to correct the case, submit it as revision {max_rev.get(v.case_id, v.revision) + 1}",
+                    f"to correct the case, submit it as revision {chunk_max.get(v.case_id, v.revision) + 1}",  # type: ignore[arg-type, operator]
                 )
             ]
-            quarantine.append((r, prepare.payload(v.parsed(), None)))
+            quarantine.append((r, prepare.payload(sources.parsed(v, verdicts[i][1]), None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()
     writes: list[tuple[Path, bytes, str]] = []  # (path, content, crash point after it), in write order
-    keys = None
     if quarantine:
         # metadata and reasons in quarantine/batches (what the warehouse loads), payloads verbatim
         # in quarantine/payloads (never loaded into the warehouse), line for line
@@ -483,26 +456,20 @@ def _classify_and_write(
         writes.append((home.quarantine_batches / f"{batch_id}.jsonl", b"".join(entries), "submit.after_quarantine"))
         del entries, payloads
     if accepted:
-        lines = b"".join(envelope(v.verdict, now, channel) for v in accepted)
+        # each landing line was written with its record when it was judged; only the time is new:
+        # the file is written from the lines' parts around it (no copy of the batch in memory)
+        now_bytes = now.encode()
+        lines: list = []
+        add = lines.extend
+        for v in accepted:
+            view = memoryview(v.line)  # type: ignore[arg-type]
+            k = v.line.index(prepare.SUBMITTED_AT)  # type: ignore[union-attr]
+            add((view[:k], now_bytes, view[k + 1 :]))
         index_file = index.parquet(accepted, batch_id)
         writes.append((home.landing_batches / f"{batch_id}.jsonl", lines, "submit.after_batch"))
         writes.append((home.landing_index / f"{batch_id}.parquet", index_file, "submit.after_index"))
         del lines, index_file
-    audit_lines = audit.encode(
-        {
-            "event": "submission",
-            "file": r.file,
-            "record": r.record,
-            "case_id": r.case_id,
-            "revision": r.revision,
-            "status": r.status,
-            "batch_id": batch_id,
-            "channel": channel,
-            **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
-            **({"user": user} if user else {}),
-        }
-        for r in receipts
-    )
+    audit_lines = _audit_lines(receipts, verdicts, batch_id, channel, user)
     # crash safety (see journal.py): journal, files, audit lines (the commit point), journal removed
     journal.begin(home, batch_id, [w[0] for w in writes], audit_lines)
     try:
@@ -520,9 +487,37 @@ def _classify_and_write(
         raise
     journal.commit(home, batch_id)
     crash_point("submit.after_commit")
-    if keys is not None:
+    if accepted:
         index.add(batch_id)
     return receipts
+
+
+def _audit_lines(receipts: list[Receipt], verdicts: list[tuple[Verdict, Any]], batch_id: str, channel: str, user: str | None) -> bytes:
+    """The chunk's ``submission`` audit lines, as :func:`audit.encode` writes them: a record that
+    landed or is a duplicate has its line ready from when it was judged (only the time, its status
+    and the batch id are filled in); any other is written here."""
+    at = utcnow().isoformat()
+    at_bytes, batch_bytes = at.encode(), batch_id.encode()
+    status_bytes = {ACCEPTED: ACCEPTED.encode(), DUPLICATE: DUPLICATE.encode()}
+    out = []
+    for r, (v, _) in zip(receipts, verdicts):
+        if v.audit is not None and r.quarantine_id is None:
+            out.append(v.audit % (at_bytes, status_bytes[r.status], batch_bytes))
+        else:
+            out.append(orjson.dumps({
+                "at": at,
+                "event": "submission",
+                "file": r.file,
+                "record": r.record,
+                "case_id": r.case_id,
+                "revision": r.revision,
+                "status": r.status,
+                "batch_id": batch_id,
+                "channel": channel,
+                **({"quarantine_id": r.quarantine_id} if r.quarantine_id else {}),
+                **({"user": user} if user else {}),
+            }) + b"\n")
+    return b"".join(out)
 
 
 def open_file(path: str | Path) -> FileSource:

@@ -1,15 +1,18 @@
 """The per-record half of a submission: read a record, judge it, hash it and write its landing
-bytes. It needs no lock and no file of the registry, so it runs in this process or, for a big
-JSON Lines file, in worker processes (:mod:`orchestration.registry.landing` keeps the one writer
-role: classification under the landing lock, files, journal and audit, in order).
+line and audit line. It needs no lock and no file of the registry, so it runs in this process or,
+for a big JSON Lines file, in worker processes (:mod:`orchestration.registry.landing` keeps the one
+writer role: classification under the landing lock, files, journal and audit, in order).
 
 Both paths call :func:`judge` on a :class:`~orchestration.contract.validate.ParsedRecord` and get
 a :class:`Verdict`, a plain tuple (cheap to send between processes): so a record's receipt, its
 quarantine entry and payload, its content hash and its landed bytes cannot depend on where it was
-judged. The record's landed JSON (``Verdict.body``) is ``orjson.dumps`` of the record as validated:
-the bytes the duplicate-key check wrote while reading it, unless the validator normalised the record
-(``40.0`` read as ``40``), which is then written again. The landing envelope splices these bytes in
-(:func:`envelope`) instead of serialising the record a second time.
+judged. A record the compiled check passes (:mod:`orchestration.contract.fastcheck`) is valid
+without the validator. A worker reads a line the compiled check passes without building a
+ParsedRecord (:func:`_certainly_valid_line`, the same verdict). The landed JSON of a record is
+``orjson.dumps`` of the record as validated: the bytes the duplicate-key check wrote while reading
+it, unless the validator normalised the record (``40.0`` read as ``40``), which is then written
+again; it is spliced into the landing line (:func:`landing_line`) instead of serialising the record
+a second time.
 
 This module imports no DuckDB and no pyarrow: a worker process starts with the validator only.
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as _dt
 import gc
 import hashlib
 import json
@@ -35,7 +39,8 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 import orjson
 
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, parse_line, record_errors
+from orchestration.contract.fastcheck import certainly_valid
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, parse_line, record_errors
 
 INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
@@ -111,6 +116,18 @@ def payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
     return {"payload": base64.b64encode(raw).decode(), "payload_encoding": "base64"}
 
 
+# A record the compiled check (orchestration.contract.fastcheck) passes is certainly valid and is
+# not given to the validator. Set FAST_CHECK = False to run the validator on every record (same
+# receipts, landing and audit either way: tests/unit/test_setbased_landing.py).
+FAST_CHECK = True
+
+# A valid record's landing line and audit line are written when it is judged, with placeholders for
+# what only the writer knows when it lands the record's chunk: in Verdict.line, SUBMITTED_AT (orjson
+# writes every control character of a string as an escape, so this byte appears nowhere else in the
+# line); Verdict.audit is a %-template (its own "%" doubled) of the time, the status and the batch id.
+SUBMITTED_AT = b"\x00"
+
+
 class Verdict(NamedTuple):
     """What one record contributes to its chunk, before classification (which needs the lock)."""
 
@@ -122,59 +139,108 @@ class Verdict(NamedTuple):
     errors: list[Error] | None  # None: valid
     payload: dict[str, Any] | None  # the quarantine payload, when not valid
     content_hash: str | None  # when valid
-    body: bytes | None  # when valid: orjson.dumps(record as validated), spliced into the landing envelope
+    line: bytes | None  # when valid: its line in a landing batch (see landing_line), SUBMITTED_AT to fill in
+    audit: bytes | None  # when valid: a template of its audit line if it lands or is a duplicate (see audit_line)
 
 
-def judge(p: ParsedRecord, data: Any = None, certain: bool = False, canon_hash: tuple[bytes, str] | None = None) -> Verdict:
+def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel: str = "cli", user: str | None = None,
+          fast: bool | None = None) -> Verdict:
     """The verdict on one record: read errors, the validator's errors (a converted record's merged
-    in), or valid with its content hash and landed bytes. ``certain``: the set-based check passed it
-    (``canon_hash`` is then its canonical form and hash). One record's failure never spoils its file."""
+    in), or valid with its content hash, landing line and audit line. A record the compiled check
+    passes (``year``: the current year; ``fast``: whether to ask it, FAST_CHECK by default) is valid
+    without the validator. One record's failure never spoils its file."""
     obj = p.obj
     site = obj.get("site_id") if p.error is None and type(obj) is dict else None
     site = site if isinstance(site, str) else None
     if p.error is not None:
         errs = list(data.errors) if isinstance(data, Converted) and data.errors else [p.error]
-        return Verdict(p.source_file, p.record, None, site, None, errs, payload(p, data), None, None)
+        return Verdict(p.source_file, p.record, None, site, None, errs, payload(p, data), None, None, None)
     h = body = None
     try:
-        # a record the set-based check passed is certainly valid; every other one is judged by the
+        # a record the compiled check passes is certainly valid; every other one is judged by the
         # validator, which reads whole-number floats in integer fields as ints, in place
+        certain = (FAST_CHECK if fast is None else fast) and not p.problems and certainly_valid(obj, _dt.date.today().year if year is None else year)
         errors = [] if certain else record_errors(p)
         if isinstance(data, Converted):
             errors = data.merge(errors)
         if not errors:
             # hash what the validator validated (it may have normalised the record in place)
-            h = canon_hash[1] if certain and canon_hash is not None else content_hash(obj)[1]
+            h = content_hash(obj)[1]
             body = p.dumped if p.dumped is not None else orjson.dumps(obj)
     except Exception:  # noqa: BLE001 - one record fails, never its file
         errors = [Error("$", INTERNAL_ERROR)]
     rev = obj.get("revision", 1) if isinstance(obj, dict) else None
     rev = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
     if errors:
-        return Verdict(p.source_file, p.record, p.case_id, site, rev, errors, payload(p, None), None, None)
-    return Verdict(p.source_file, p.record, p.case_id, site, rev, None, None, h, body)
+        return Verdict(p.source_file, p.record, p.case_id, site, rev, errors, payload(p, None), None, None, None)
+    case_id = p.case_id
+    file, record = orjson.dumps(p.source_file), orjson.dumps(p.record)
+    return Verdict(p.source_file, p.record, case_id, site, rev, None, None, h,
+                   landing_line(case_id, rev, h, file, record, orjson.dumps(channel), body),  # type: ignore[arg-type]
+                   audit_line(file, record, case_id, rev, orjson.dumps(channel), user))
 
 
-def judge_lines(source_file: str, lines: Sequence[tuple[int, bytes]]) -> list[Verdict]:
-    """A worker's task: read and judge JSON Lines records ((line number, bytes) each)."""
-    return [judge(parse_line(source_file, n, line)) for n, line in lines]
+def judge_block(source_file: str, lineno: int, data: bytes, channel: str, user: str | None, fast: bool = True) -> list[Verdict]:
+    """A worker's task: read and judge the lines of a :class:`RawBlock` (``fast``: the submitting
+    process's FAST_CHECK)."""
+    year = _dt.date.today().year
+    file, channel_json = orjson.dumps(source_file), orjson.dumps(channel)
+    out = []
+    for n, line, newline in RawBlock(lineno, data).lines():
+        v = _certainly_valid_line(source_file, file, channel_json, user, n, line, year) if fast else None
+        if v is None:
+            v = judge(parse_line(source_file, n, line + b"\n" if newline else line), year=year, channel=channel, user=user, fast=fast)
+        out.append(v)
+    return out
 
 
-def envelope(v: Verdict, now: str, channel: str) -> bytes:
-    """A landed record's line in its landing batch: the envelope with ``record`` spliced in as bytes
-    (the same bytes as ``orjson.dumps`` of the whole envelope, key order included)."""
-    head = orjson.dumps(
-        {
-            "case_id": v.case_id or "",
-            "revision": v.revision,
-            "content_hash": v.content_hash,
-            "submitted_at": now,
-            "source_file": v.file,
-            "record_index": v.record,
-            "channel": channel,
-        }
+def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: str | None, n: int, line: bytes, year: int) -> Verdict | None:
+    """The verdict on a JSON Lines record the compiled check passes, or None: then :func:`judge`
+    decides. The same verdict as ``judge(parse_line(...))``, without its intermediate objects: the
+    same reading (orjson; a record with a ``\\u`` escape or a repeated key is left to judge, see
+    ``validate._may_have_duplicate_keys``), the same hash and landed bytes."""
+    if b"\\" in line and b"\\u" in line:
+        return None
+    try:
+        obj = orjson.loads(line)
+        if type(obj) is not dict:
+            return None
+        body = orjson.dumps(obj)
+        if line.count(b":") != body.count(b":") or not certainly_valid(obj, year):
+            return None
+    except Exception:  # noqa: BLE001 - not JSON, not writable, or anything unexpected: judge decides
+        return None
+    revision = obj.get("revision", 1)
+    # content_hash(obj): a record that states its revision is its own canonical form
+    canon = orjson.dumps(obj if "revision" in obj else {**obj, "revision": revision}, option=orjson.OPT_SORT_KEYS)
+    h = hashlib.blake2b(canon, digest_size=16).hexdigest()
+    case_id, record = obj["case_id"], str(n).encode()
+    return Verdict(source_file, n, case_id, obj["site_id"], revision, None, None, h,
+                   landing_line(case_id, revision, h, file, record, channel, body), audit_line(file, record, case_id, revision, channel, user))
+
+
+def landing_line(case_id: str | None, revision: int, content_hash: str, file: bytes, record: bytes, channel: bytes, body: bytes) -> bytes:
+    """A landed record's line in its landing batch, with SUBMITTED_AT for its time of landing:
+    ``orjson.dumps`` of the envelope (``case_id``, ``revision``, ``content_hash``, ``submitted_at``,
+    ``source_file``, ``record_index``, ``channel``) with ``record`` spliced in as the bytes ``body``
+    (``file``, ``record``, ``channel``: their JSON)."""
+    return (
+        b'{"case_id":' + orjson.dumps(case_id or "") + b',"revision":' + orjson.dumps(revision)
+        + b',"content_hash":' + orjson.dumps(content_hash) + b',"submitted_at":"' + SUBMITTED_AT
+        + b'","source_file":' + file + b',"record_index":' + record + b',"channel":' + channel
+        + b',"record":' + body + b"}\n"
     )
-    return head[:-1] + b',"record":' + v.body + b"}\n"  # type: ignore[operator]
+
+
+def audit_line(file: bytes, record: bytes, case_id: str | None, revision: int | None, channel: bytes, user: str | None) -> bytes:
+    """A record's ``submission`` audit line without a quarantine id, as :func:`audit.encode` writes it,
+    as a template: ``audit_line(...) % (time, status, batch id)`` (``file``, ``record``, ``channel``: their JSON)."""
+    middle = (
+        b'","event":"submission","file":' + file + b',"record":' + record + b',"case_id":' + orjson.dumps(case_id)
+        + b',"revision":' + orjson.dumps(revision) + b',"status":"'
+    )
+    tail = b'","channel":' + channel + (b',"user":' + orjson.dumps(user) if user else b"") + b"}\n"
+    return b'{"at":"%s' + middle.replace(b"%", b"%%") + b'%s","batch_id":"%s' + tail.replace(b"%", b"%%")
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -184,10 +250,12 @@ class WorkerPool:
     """``n`` worker processes, each a fresh interpreter running this module (``python -m
     orchestration.registry.prepare``): never a fork of the submitting process (whose DuckDB threads
     may hold locks), and no re-import of the caller's main script (which multiprocessing's spawn and
-    forkserver do). A task is a pickled ``(file name, [(line number, bytes)])`` written to a worker's
-    standard input; its answer, the pickled list of :class:`Verdict`, is read from its standard
-    output. Tasks go to the workers in turn and each worker answers in order, so :meth:`submit`
-    returns futures that complete in task order. One thread per worker sends, one receives: a worker
+    forkserver do). A task is a :class:`RawBlock` of many lines (about 1 MB), so that a big file
+    costs few messages and no per-line pickling: a pickled ``(file name, first line number, size,
+    channel, user, FAST_CHECK)`` followed by the block's bytes, written to a worker's standard
+    input; its answer, the pickled list of :class:`Verdict`, is read from its standard output.
+    Tasks go to the workers in turn and each worker answers in order, so :meth:`submit` returns
+    futures that complete in task order. One thread per worker sends, one receives: a worker
     never waits for the submitter to collect an answer. A worker exits at the end of its input, so
     it never outlives a submitter that was killed."""
 
@@ -197,10 +265,11 @@ class WorkerPool:
         self._workers = [_Worker(i, env) for i in range(n)]
         self._turn = 0
 
-    def submit(self, name: str, lines: Sequence[tuple[int, bytes]]) -> Future:
+    def submit(self, name: str, block: RawBlock, channel: str, user: str | None) -> Future:
         w = self._workers[self._turn]
         self._turn = (self._turn + 1) % len(self._workers)
-        return w.submit(pickle.dumps((name, [tuple(x) for x in lines]), protocol=5))
+        # the block's bytes follow their pickled header as they are (no pickled copy of a megabyte)
+        return w.submit((pickle.dumps((name, block.lineno, len(block.data), channel, user, FAST_CHECK), protocol=5), block.data))
 
     def close(self, *, kill: bool = False) -> None:
         """Let the workers finish and exit (``kill``: stop them now, e.g. when the submission failed)."""
@@ -226,7 +295,7 @@ class _Worker:
         for t in self.threads:
             t.start()
 
-    def submit(self, task: bytes) -> Future:
+    def submit(self, task: tuple[bytes, bytes]) -> Future:
         fut: Future = Future()
         with self.lock:
             if self.failed is not None:
@@ -241,8 +310,10 @@ class _Worker:
         assert stdin is not None
         try:
             while (task := self.outbox.get()) is not None:
-                stdin.write(len(task).to_bytes(8, "little"))
-                stdin.write(task)
+                head, data = task
+                stdin.write(len(head).to_bytes(8, "little"))
+                stdin.write(head)
+                stdin.write(data)
                 stdin.flush()
         except (OSError, ValueError):
             pass  # the worker is gone: the receiver fails its tasks
@@ -276,6 +347,9 @@ class _Worker:
                 self.proc.kill()
 
     def join(self) -> None:
+        # the receiver ends when the worker closes its output, i.e. exits: waiting for the thread
+        # blocks on a lock, where Popen.wait(timeout) would poll in sleeps of up to 50 ms
+        self.threads[1].join(timeout=60)
         try:
             self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -290,8 +364,8 @@ def main() -> None:
     gc.disable()  # parsing builds many small acyclic containers: no cyclic GC needed
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     while len(head := inp.read(8)) == 8:
-        name, lines = pickle.loads(inp.read(int.from_bytes(head, "little")))
-        answer = pickle.dumps(judge_lines(name, lines), protocol=5)
+        name, lineno, size, channel, user, fast = pickle.loads(inp.read(int.from_bytes(head, "little")))
+        answer = pickle.dumps(judge_block(name, lineno, inp.read(size), channel, user, fast), protocol=5)
         out.write(len(answer).to_bytes(8, "little"))
         out.write(answer)
         out.flush()

@@ -2,8 +2,8 @@
 
 After a build, the analyst-facing tables are copied from the warehouse into a *new* folder
 ``published/versions/<id>/``: a DuckDB file with the same tables (checkpointed and closed, so no
-``.wal`` is left beside it), one Parquet file per table, and the data dictionary (Markdown, and a
-``data_dictionary`` table). The folder is complete before the symlink ``published/current`` is
+``.wal`` is left beside it), one Parquet file per table (under ``parquet``, see below), and the data
+dictionary (Markdown, and a ``data_dictionary`` table). The folder is complete before the symlink ``published/current`` is
 switched to it with one atomic ``rename``; readers therefore see the old snapshot or the new one,
 never a mix, and never touch the file the pipeline writes. Older versions are pruned, keeping a few
 so that a reader in the middle of a query is not surprised.
@@ -29,8 +29,21 @@ withdrawn patient's data must reach no published file). With one new case on
 100k, this turns ~0.9 s of rewriting six tables into ~0.1 s of deletes and inserts.
 
 The changed tables' Parquet files cannot be patched (one file per table is the documented layout),
-so they are written again, on ``PARQUET_WORKERS`` threads beside the DuckDB work. A hash collision
-(2^-64 per changed table) is the only way a changed table could be taken for unchanged.
+so they are written again: at a million cases that is ~7.5 CPU seconds (most of a one-case publish;
+the codec makes little difference: zstd, snappy, lz4 and none were measured within 15 %). So they are
+written *after* the switch, from the new (immutable) DuckDB file, as their own set: a version's
+``parquet`` is a symbolic link to a folder ``published/parquet-sets/<version>/``. A new version first
+shows the previous version's set (complete and consistent, only older), and once its own set is
+written whole (changed tables written, unchanged ones hard-linked from the previous set) the link is
+switched to it with one atomic ``rename``. A reader of ``current/parquet`` therefore sees one whole
+set, old or new, never a mix and never a half-written file; the Parquet set lags the DuckDB file by
+the seconds it takes to write (``docs/operations.md``). The first publish, and a publish after a
+consent withdrawal (the previous set still holds the withdrawn case), write their set before the
+switch instead, beside the DuckDB work, on ``PARQUET_WORKERS`` threads. A publish killed between the
+two switches leaves its version showing the previous set; the next publish sees that the set is not
+the version's own and writes every file again. Sets no kept version shows are pruned with the
+versions. A hash collision (2^-64 per changed table) is the only way a changed table could be taken
+for unchanged.
 """
 
 from __future__ import annotations
@@ -82,6 +95,7 @@ class PublishResult:
     path: Path
     tables: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    switched_seconds: float = 0.0  # until readers saw the new DuckDB file (its Parquet set may follow)
 
 
 def published_tables(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> list[str]:
@@ -198,13 +212,48 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
+def parquet_sets(home: Home) -> Path:
+    """Where the Parquet sets live (``published/parquet-sets/<version>/<table>.parquet``); each
+    version's ``parquet`` is a symbolic link to one of them."""
+    return home.published / "parquet-sets"
+
+
+def _parquet_set(version_dir: Path | None) -> tuple[Path | None, bool]:
+    """The Parquet set a version's ``parquet`` shows (None: none, or a dangling link), and whether
+    it is that version's own (False: the link still shows an older set, because the publish that
+    wrote the version was killed before its own set was switched in). A version published before
+    Parquet sets existed (or restored from a backup) has a real folder: its own."""
+    if version_dir is None:
+        return None, False
+    link = version_dir / "parquet"
+    if not link.is_dir():
+        return None, False
+    if not link.is_symlink():
+        return link, True
+    target = Path(os.path.realpath(link))
+    return target, target.name == version_dir.name
+
+
+def _point_parquet_at(link: Path, target: Path) -> None:
+    """Make ``link`` (a version's ``parquet``) a relative symbolic link to ``target``, atomically."""
+    tmp = link.with_name(f".parquet.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(os.path.realpath(target), os.path.realpath(link.parent)), tmp)
+    os.replace(tmp, link)
+    fsync_dir(link.parent)
+
+
 def clean_stale_staging(home: Home) -> int:
     """Remove what a killed publish left: staging folders and the temporary ``current`` link. Call
     it holding the warehouse lock (publishes are serialised by it, so none of these is live)."""
     removed = 0
-    for stale in home.published_versions.glob(".*.tmp"):
+    for stale in [*home.published_versions.glob(".*.tmp"), *parquet_sets(home).glob(".*.tmp")]:
         shutil.rmtree(stale, ignore_errors=True)
         removed += 1
+    for link in home.published_versions.glob("*/.parquet.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+            removed += 1
     for link in home.published.glob(".current.*"):
         with contextlib.suppress(FileNotFoundError):
             link.unlink()
@@ -281,12 +330,29 @@ REFRESH_AFTER_SHARE = 0.10
 PARQUET_WORKERS = 2
 
 
-def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> None:
+def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "main") -> None:
     cur = con.cursor()  # its own connection to the same database instance
     try:
-        cur.execute(f'COPY main."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+        cur.execute(f'COPY {schema}."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
     finally:
         cur.close()
+
+
+def _by_size(tables: list[str], counts: dict[str, int], fps: dict[str, list[Any]]) -> list[str]:
+    """Largest first, cells as the measure of work, so that the writer threads end together."""
+    return sorted(tables, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
+
+
+def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[str]) -> None:
+    """Write ``tables`` of a published DuckDB file (immutable, opened read-only) as Parquet into ``folder``."""
+    con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
+    try:
+        con.execute(f"ATTACH {_q(database)} AS snap (READ_ONLY)")
+        with ThreadPoolExecutor(max_workers=PARQUET_WORKERS) as writer:
+            for f in [writer.submit(_write_parquet, con, t, folder, "snap.main") for t in tables]:
+                f.result()
+    finally:
+        con.close()
 
 
 def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
@@ -296,7 +362,7 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     version = stamp()
     staging = home.published_versions / f".{version}.tmp"
     final = home.published_versions / version
-    (staging / "parquet").mkdir(parents=True)
+    staging.mkdir(parents=True)
     manifest_path = manifest_path if manifest_path and manifest_path.exists() else DEFAULT_MANIFEST
     manifest = json.loads(manifest_path.read_text())
     prev_dir, prev_meta = _previous(home)
@@ -318,6 +384,11 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
 def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dict[str, Any], prev_dir: Path | None,
              prev_meta: dict[str, Any], prev_fps: dict[str, Any], copied: Any, spare: Path, t0: float) -> PublishResult:
     target = staging / DB_NAME
+    sets = parquet_sets(home)
+    sets.mkdir(parents=True, exist_ok=True)
+    set_staging = sets / f".{version}.tmp"
+    set_final = sets / version
+    prev_set, prev_set_own = _parquet_set(prev_dir)
     con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
     fps: dict[str, list[Any]] = {}
@@ -328,13 +399,13 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         tables = published_tables(con, manifest)
         fps = _fingerprints(con, tables)
         counts = {t: fps[t][0] for t in tables}
-        unchanged = {
-            t for t in tables
-            if prev_dir is not None and prev_fps.get(t) == fps[t] and (prev_dir / "parquet" / f"{t}.parquet").exists()
-        }
+        unchanged = {t for t in tables if prev_dir is not None and prev_fps.get(t) == fps[t]}
         changed = [t for t in tables if t not in unchanged]
+        # Parquet files reused by link: those of unchanged tables in the previous version's own set
+        linkable = {t for t in unchanged if prev_set_own and (prev_set / f"{t}.parquet").exists()}  # type: ignore[operator]
         prev_seq = prev_meta.get("changes_seq") if isinstance(prev_meta.get("changes_seq"), int) else None
         seq, n_changed = _changed_cases(con, prev_seq)
+        erases = _erases_a_case(con, home, n_changed)
         # tables that can be patched: same columns as before, a case_id column, few changed cases
         patchable = {
             t for t in changed
@@ -345,7 +416,7 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         since_fresh = int(prev_meta.get("patched_rows_since_fresh", 0)) if prev_dir is not None else 0
         start_from_previous = (
             prev_dir is not None
-            and not _erases_a_case(con, home, n_changed)
+            and not erases
             and sum(counts[t] for t in unchanged | patchable) * 2 >= total_rows
             and since_fresh <= REFRESH_AFTER_SHARE * total_rows
         )
@@ -355,15 +426,19 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
             if copied is not None:  # not wanted: never let it reach the published folder
                 copied.exception()
                 spare.unlink(missing_ok=True)
-        # the changed tables' Parquet files are written beside the DuckDB work, in a second thread
-        # (largest first, cells as the measure of work, so that the two threads end together)
+        # The Parquet set is written after the switch (from the new DuckDB file), while readers
+        # already see the new snapshot, when there is a previous set to show meanwhile; otherwise
+        # (the first publish, or a withdrawal: the previous set holds the withdrawn case) it is written
+        # now, beside the DuckDB work, and switched with the snapshot.
+        parquet_later = prev_set is not None and not erases
+        set_staging.mkdir()
+        for t in linkable:
+            _link_or_copy(prev_set / f"{t}.parquet", set_staging / f"{t}.parquet")  # type: ignore[operator]
+        to_write = _by_size([t for t in tables if t not in linkable], counts, fps)
         writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
-        by_size = sorted(changed, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
-        parquet_done = [writer.submit(_write_parquet, con, t, staging / "parquet") for t in by_size]
+        parquet_done = [] if parquet_later else [writer.submit(_write_parquet, con, t, set_staging) for t in to_write]
         try:
-            for t in unchanged:
-                _link_or_copy(prev_dir / "parquet" / f"{t}.parquet", staging / "parquet" / f"{t}.parquet")  # type: ignore[operator]
-                reused.append(t)
+            reused.extend(sorted(unchanged))
             if start_from_previous:
                 copied.result()
                 os.rename(spare, target)
@@ -407,6 +482,12 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         con.close()
     if (staging / (DB_NAME + ".wal")).exists():  # a leftover WAL would make the file unopenable elsewhere
         raise RuntimeError("publish: the snapshot still has a write-ahead log after checkpoint; not switching")
+    if parquet_later:
+        _point_parquet_at(staging / "parquet", prev_set)  # type: ignore[arg-type]  # the previous set, meanwhile
+    else:
+        _point_parquet_at(staging / "parquet", set_final)  # first the link, so that prune() keeps the set
+        os.rename(set_staging, set_final)
+        fsync_dir(sets)
     (staging / "data_dictionary.md").write_text(render_dictionary(rows, version), encoding="utf-8")
     meta: dict[str, Any] = {
         "version": version, "published_at": utcnow().isoformat(), "tables": counts, "reused": sorted(reused),
@@ -422,14 +503,22 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     os.symlink(Path("versions") / version, tmp_link)
     os.replace(tmp_link, home.published_current)  # the atomic switch
     fsync_dir(home.published)
+    switched = time.perf_counter() - t0
+    if parquet_later:
+        crash_point("publish.before_parquet")
+        _write_parquet_set_from_snapshot(final / DB_NAME, set_staging, to_write)
+        os.rename(set_staging, set_final)
+        fsync_dir(sets)
+        _point_parquet_at(final / "parquet", set_final)  # the Parquet set's own atomic switch
     prune(home)
     audit.event(home, "publish", version=version, tables=counts)
-    return PublishResult(version, final, counts, time.perf_counter() - t0)
+    return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3))
 
 
 def prune(home: Home, keep: int = KEEP_VERSIONS) -> int:
-    """Delete published versions but the newest ``keep`` (never the current one), and staging folders
-    abandoned for an hour (a publish in progress keeps its own). Returns how many versions went."""
+    """Delete published versions but the newest ``keep`` (never the current one), the Parquet sets
+    no remaining version shows, and staging folders abandoned for an hour (a publish in progress
+    keeps its own). Returns how many versions went."""
     current = os.path.realpath(home.published_current)
     versions = sorted(p for p in home.published_versions.iterdir() if p.is_dir() and not p.name.startswith("."))
     removed = 0
@@ -437,7 +526,17 @@ def prune(home: Home, keep: int = KEEP_VERSIONS) -> int:
         if os.path.realpath(old) != current:
             shutil.rmtree(old, ignore_errors=True)
             removed += 1
-    for stale in home.published_versions.glob(".*.tmp"):
+    sets = parquet_sets(home)
+    if sets.is_dir():
+        # a set is kept while a version (or a staging one) shows it, or while its own version exists
+        # (between its rename and the switch of its version's link)
+        entries = list(home.published_versions.iterdir())
+        shown = {os.path.realpath(v / "parquet") for v in entries} | {
+            os.path.realpath(sets / v.name) for v in entries if not v.name.startswith(".")}
+        for s in sets.iterdir():
+            if not s.name.startswith(".") and os.path.realpath(s) not in shown:
+                shutil.rmtree(s, ignore_errors=True)
+    for stale in [*home.published_versions.glob(".*.tmp"), *sets.glob(".*.tmp")]:
         if time.time() - stale.stat().st_mtime > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     return removed

@@ -2,6 +2,8 @@
 
 Each publish writes an immutable folder ``published/versions/<id>/`` (``registry.duckdb``, Parquet
 files, the data dictionary) and then atomically repoints the symlink ``published/current`` at it.
+(Its ``parquet`` is a link to a whole Parquet set, switched to the version's own set once that is
+written, see ``publish.py``.)
 Readers resolve the symlink to the real versioned path *before* connecting. DuckDB keeps one
 database instance per path inside a process, so connecting through the stable ``current`` name
 would hand back a stale instance; a versioned path never changes content, so it is always safe.

@@ -80,6 +80,14 @@ def test_an_unexpected_failure_quarantines_only_that_record(home, monkeypatch):
         return real(p)
 
     monkeypatch.setattr(prepare, "record_errors", flaky)
+    real_check = prepare.certainly_valid  # (a valid record is judged by the compiled check alone)
+
+    def flaky_check(obj, year):
+        if obj.get("case_id") == "BOOM-0001":
+            raise RuntimeError("a bug")
+        return real_check(obj, year)
+
+    monkeypatch.setattr(prepare, "certainly_valid", flaky_check)
     receipts = _submit_lines(home, line(case_id="GOOD-0001"), line(case_id="BOOM-0001"), line(case_id="GOOD-0002"))
     assert [r.status for r in receipts] == ["accepted", "quarantined", "accepted"]
     assert "internal error" in receipts[1].errors[0].message

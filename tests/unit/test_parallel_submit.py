@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestration.config import Home
+from orchestration.contract import validate
 from orchestration.registry import audit, landing, prepare
 from orchestration.synthetic.generate import generate_records
 
@@ -57,8 +58,8 @@ def _land(tmp_path, monkeypatch, name: str, workers: int, allowed_sites=None):
     monkeypatch.setattr(landing, "WORKERS", workers)
     monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0 if workers else 1 << 60)
     monkeypatch.setattr(landing, "CHUNK_RECORDS", 1000)  # three chunks
-    monkeypatch.setattr(landing, "TASK_RECORDS", 170)  # tasks that do not divide a chunk
-    monkeypatch.setattr(landing, "AHEAD_CHUNKS", 1)
+    monkeypatch.setattr(validate, "BLOCK_BYTES", 100_000)  # blocks of about 60 lines: they do not divide a chunk
+    monkeypatch.setattr(landing, "AHEAD_BYTES", 1_000_000)
     pools: list = []
     real_pool = prepare.WorkerPool
 
@@ -106,13 +107,15 @@ def test_a_worker_that_dies_fails_the_submission_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(landing, "WORKERS", 2)
     monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(landing, "CHUNK_RECORDS", 1000)
+    monkeypatch.setattr(validate, "BLOCK_BYTES", 100_000)
+    monkeypatch.setattr(landing, "AHEAD_BYTES", 1_000_000)
     home = Home(tmp_path / "h").ensure()
     data = _lines()
     real = prepare.WorkerPool.submit
 
-    def poisoned(self, name, lines):
-        fut = real(self, name, lines)
-        if lines[0][0] > 1500:  # the second chunk: its worker is killed
+    def poisoned(self, name, block, *args):
+        fut = real(self, name, block, *args)
+        if block.lineno > 1500:  # the second chunk: its worker is killed
             for w in self._workers:
                 w.proc.kill()
         return fut

@@ -188,3 +188,69 @@ def test_changed_cases_are_patched_into_a_copy_and_a_wrong_list_is_caught(tmp_pa
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
     assert canary.encode() not in (sixth.path / DB_NAME).read_bytes()
+
+
+def _parquet_rows(folder, table: str) -> list:
+    con = duckdb.connect()
+    try:
+        return con.execute(f"SELECT * FROM read_parquet('{folder / (table + '.parquet')}') ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+
+
+def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_repaired(tmp_path, monkeypatch):
+    home = Home(tmp_path / "home").ensure()
+    _warehouse(home, """
+        CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(500) r(i);
+        CREATE TABLE fct_lab_results AS SELECT i % 500 AS case_id, i * 0.5 AS value FROM range(2000) r(i);
+        CREATE TABLE mart_small AS SELECT 1 AS n;
+    """)
+    first = pub.publish(home, manifest_path=_manifest(home))
+    tables = ["dim_cases", "fct_lab_results", "mart_small"]
+    # the first publish has no earlier set to show meanwhile: its set is switched in with the snapshot
+    assert (first.path / "parquet").is_symlink()
+    first_set = (first.path / "parquet").resolve()
+    assert first_set.parent == pub.parquet_sets(home) and first_set.name == first.version
+
+    # the next publish switches the DuckDB file first; while its Parquet set is written, the version
+    # shows the previous set, whole; if the publish dies then, the version keeps showing it
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
+    seen = {}
+
+    def killed(database, folder, tables_):
+        now = home.published_current.resolve()
+        seen["current"] = now.name
+        seen["set"] = (now / "parquet").resolve()
+        seen["mart_small"] = _parquet_rows(now / "parquet", "mart_small")
+        raise KeyboardInterrupt("killed while writing the Parquet set")
+
+    monkeypatch.setattr(pub, "_write_parquet_set_from_snapshot", killed)
+    try:
+        pub.publish(home, manifest_path=_manifest(home))
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    second = home.published_current.resolve()
+    assert seen["current"] == second.name != first.version  # readers already saw the new DuckDB file ...
+    assert seen["set"] == first_set and seen["mart_small"] == [(1,)]  # ... and the old Parquet set, whole
+    assert _published(home, "mart_small")[0] == [(2,)]
+    assert (second / "parquet").resolve() == first_set  # after the kill, still the old set (consistent)
+    for t in tables:
+        assert _parquet_rows(second / "parquet", t) == _parquet_rows(first_set, t)
+
+    # the next publish does not take the old set for the killed version's own: every file is written
+    third = pub.publish(home, manifest_path=_manifest(home))
+    assert (third.path / "parquet").resolve().name == third.version
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert _inode(home, "dim_cases") != os.stat(first_set / "dim_cases.parquet").st_ino
+
+    # only the sets some kept version shows stay; staging leftovers are cleaned by the next publish
+    for _ in range(pub.KEEP_VERSIONS + 1):
+        pub.publish(home, manifest_path=_manifest(home))
+    versions = [v for v in home.published_versions.iterdir() if not v.name.startswith(".")]
+    assert len(versions) == pub.KEEP_VERSIONS
+    assert {p.name for p in pub.parquet_sets(home).iterdir()} == {(v / "parquet").resolve().name for v in versions}
+    pub.prune(home, keep=1)  # what a withdrawal does
+    assert [p.name for p in pub.parquet_sets(home).iterdir()] == [home.published_current.resolve().name]

@@ -1,5 +1,7 @@
-"""One contract, two executions: the set-based check in DuckDB (orchestration.contract.setbased)
-against the Python validator (validate_record), on thousands of generated valid and broken records.
+"""One contract, several executions: the set-based check in DuckDB (orchestration.contract.setbased)
+and the compiled check in Python (orchestration.contract.fastcheck, the one landing uses; see the
+end of this file) against the Python validator (validate_record), on thousands of generated valid
+and broken records.
 
 * Soundness, for every record: when the set-based check passes a record, validate_record finds no
   error. (Landing relies on exactly this: a record it passes is landed without the Python validator.)
@@ -19,7 +21,10 @@ import math
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, Field
 
+from orchestration.contract import fastcheck
+from orchestration.contract.fastcheck import certainly_valid, compiled_source
 from orchestration.contract.model import REF
 from orchestration.contract.reference import unit_key
 from orchestration.contract.setbased import SetChecker
@@ -279,3 +284,106 @@ def test_whole_number_float_in_integer_field_is_left_to_python(checker):
     rec = copy.deepcopy(BASE[0])
     rec["patient"]["age_years"] = 40.0
     assert _verdicts(checker, [rec]) == [False]
+
+
+# --------------------------------------------------------------------------- the compiled check
+# The same contract compiled to Python (orchestration.contract.fastcheck), the one landing uses: a
+# record it passes is landed without the validator. Soundness: validate_record finds no error and
+# leaves the record as it is (what lands is what was validated). Agreement: it computes the unit
+# conversion exactly as the validator does, so a lab value on a bound is no reason to differ; the
+# forms it leaves to the validator are the whole-number floats, `true` for schema_version and
+# non-finite numbers.
+
+
+def _build_exact(spec):
+    i, ms = spec
+    rec = copy.deepcopy(BASE[i])
+    lenient = False
+    for m in ms:
+        lenient |= apply(rec, m)
+    return rec, lenient
+
+
+def _types(x):
+    if isinstance(x, dict):
+        return {k: _types(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_types(v) for v in x]
+    return type(x).__name__
+
+
+def _fast_sound_and_agrees(obj, lenient) -> bool:
+    before = copy.deepcopy(obj)
+    certain = certainly_valid(obj, TODAY.year)
+    assert obj == before and _types(obj) == _types(before), "the compiled check changed the record"
+    errors = validate_record(obj)
+    if certain:
+        assert errors == [], f"the compiled check passed a record the validator rejects: {errors}\n{before}"
+        assert obj == before and _types(obj) == _types(before), "the validator changed a record the compiled check passed"
+    elif not lenient and not _nonfinite(before):
+        assert errors, f"the compiled check failed a record the validator accepts:\n{before}"
+    return certain
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records, min_size=20, max_size=80))
+def test_compiled_check_agrees_with_validate_record(specs):
+    for spec in specs:
+        _fast_sound_and_agrees(*_build_exact(spec))
+
+
+def test_compiled_check_on_edge_cases():
+    assert all(certainly_valid(r, TODAY.year) for r in BASE)
+    base = BASE[0]
+    lab = {"analyte": "calcium", "value": 2.2, "unit": "mmol/L", "day": 0}
+    for obj, lenient in [
+        ({**base, "schema_version": True}, True),
+        ({**base, "schema_version": 1.0}, True),
+        ({**base, "revision": 2.0}, True),
+        ({**base, "patient": {**base["patient"], "age_years": 40.0}}, True),
+        ({**base, "patient": {**base["patient"], "bmi": 25}}, False),
+        ({**base, "patient": {**base["patient"], "bmi": 10 ** 400}}, False),
+        ({**base, "patient": {**base["patient"], "bmi": 2 ** 63}}, False),
+        ({**base, "case_id": "ABC\n"}, False),
+        ({**base, "site_id": "UK-MAN\n"}, False),
+        ({**base, "case_id": "ÄBC"}, False),
+        ({**base, "citation": "é" * 500}, False),
+        ({**base, "citation": "é" * 501}, False),
+        ({**base, "index_year": TODAY.year}, False),
+        ({**base, "index_year": TODAY.year + 1}, False),
+        ({**base, "labs": [dict(lab, unit="MMOL/L")]}, False),
+        ({**base, "labs": [dict(lab, unit=" mmol / L ")]}, False),
+        ({**base, "labs": [dict(lab, unit="mmol/L\u00a0")]}, False),
+        ({**base, "labs": [{k: v for k, v in lab.items() if k != "day"}]}, False),
+        ({**base, "labs": [dict(lab, day=None)]}, False),
+        ({**base, "labs": [dict(lab, ref_low=None, ref_high=None)]}, False),
+        ({**base, "labs": [dict(lab, ref_low=3, ref_high=2.5)]}, False),
+        ({**base, "labs": [dict(lab, value=True)]}, False),
+        ({**base, "comorbidities": {"diabetes": 1}}, False),
+        ({**base, "comorbidities": {"diabetes": None}}, False),
+        ({**base, "comorbidities": {}}, False),
+        ({**base, "lesions": [{"site": "face", "features": ["ulcer", 1]}]}, False),
+        ({**base, "lesions": [{"site": "face", "features": [["ulcer"]]}]}, False),
+        ({**base, "lesions": [{"site": "face", "features": []}]}, False),
+        ({**base, "organs": [{"organ": "skin"}, {"organ": "skin"}]}, False),
+        ({**base, "outcome": {"vital_status": "unknown"}}, False),
+        ({**base, "outcome": {"vital_status": "alive", "followup_days": None}}, False),
+        ({**base, "outcome": {"vital_status": "alive", "followup_days": 10, "cause_of_death": None}}, False),
+        ({**base, "kidney": {"status": "ckd", "dialysis_modality": None}}, False),
+        ([base], False),
+        ("x", False),
+    ]:
+        _fast_sound_and_agrees(copy.deepcopy(obj), lenient)
+
+
+def test_compiled_check_knows_every_field_and_refuses_what_it_cannot_compile():
+    source = compiled_source()
+    assert "not compiled" not in source
+    for name in TOP_FIELDS + [k for ks in NESTED.values() for k in ks if ks is not NESTED["comorbidities"] and ks is not NESTED["exposures"]]:
+        assert repr(name) in source, name
+
+    class Odd(BaseModel):
+        n: int = Field(multiple_of=2)
+
+    with pytest.raises(fastcheck._Unsupported):
+        fastcheck._Compiler().model(Odd, "o", 1)

@@ -1,6 +1,8 @@
-"""Landing with the set-based check gives the same results as landing with the Python validator
-alone: same receipts, same audit lines, same quarantine entries and payloads, byte-identical
-landed batches (apart from the batch id and the time stamps)."""
+"""Landing with the compiled check (orchestration.contract.fastcheck: a record it passes is landed
+without the Python validator) gives the same results as landing with the Python validator alone:
+same receipts, same audit lines, same quarantine entries and payloads, byte-identical landed
+batches and landing index (apart from the batch id and the time stamps), in this process and in
+worker processes."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import json
 import re
 
 import orjson
+import pyarrow.parquet as pq
+import pytest
 
 from orchestration.config import Home
-from orchestration.registry import audit, landing
+from orchestration.registry import audit, landing, prepare
 from orchestration.synthetic.generate import generate_records
 
 STAMP = re.compile(rb'"(submitted_at|quarantined_at|batch_id|quarantine_id)":"[^"]*"')
@@ -35,21 +39,31 @@ def _cohort() -> bytes:
         elif k == 5:
             r["organs"] = r["organs"] + [dict(r["organs"][0])]  # an organ twice
         elif k == 6:
-            r["patient"]["age_years"] = 40.0  # left to Python by the set-based check
+            r["patient"]["age_years"] = 40.0  # left to Python by the compiled check
         elif k == 7 and i > 600:
             r = recs[i - 7]  # a duplicate of an earlier record
+        elif k == 8 and i > 600:
+            r = {**copy.deepcopy(recs[i - 8]), "citation": "changed"}  # same case and revision, other content
+        elif k == 9:
+            r["patient"]["bmi"] = 25  # an integer in a number field: valid, and certainly so
+        elif k == 10:
+            r = dict(reversed(list(r.items())))  # keys in another order
+        elif k == 11:
+            r.pop("revision", None)  # revision left out: 1
         out.append(orjson.dumps(r))
     out.insert(50, b"{not json")
     out.insert(70, b'{"schema_version": 1, "patient": {"bmi": NaN}}')
     return b"\n".join(out) + b"\n"
 
 
-def _land(tmp_path, monkeypatch, name: str, set_based: bool) -> tuple[list, list, bytes, bytes, bytes]:
-    monkeypatch.setattr(landing, "SET_BASED", set_based)
-    monkeypatch.setattr(landing, "CHUNK_RECORDS", 700)  # two chunks (700 and 502 records), both set-based
+def _land(tmp_path, monkeypatch, name: str, fast: bool, workers: int = 0) -> tuple:
+    monkeypatch.setattr(prepare, "FAST_CHECK", fast)
+    monkeypatch.setattr(landing, "CHUNK_RECORDS", 700)  # two chunks (700 and 502 records)
+    monkeypatch.setattr(landing, "WORKERS", workers)
+    monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0 if workers else 1 << 60)
     home = Home(tmp_path / name).ensure()
     data = _cohort()
-    receipts = landing.submit(home, [("cohort.jsonl", data)])
+    receipts = landing.submit(home, [("cohort.jsonl", data)], user="coordinator")
     events = [{k: v for k, v in e.items() if k not in ("at", "batch_id", "quarantine_id", "ts", "time")} for e in audit.read(home)]
 
     def files(folder) -> bytes:
@@ -61,25 +75,30 @@ def _land(tmp_path, monkeypatch, name: str, set_based: bool) -> tuple[list, list
         files(home.landing_batches),
         files(home.quarantine_batches),
         files(home.quarantine_payloads),
+        [pq.read_table(f).drop(["batch_id"]).to_pylist() for f in sorted(home.landing_index.glob("*.parquet"))],
     )
 
 
-def test_set_based_landing_equals_python_landing(tmp_path, monkeypatch):
-    python = _land(tmp_path, monkeypatch, "python", False)
-    seen: list[int] = []
-    real = landing.SetChecker.passing
+@pytest.mark.parametrize("workers,python_workers", [(0, 0), (2, 0), (0, 2)])
+def test_fast_landing_equals_python_landing(tmp_path, monkeypatch, workers, python_workers):
+    python = _land(tmp_path, monkeypatch, "python", False, python_workers)  # (the switch reaches the workers)
+    seen: list[bool] = []
+    real = prepare.certainly_valid
 
-    def spy(self, records, **kw):
-        out = real(self, records, **kw)
-        seen.append(sum(out))
+    def spy(obj, year):
+        out = real(obj, year)
+        seen.append(out)
         return out
 
-    monkeypatch.setattr(landing.SetChecker, "passing", spy)
-    setbased = _land(tmp_path, monkeypatch, "setbased", True)
-    assert seen and sum(seen) > 500, "the set-based check did not take part"
+    monkeypatch.setattr(prepare, "certainly_valid", spy)
+    fast = _land(tmp_path, monkeypatch, "fast", True, workers)
+    if not workers:  # (in worker processes the spy is not there to see)
+        assert sum(seen) > 500, "the compiled check did not take part"
     statuses = {r["status"] for r in python[0]}
     assert statuses == {"accepted", "duplicate", "quarantined"}
-    for a, b, what in zip(python, setbased, ["receipts", "audit", "landed batches", "quarantine", "quarantine payloads"]):
+    assert any("already submitted with different content" in e["message"] for r in python[0] for e in r["errors"])
+    for a, b, what in zip(python, fast, ["receipts", "audit", "landed batches", "quarantine", "quarantine payloads", "index"]):
         assert a == b, what
     # and the landed records are the submitted ones, byte for byte as the Python path writes them
-    assert json.loads(setbased[2].splitlines()[0])["record"]["case_id"] == "SYN-11-0000001"
+    assert json.loads(fast[2].splitlines()[0])["record"]["case_id"] == "SYN-11-0000001"
+    assert all(e.get("user") == "coordinator" for e in fast[1])

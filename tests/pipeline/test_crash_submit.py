@@ -72,22 +72,26 @@ def test_submit_killed_at_a_named_point(point, tmp_path):
 
 def test_submit_killed_at_random_moments(tmp_path):
     """~10 submissions of three files of distinct cases, each SIGKILLed after a random delay; after
-    every kill the home is consistent; at the end every case is landed once."""
+    every kill the home is consistent; at the end every case is landed once. Two files are judged in
+    the submitting process, the big one in worker processes; the delays are drawn below what a whole
+    submission of each file takes (0.5 s and 1.5 s on a quiet 2-core machine), so most kills land
+    while it runs."""
     home = Home(tmp_path / "home").ensure()
-    files = [cohort(tmp_path / f"c{i}.jsonl", 1500, seed=i + 1, prefix=f"F{i}") for i in range(3)]
+    plan = [(1500, (0.05, 0.6)), (12000, (0.2, 1.5)), (1500, (0.05, 0.6))]
+    files = [(cohort(tmp_path / f"c{i}.jsonl", n, seed=i + 1, prefix=f"F{i}"), delays) for i, (n, delays) in enumerate(plan)]
     rng = random.Random(15)
     killed = 0
     for attempt in range(10):
-        f = files[attempt % 3]
+        f, (low, high) = files[attempt % 3]
         proc = start(home, "submit", str(f))
-        killed += kill_after(proc, rng.uniform(0.3, 2.5))
+        killed += kill_after(proc, rng.uniform(low, high))
         assert_consistent(home, warehouse=False)
     assert killed >= 3, "the delays never caught a submission in flight: the test proves nothing"
-    for f in files:
+    for f, _ in files:
         res = registry(home, "submit", str(f))
         assert res.returncode == 0, res.stderr
     assert_consistent(home, warehouse=False)
-    assert len(landed_versions(home)) == 4500
+    assert len(landed_versions(home)) == sum(n for n, _ in plan)
 
 
 def test_a_batch_without_its_index_is_found_by_verify(tmp_path):

@@ -164,42 +164,38 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _signal(c: Child, sig: int, *, group: bool = True) -> None:
+    try:
+        (os.killpg if group else os.kill)(c.proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _wait_or(c: Child, until: float, sig: int) -> None:
+    """Wait for ``c`` until the monotonic time ``until``; then send ``sig`` to its process group."""
+    try:
+        c.proc.wait(timeout=max(0.1, until - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _signal(c, sig)
+
+
 def _stop(procs: list[Child]) -> None:
     alive = [c for c in procs if c.proc is not None and c.proc.poll() is None]
     # the warm builder first finishes the build in progress (a SIGTERM would interrupt it: a failed
     # build in the audit log for a harmless stop), within BUILDER_FINISH_S; the servers stop meanwhile
     builders = [c for c in alive if c.name == "builder"]
-    for c in builders:
-        try:
-            os.kill(c.proc.pid, FINISH_SIGNAL)  # the process only: its children (Dagster's) would die of it
-        except ProcessLookupError:
-            pass
     for c in alive:
         if c in builders:
-            continue
-        try:
-            os.killpg(c.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+            _signal(c, FINISH_SIGNAL, group=False)  # the process only: its children (Dagster's) would die of it
+        else:
+            _signal(c, signal.SIGTERM)
     finish_by = time.monotonic() + BUILDER_FINISH_S
     for c in builders:
-        try:
-            c.proc.wait(timeout=max(0.1, finish_by - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(c.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        _wait_or(c, finish_by, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
     for c in alive:
-        try:
-            c.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            try:
-                os.killpg(c.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            c.proc.wait()
+        _wait_or(c, deadline, signal.SIGKILL)
+        c.proc.wait()
 
 
 class _Terminate(Exception):

@@ -36,8 +36,8 @@ st.html(
 
 st.title("Submit cases")
 st.caption("For registry staff: report a case in the form, upload files of cases, and correct quarantined records.")
-st.info("Accepted records land in the registry at once and appear in the dashboards within about a minute, after the automatic "
-        "rebuild that the Dagster sensor starts while `registry serve` runs (otherwise `registry build` publishes them). "
+st.info("Accepted records land in the registry at once and appear in the dashboards usually within seconds, after the automatic "
+        "rebuild by `registry serve`'s warm builder (a big batch takes longer; otherwise `registry build` publishes them). "
         "The form, the batch upload and `registry submit` share one validator and one landing zone.",
         icon=":material/info:")
 

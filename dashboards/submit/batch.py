@@ -83,7 +83,7 @@ def batch_upload() -> None:
                             "record": st.column_config.NumberColumn("Record", format="%d",
                                                                     help="Line number in JSON Lines; position (from 0) in a JSON array")},
              caption="Reasons as `path: message`, separated by ` | `. Accepted records appear in the dashboards after the next "
-                     "automatic rebuild (about a minute while `registry serve` runs).")
+                     "automatic rebuild (usually within seconds while `registry serve` runs; a big batch takes longer).")
     refused = df[df["status"] == REFUSED]
     if len(refused):
         st.error(f"{len(refused):,} record{'s were' if len(refused) != 1 else ' was'} refused (neither landed nor quarantined): "

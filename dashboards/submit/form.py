@@ -274,8 +274,8 @@ def _receipt(rc: dict[str, Any]) -> None:
     if status == ACCEPTED:
         resolved = f"\n\nQuarantine entry {lit(rc['resolved'])} is marked resolved." if rc.get("resolved") else ""
         st.success(f"**Accepted**: case {lit(cid)}, revision {rev}, landed in batch {lit(rc['batch_id'])}.\n\n"
-                   "It will appear in the dashboards within about a minute, after the automatic rebuild (while `registry serve` "
-                   f"runs; otherwise `registry build` publishes it).{resolved}", icon=":material/task_alt:")
+                   "It will appear in the dashboards usually within seconds, after the automatic rebuild (while `registry serve` "
+                   f"runs; a big batch takes longer; otherwise `registry build` publishes it).{resolved}", icon=":material/task_alt:")
     elif status == DUPLICATE:
         resolved = f" Quarantine entry {lit(rc['resolved'])} is marked resolved." if rc.get("resolved") else ""
         st.info(f"**Duplicate**: case {lit(cid)} revision {rev} is already in the registry with exactly this content, so nothing "

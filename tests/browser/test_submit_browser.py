@@ -130,7 +130,7 @@ def test_fill_preview_and_submit_the_form(server, page, home):
     receipt = page.locator("[data-testid='stAlert']").filter(has_text="Accepted: case")
     receipt.wait_for()
     text = receipt.inner_text()
-    assert "Accepted" in text and "WEB-0001" in text and "revision 1" in text and "within about a minute" in text
+    assert "Accepted" in text and "WEB-0001" in text and "revision 1" in text and "usually within seconds" in text
     (env,) = [e for e in landed(home) if e["case_id"] == "WEB-0001"]
     assert env["channel"] == "form"
     assert env["record"]["labs"] == [{"analyte": "calcium", "value": 2.6, "unit": "mmol/L", "day": 0}]

@@ -10,8 +10,7 @@ from dagster import AssetSelection, Definitions, define_asset_job, definitions, 
 
 from orchestration.defs.assets import build_assets
 from orchestration.defs.checks import dbt_data_tests, nothing_submitted_is_lost, snapshot_matches_warehouse
-from orchestration.defs.dbt_project import dbt_project
-from orchestration.defs.resources import RegistryHome, dbt_resource
+from orchestration.defs.resources import RegistryHome
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
 JOB = "registry_build"
@@ -32,7 +31,8 @@ def build_defs() -> Definitions:
         asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse, dbt_data_tests],
         jobs=[registry_build],
         sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
-        resources={"registry": RegistryHome(), "dbt": dbt_resource(dbt_project())},
+        # no dbt resource: the dbt step runs dbt in its own process (orchestration/defs/dbt_inprocess.py)
+        resources={"registry": RegistryHome()},
     )
 
 

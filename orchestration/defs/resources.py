@@ -25,10 +25,11 @@ class RegistryHome(ConfigurableResource):
 
 class RegistryDbtCliResource(DbtCliResource):
     """``DbtCliResource`` without two start-up costs the registry never benefits from (measured:
-    4.1 s of every build): a ``dbt --version`` subprocess to learn the version of the dbt-core that
-    is installed right here, and an in-process dbt adapter that dagster-dbt builds only to fetch
-    row counts and column metadata, which these assets do not request. Both are dagster-dbt
-    internals; tests/pipeline/test_build.py runs every build through this class."""
+    4.1 s of every build when builds ran dbt through it): a ``dbt --version`` subprocess to learn
+    the version of the dbt-core that is installed right here, and an in-process dbt adapter that
+    dagster-dbt builds only to fetch row counts and column metadata. Both are dagster-dbt internals.
+    Builds now run dbt in their own process (``defs/dbt_inprocess.py``); this class runs only the
+    ``dbt parse`` of ``registry prepare`` (``defs/dbt_project.ensure_manifest``)."""
 
     @cached_property
     def _cli_version(self) -> version.Version:

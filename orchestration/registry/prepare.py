@@ -35,7 +35,7 @@ from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple
 
 import orjson
 
@@ -91,7 +91,8 @@ class Converted:
 def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
     """The canonical form of a record (sorted keys, revision filled in) and its hash: two records
     with the same hash are the same submission."""
-    canon = orjson.dumps({**obj, "revision": obj.get("revision", 1)}, option=orjson.OPT_SORT_KEYS)
+    # a record that states its revision is its own canonical form: no copy of it
+    canon = orjson.dumps(obj if "revision" in obj else {**obj, "revision": 1}, option=orjson.OPT_SORT_KEYS)
     return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
 
 
@@ -188,15 +189,22 @@ def judge_block(source_file: str, lineno: int, data: bytes, channel: str, user: 
     out = []
     for n, line, newline in RawBlock(lineno, data).lines():
         v = _certainly_valid_line(source_file, file, channel_json, user, n, line, year) if fast else None
-        if v is None:
-            v = judge(parse_line(source_file, n, line + b"\n" if newline else line), year=year, channel=channel, user=user, fast=fast)
+        if v is None or v is REFUSED_BY_CHECK:
+            # refused by the compiled check: the validator decides, without asking the check again
+            v = judge(parse_line(source_file, n, line + b"\n" if newline else line), year=year, channel=channel, user=user,
+                      fast=fast and v is None)
         out.append(v)
     return out
 
 
+#: :func:`_certainly_valid_line` read the record as :func:`judge` would and the compiled check refused it.
+REFUSED_BY_CHECK: Any = object()
+
+
 def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: str | None, n: int, line: bytes, year: int) -> Verdict | None:
-    """The verdict on a JSON Lines record the compiled check passes, or None: then :func:`judge`
-    decides. The same verdict as ``judge(parse_line(...))``, without its intermediate objects: the
+    """The verdict on a JSON Lines record the compiled check passes; else :data:`REFUSED_BY_CHECK`
+    when the check refused the record, or None when the line is not for this shortcut: then
+    :func:`judge` decides. The same verdict as ``judge(parse_line(...))``, without its intermediate objects: the
     same reading (orjson; a record with a ``\\u`` escape or a repeated key is left to judge, see
     ``validate._may_have_duplicate_keys``), the same hash and landed bytes."""
     if b"\\" in line and b"\\u" in line:
@@ -206,14 +214,14 @@ def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: s
         if type(obj) is not dict:
             return None
         body = orjson.dumps(obj)
-        if line.count(b":") != body.count(b":") or not certainly_valid(obj, year):
+        if line.count(b":") != body.count(b":"):
             return None
+        if not certainly_valid(obj, year):
+            return REFUSED_BY_CHECK
     except Exception:  # noqa: BLE001 - not JSON, not writable, or anything unexpected: judge decides
         return None
     revision = obj.get("revision", 1)
-    # content_hash(obj): a record that states its revision is its own canonical form
-    canon = orjson.dumps(obj if "revision" in obj else {**obj, "revision": revision}, option=orjson.OPT_SORT_KEYS)
-    h = hashlib.blake2b(canon, digest_size=16).hexdigest()
+    h = content_hash(obj)[1]
     case_id, record = obj["case_id"], str(n).encode()
     return Verdict(source_file, n, case_id, obj["site_id"], revision, None, None, h,
                    landing_line(case_id, revision, h, file, record, channel, body), audit_line(file, record, case_id, revision, channel, user))

@@ -205,10 +205,6 @@ def _step_durations(instance, run_id: str) -> dict[str, float]:
 def _failure_summary(message: str) -> str:
     """The useful part of a step failure: dbt's own error lines when there are any, else the first line."""
     text = message.strip()
-    if "Errors parsed from dbt logs:" in text:
-        part = text.split("Errors parsed from dbt logs:", 1)[1].split("Stack Trace:", 1)[0]
-        lines = [ln.strip() for ln in part.splitlines() if ln.strip()]
-        return "dbt build failed:\n    " + "\n    ".join(lines[:12])
     lines = text.splitlines()
     if lines and lines[0].endswith("dbt build failed:"):  # the in-process dbt step's Failure: its lines follow
         return "dbt build failed:\n" + "\n".join(ln.rstrip() for ln in lines[1:13])

@@ -48,7 +48,10 @@ ui.table(
     column_config={"index_year": st.column_config.NumberColumn("Index year", format="%d")},
 )
 
-case_id = (picked or "").strip() or data.run(ctx.snap, q.default_case, ctx.filter, sites)
+# without a search, the default case is the listing's first row (same cohort, scope and order): no second scan
+listed = listing["cases"]["case_id"]
+first_listed = listed.iloc[0] if not (search or "").strip() and len(listed) else None
+case_id = (picked or "").strip() or first_listed or data.run(ctx.snap, q.default_case, ctx.filter, sites)
 if not case_id:
     st.info("No case matches this filter.", icon=":material/filter_alt_off:")
     st.stop()

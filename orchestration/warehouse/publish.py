@@ -157,14 +157,6 @@ def render_dictionary(rows: list[tuple[str, int, str, str, str, str]], version: 
     return "\n".join(lines) + "\n"
 
 
-def fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> list[Any]:
-    """[row count, sum of the rows' hashes, columns and types] of a table: equal fingerprints mean
-    equal contents (up to a 64-bit hash collision), in any row order. The sum is additive: removing
-    and adding rows changes it by their own hashes, which is how a patched table is verified."""
-    n, h = con.execute(f'SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM main."{table}" AS t').fetchone()
-    return [int(n), h, _columns(con, [table]).get(table, "")]
-
-
 def _columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str]:
     """Each table's "name type, ..." in column order (one catalog query for all of them)."""
     rows = con.execute(
@@ -177,6 +169,10 @@ def _columns(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, str
 
 
 def _fingerprints(con: duckdb.DuckDBPyConnection, tables: list[str]) -> dict[str, list[Any]]:
+    """Per table, [row count, sum of the rows' hashes, columns and types], all in one query: equal
+    fingerprints mean equal contents (up to a 64-bit hash collision), in any row order. The sum is
+    additive: removing and adding rows changes it by their own hashes, which is how a patched table
+    is verified."""
     if not tables:
         return {}
     cols = _columns(con, tables)

@@ -34,7 +34,7 @@ from orchestration.defs.dbt_inprocess import forget as dbt_forget
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
 from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
 from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
-from orchestration.defs.dbt_inprocess import node_kind
+from orchestration.defs.dbt_inprocess import node_kind, start_data_tests, want_data_tests
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
@@ -340,6 +340,8 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             for kind in redo:
                 dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
+            if not config.full_refresh:  # (a full refresh ran them in its dbt build)
+                want_data_tests(context.run_id)  # beside publishing (see dbt_inprocess.DataTests)
         for result in stream.remaining(selected, deps):
             yield result
         context.log.info(
@@ -359,7 +361,14 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
     def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
         home = registry.home()
         with warehouse_lock(home):
-            res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
+            # dbt's data tests read the warehouse while it is published (check dbt_data_tests takes
+            # their outcome); the lock is held until they are done with the warehouse
+            tests = start_data_tests(context.run_id, home)
+            try:
+                res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
+            finally:
+                if tests is not None:
+                    tests.join()
         context.log.info(f"published {res.version} in {res.seconds:.2f}s")
         return MaterializeResult(
             metadata={

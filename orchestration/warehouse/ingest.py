@@ -232,6 +232,10 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
         "record": record_struct(),
     }
     cols_sql = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+    # The records need not keep the files' order: every later step orders explicitly (the duplicate
+    # check by batch and record, dbt by its keys). Measured (issue 16) at a million cases in 100
+    # batches: 6.6 s -> 4.8 s for this statement, and less memory; no change at 100k.
+    con.execute("SET preserve_insertion_order = false")
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE new_records AS
@@ -240,6 +244,7 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
                        filename = true, maximum_object_size = 33554432)
         """
     )
+    con.execute("RESET preserve_insertion_order")
     # a record version lands once, even if a crash let it into two batches: the first one is kept.
     # Checked on the keys alone (a window over the whole records would cost a third of the load);
     # the delete runs only when there is a duplicate, which only a crash can leave.

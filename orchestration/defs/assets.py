@@ -152,7 +152,7 @@ def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]
 
     * ``--full-refresh``: everything, with dbt's unit tests (they check the models' SQL on fixed
       fixtures, so their verdict changes only with the code) and data tests, which then block publishing.
-    * otherwise the models only: never the unit tests, the data tests after publishing
+    * otherwise the models only: never the unit tests, the data tests beside publishing
       (``dbt_data_tests``), the seeds only when the reference CSVs changed and the views only when a
       dbt file changed (or the warehouse lacks them: ``orchestration/defs/dbt_inprocess.py``)."""
     if full_refresh:
@@ -309,7 +309,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
     def registry_dbt_models(context: AssetExecutionContext, config: DbtBuildConfig, registry: RegistryHome):
         """``dbt build`` in this process (``orchestration/defs/dbt_inprocess.py``): seeds when they
         changed, models with enforced contracts. The per-case models are incremental: they recompute
-        only the cases ingestion listed as pending. The data tests run right after publishing
+        only the cases ingestion listed as pending. The data tests run beside publishing
         (check ``dbt_data_tests``); on ``--full-refresh`` they and dbt's unit tests run here."""
         home = registry.home()
         t0 = time.perf_counter()

@@ -151,12 +151,9 @@ def _observations(days: Any, died: Any) -> tuple[np.ndarray, np.ndarray, int, in
 
 
 def _km_arrays(t: np.ndarray, e: np.ndarray) -> dict[str, np.ndarray]:
-    if t.size == 0:
-        return {c: np.empty(0) for c in CURVE_COLUMNS}
-    uniq, inv = np.unique(t, return_inverse=True)
-    removed = np.bincount(inv, minlength=uniq.size).astype(float)
-    events = np.bincount(inv, weights=e.astype(float), minlength=uniq.size)
-    return _km_table(uniq, removed, events)
+    """The curve of one entry per case: the counted curve with every count 1 (the same float sums of
+    whole numbers, so the same bits)."""
+    return _km_counted(t, e, np.ones(t.size, dtype=np.int64))
 
 
 def _km_table(uniq: np.ndarray, removed: np.ndarray, events: np.ndarray) -> dict[str, np.ndarray]:
@@ -355,13 +352,21 @@ def logrank_p(days: Any, died: Any, groups: Any) -> float | None:
         keep = ~np.isnan(t) & ~np.isnan(e) & g.notna().to_numpy()
         t, e, g = t[keep], e[keep] == 1.0, g[keep]
         codes, labels = pd.factorize(g, sort=True)
-    k = len(labels)
+    return _logrank_grouped(t, e, codes, len(labels))
+
+
+def _logrank_grouped(t: np.ndarray, e: np.ndarray, codes: np.ndarray, k: int, w: np.ndarray | None = None) -> float | None:
+    """The p-value of cases (or, with ``w``, rows of ``w[i]`` cases) with follow-up ``t``, death
+    ``e`` (bool) and group number ``codes`` (0 .. k-1); None below two groups. Counts are float sums
+    of whole numbers, exact, so one entry per case and counted rows give the same bits."""
     if k < 2:
         return None
     uniq, inv = np.unique(t, return_inverse=True)
     n_t = uniq.size
-    removed = np.bincount(inv * k + codes, minlength=n_t * k).reshape(n_t, k).astype(float)
-    observed = np.bincount(inv * k + codes, weights=e.astype(float), minlength=n_t * k).reshape(n_t, k)
+    cell = inv * k + codes
+    weight = np.ones(t.size) if w is None else w.astype(float)
+    removed = np.bincount(cell, weights=weight, minlength=n_t * k).reshape(n_t, k)
+    observed = np.bincount(cell, weights=np.where(e, weight, 0.0), minlength=n_t * k).reshape(n_t, k)
     return _logrank(removed, observed)
 
 
@@ -443,14 +448,7 @@ def logrank_p_counts(days: Any, died: Any, groups: Any, n: Any) -> float | None:
     keep = ~np.isnan(t) & ~np.isnan(e) & (w > 0)
     t, e, g, w = t[keep], e[keep] == 1.0, g[keep], w[keep]
     labels, codes = np.unique(g, return_inverse=True)
-    k = len(labels)
-    if k < 2:
-        return None
-    uniq, inv = np.unique(t, return_inverse=True)
-    n_t = uniq.size
-    removed = np.bincount(inv * k + codes, weights=w.astype(float), minlength=n_t * k).reshape(n_t, k)
-    observed = np.bincount(inv * k + codes, weights=np.where(e, w, 0).astype(float), minlength=n_t * k).reshape(n_t, k)
-    return _logrank(removed, observed)
+    return _logrank_grouped(t, e, codes, len(labels), w)
 
 
 # ----------------------------------------------------------------------------- labs

@@ -34,7 +34,7 @@ from orchestration.defs.dbt_inprocess import forget as dbt_forget
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
 from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
 from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
-from orchestration.defs.dbt_inprocess import node_kind, start_data_tests, want_data_tests
+from orchestration.defs.dbt_inprocess import node_kind
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
@@ -152,7 +152,7 @@ def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]
 
     * ``--full-refresh``: everything, with dbt's unit tests (they check the models' SQL on fixed
       fixtures, so their verdict changes only with the code) and data tests, which then block publishing.
-    * otherwise the models only: never the unit tests, the data tests beside publishing
+    * otherwise the models only: never the unit tests, the data tests after publishing
       (``dbt_data_tests``), the seeds only when the reference CSVs changed and the views only when a
       dbt file changed (or the warehouse lacks them: ``orchestration/defs/dbt_inprocess.py``)."""
     if full_refresh:
@@ -309,7 +309,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
     def registry_dbt_models(context: AssetExecutionContext, config: DbtBuildConfig, registry: RegistryHome):
         """``dbt build`` in this process (``orchestration/defs/dbt_inprocess.py``): seeds when they
         changed, models with enforced contracts. The per-case models are incremental: they recompute
-        only the cases ingestion listed as pending. The data tests run beside publishing
+        only the cases ingestion listed as pending. The data tests run right after publishing
         (check ``dbt_data_tests``); on ``--full-refresh`` they and dbt's unit tests run here."""
         home = registry.home()
         t0 = time.perf_counter()
@@ -340,8 +340,6 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             for kind in redo:
                 dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
-            if not config.full_refresh:  # (a full refresh ran them in its dbt build)
-                want_data_tests(context.run_id)  # beside publishing (see dbt_inprocess.DataTests)
         for result in stream.remaining(selected, deps):
             yield result
         context.log.info(
@@ -361,14 +359,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
     def published_snapshot(context: AssetExecutionContext, registry: RegistryHome) -> MaterializeResult:
         home = registry.home()
         with warehouse_lock(home):
-            # dbt's data tests read the warehouse while it is published (check dbt_data_tests takes
-            # their outcome); the lock is held until they are done with the warehouse
-            tests = start_data_tests(context.run_id, home)
-            try:
-                res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
-            finally:
-                if tests is not None:
-                    tests.join()
+            res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json")
         context.log.info(f"published {res.version} in {res.seconds:.2f}s")
         return MaterializeResult(
             metadata={

@@ -18,7 +18,6 @@ from dagster import DagsterInstance
 from orchestration.config import Home
 from orchestration.definitions import JOB, build_defs
 from orchestration.defs.assets import run_pid_tags
-from orchestration.defs.dbt_inprocess import forget_data_tests
 from orchestration.defs.sensors import WATERMARK_TAG, fail_stale_runs
 from orchestration.registry import audit
 from orchestration.registry.landing import landing_watermark
@@ -126,7 +125,6 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
                     },
                 },
             )
-            forget_data_tests(result.run_id)  # data tests no check took (e.g. the publish step failed)
             steps: dict[str, float] = {}
             ingested = cases = 0
             version = None

@@ -326,21 +326,6 @@ REFRESH_AFTER_SHARE = 0.10
 PARQUET_WORKERS = 2
 
 
-def connect_warehouse(home: Home) -> duckdb.DuckDBPyConnection:
-    """The warehouse, to publish from. Opened as dbt-duckdb opens it (read-write, no configuration;
-    its settings are SET), because dbt's data tests read it in a thread of the same process while it
-    is published (``orchestration/defs/dbt_inprocess.py``, DataTests): DuckDB refuses a second
-    handle on a file with another configuration, and both then share one database instance.
-    Publishing writes nothing to it (the caller holds the warehouse lock, as for any step). The
-    settings are dbt's own (``dbt_project/profiles.yml``), so a publish behaves the same with or
-    without the tests beside it; rows need not keep their order (the snapshot is compared by
-    order-free fingerprints, and readers order what they read)."""
-    con = duckdb.connect(str(home.warehouse))
-    con.execute("SET memory_limit = '1GB'")
-    con.execute("SET preserve_insertion_order = false")
-    return con
-
-
 def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "main") -> None:
     cur = con.cursor()  # its own connection to the same database instance
     try:
@@ -400,7 +385,7 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     set_staging = sets / f".{version}.tmp"
     set_final = sets / version
     prev_set, prev_set_own = _parquet_set(prev_dir)
-    con = connect_warehouse(home)
+    con = duckdb.connect(str(home.warehouse), read_only=True, config={"memory_limit": "1GB"})
     counts: dict[str, int] = {}
     fps: dict[str, list[Any]] = {}
     reused: list[str] = []

@@ -79,7 +79,7 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "W-2 was never published"
             time.sleep(0.2)
-        while len(_watch_builds(home)) < 2:  # the data tests end after the snapshot's switch: let that build end
+        while len(_watch_builds(home)) < 2:  # the data tests run after publishing: let that build end
             assert time.monotonic() < deadline, "the second build never ended"
             time.sleep(0.2)
     finally:

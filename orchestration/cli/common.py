@@ -54,10 +54,6 @@ def receipt_text(receipts) -> str:
 
 
 def receipt_lines(r) -> list[str]:
-    where = printable(r.file) + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
-    case = printable(r.case_id) if r.case_id else "-"
-    rev = f" r{r.revision}" if r.revision is not None else ""
-    lines = [f"{r.status.upper():<12} {where}  {case}{rev}"]
-    for e in r.errors:
-        lines.append(f"    {printable(e.path)}: {printable(e.message)}")
-    return lines
+    """One receipt's lines: its status, where the record was and its case (and revision), then one
+    line per error. The text of :func:`receipt_text`, which formats whole chunks."""
+    return receipt_text([r]).split("\n")[:-1]

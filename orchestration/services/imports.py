@@ -29,7 +29,7 @@ from redcap.request import RedcapError
 
 from orchestration.config import SEED_CASES_DIR, Home
 from orchestration.contract.formats import redcap, xlsx
-from orchestration.contract.formats.flat import Converted
+from orchestration.contract.formats.flat import FlatConversion
 from orchestration.contract.validate import Error
 from orchestration.registry.landing import ACCEPTED, DUPLICATE, QUARANTINED, REFUSED, Receipt, submit
 from orchestration.registry.withdrawals import withdrawn_case_ids
@@ -92,7 +92,7 @@ def counts(receipts: Iterable[FormatReceipt]) -> dict[str, int]:
 # ----------------------------------------------------------------------------- landing converted records
 
 
-def _land(home: Home, name: str, converted: Sequence[Converted], channel: str, *,
+def _land(home: Home, name: str, converted: Sequence[FlatConversion], channel: str, *,
           allowed_sites: frozenset[str] | None = None, user: str | None = None) -> list[FormatReceipt]:
     if not converted:
         return []

@@ -11,7 +11,7 @@ Converters are faithful, not judges: a value they cannot read (``"abc"`` for a n
 code) is put into the record as it was written, so the one validator rejects it at its JSON path and
 the record is quarantined with the value kept. Problems no record field can carry (an unknown column
 with a value, a row of an unknown instrument) are put in as a stray key (``~1``) that the validator
-refuses, with the converter's own message. :class:`Converted` maps every JSON path back to the
+refuses, with the converter's own message. :class:`FlatConversion` maps every JSON path back to the
 format's coordinates (``record 17, labs #3, lab_unit`` or ``labs!D7``).
 """
 
@@ -279,7 +279,7 @@ WITHHELD = "(value of an unknown column: not kept)"
 
 
 @dataclass
-class Converted:
+class FlatConversion:
     """One contract-v1 record built from a format, with the way back to the format's coordinates."""
 
     where: str  # the record in the format's words: "record 17" or "cases!5"

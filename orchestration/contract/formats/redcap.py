@@ -35,7 +35,7 @@ from orchestration.contract.formats.flat import (
     WITHHELD,
     YESNO,
     Cell,
-    Converted,
+    FlatConversion,
     case_cell,
     case_fields,
     escape_text,
@@ -298,7 +298,7 @@ class _Builder:
         self.record: dict[str, Any] = {"schema_version": 1}
         self.case_seen: dict[str, tuple[str, int]] = {}  # variable -> (raw, line)
         self.items: dict[str, dict[int, tuple[dict[str, Any], int, str | None]]] = {p: {} for p in PARTS}
-        self.conv = Converted(where=f"record {rid}", record=self.record, locate=self.locate)
+        self.conv = FlatConversion(where=f"record {rid}", record=self.record, locate=self.locate)
         self.instances: dict[str, list[int]] = {}
         self.unit_vars: list[str | None] = []
 
@@ -400,7 +400,7 @@ class _Builder:
                 values[col] = raw
         self.items[part][instance] = (values, line, None)
 
-    def finish(self, owner) -> Converted:
+    def finish(self, owner) -> FlatConversion:
         cells = item_fields()
         for part in PARTS:
             rows = sorted(self.items[part].items())
@@ -454,9 +454,9 @@ class _Builder:
         return self.conv
 
 
-def read_export(data: bytes, name: str = "export.csv") -> list[Converted]:
+def read_export(data: bytes, name: str = "export.csv") -> list[FlatConversion]:
     """REDCap records export (CSV, raw or label values, optionally with events and data access
-    groups) -> one :class:`Converted` per REDCap record, in file order.
+    groups) -> one :class:`FlatConversion` per REDCap record, in file order.
 
     Raises :class:`FileProblem` when the file as a whole cannot be read."""
     try:
@@ -477,7 +477,7 @@ def read_export(data: bytes, name: str = "export.csv") -> list[Converted]:
         raise FileProblem(f"has no record_id column (its columns: {shown}): expected a REDCap records export of the registry's project")
     owner = _column_owner()
     builders: dict[str, _Builder] = {}
-    loose: list[Converted] = []
+    loose: list[FlatConversion] = []
     try:
         for row in reader:
             line = reader.line_num
@@ -515,7 +515,7 @@ def read_export(data: bytes, name: str = "export.csv") -> list[Converted]:
     return out + loose
 
 
-def _loose(loose: list[Converted], line: int) -> Converted:
-    c = Converted(where=f"line {line}", record={}, locate=lambda p, line=line: f"line {line}", only_own_errors=True)
+def _loose(loose: list[FlatConversion], line: int) -> FlatConversion:
+    c = FlatConversion(where=f"line {line}", record={}, locate=lambda p, line=line: f"line {line}", only_own_errors=True)
     loose.append(c)
     return c

@@ -42,7 +42,7 @@ from orchestration.contract.formats.flat import (
     WITHHELD,
     YESNO,
     Cell,
-    Converted,
+    FlatConversion,
     case_cell,
     case_fields,
     escape_text,
@@ -423,7 +423,7 @@ def _as_text(v: Any) -> str:
     return str(v)
 
 
-def _decode(cell: Cell, v: Any, fmt: str, conv: Converted, path: str, where: str) -> tuple[bool, Any]:
+def _decode(cell: Cell, v: Any, fmt: str, conv: FlatConversion, path: str, where: str) -> tuple[bool, Any]:
     if _blank(v):
         return False, None
     if isinstance(v, (_dt.datetime, _dt.date)) or (isinstance(v, str) and is_calendar_date(v)):
@@ -476,7 +476,7 @@ class _Case:
         self.rows: dict[str, list[int]] = {p: [] for p in PARTS}
         self.record: dict[str, Any] = {"schema_version": 1}
         where = f"{CASES}!row {case_row}" if case_row is not None else f"case {cid}"
-        self.conv = Converted(where=where, record=self.record, locate=self.locate)
+        self.conv = FlatConversion(where=where, record=self.record, locate=self.locate)
 
     def cell_coord(self, sheet: str, row: int, column: str | None) -> str:
         s = self.sheets.get(sheet)
@@ -500,12 +500,12 @@ class _Case:
         return self.cell_coord(CASES, self.case_row, cell.column if cell and path != "$" else None)
 
 
-def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
-    """Sheets -> one :class:`Converted` per row of ``cases`` (plus one per case_id that only
+def records_from_sheets(sheets: dict[str, _Sheet]) -> list[FlatConversion]:
+    """Sheets -> one :class:`FlatConversion` per row of ``cases`` (plus one per case_id that only
     child sheets name, reported as such)."""
-    out: list[Converted] = []
+    out: list[FlatConversion] = []
     by_id: dict[str, _Case] = {}
-    loose: list[Converted] = []
+    loose: list[FlatConversion] = []
     cases = sheets.get(CASES)
     known_case = {c.column for c in case_fields()}
     if cases is not None:
@@ -537,7 +537,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
         if s is None:
             continue
         if "case_id" not in s.header:
-            conv = Converted(where=part, record={}, locate=lambda p, part=part: part, only_own_errors=True)
+            conv = FlatConversion(where=part, record={}, locate=lambda p, part=part: part, only_own_errors=True)
             conv.problem(part, f"sheet {part} has no case_id column in its first row", True)
             loose.append(conv)
             continue
@@ -549,7 +549,7 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
             owner = by_id.get(cid)
             if owner is None:
                 if not cid:
-                    conv = Converted(where=f"{part}!row {rownum}", record={}, locate=lambda p, part=part, r=rownum: f"{part}!row {r}", only_own_errors=True)
+                    conv = FlatConversion(where=f"{part}!row {rownum}", record={}, locate=lambda p, part=part, r=rownum: f"{part}!row {r}", only_own_errors=True)
                     conv.problem(f"{part}!{_letter(j)}{rownum}", "has values but no case_id", True)
                     loose.append(conv)
                 else:
@@ -572,18 +572,18 @@ def records_from_sheets(sheets: dict[str, _Sheet]) -> list[Converted]:
                     item[cell.path[0]] = value
             owner.record.setdefault(part, []).append(item)
     for cid, places in orphans.items():
-        conv = Converted(where=f"case {cid}", record={"case_id": cid}, locate=lambda p, cid=cid: f"case {cid}", only_own_errors=True)
+        conv = FlatConversion(where=f"case {cid}", record={"case_id": cid}, locate=lambda p, cid=cid: f"case {cid}", only_own_errors=True)
         shown = ", ".join(places[:5]) + (f" and {len(places) - 5} more" if len(places) > 5 else "")
         conv.problem(places[0], f"case {show(cid)} has no row in sheet cases (rows: {shown})", True)
         loose.append(conv)
     return out + loose
 
 
-def read_workbook(data: bytes) -> list[Converted]:
+def read_workbook(data: bytes) -> list[FlatConversion]:
     return records_from_sheets(read_workbook_sheets(data))
 
 
-def read_csv_sheets(files: list[tuple[str, bytes]]) -> list[Converted]:
+def read_csv_sheets(files: list[tuple[str, bytes]]) -> list[FlatConversion]:
     """CSV files of the sheets (``cases.csv``, ``labs.csv``, ...) -> records. Raises
     :class:`FileProblem` naming the file that cannot be read."""
     sheets: dict[str, _Sheet] = {}

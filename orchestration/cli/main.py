@@ -33,7 +33,6 @@ from orchestration.registry.access import matches_user
 from orchestration.registry.landing import open_file, submit, submit_iter
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services import quarantine as service
-from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
 from orchestration.synthetic.generate import write_jsonl
 from orchestration.warehouse import snapshot
 from orchestration.warehouse.ingest import ingest_in_background
@@ -139,6 +138,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
+    # imported here: it imports pyarrow, which `registry submit` and `registry build` do not need
+    from orchestration.sql.console import QueryRefused, format_result, run_query_isolated
 
     home = _home(args)
     query = args.query if args.query != "-" else sys.stdin.read()

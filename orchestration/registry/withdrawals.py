@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import duckdb
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from orchestration.config import Home
 from orchestration.registry import audit, journal
@@ -62,6 +60,9 @@ def _batches_with_case(home: Home, case_id: str) -> list[str]:
 
 
 def _purge_landing(home: Home, case_id: str) -> int:
+    import pyarrow as pa  # only a purge needs it: every `registry submit` and build imports this module
+    import pyarrow.parquet as pq
+
     purged = 0
     needle = orjson.dumps(case_id)
     for batch in _batches_with_case(home, case_id):

@@ -1,6 +1,7 @@
-"""`registry submit` of one case stays a light process: it must not import pandas, Dagster or dbt
-(each costs a registry clerk 0.3-3 s before their case is even read; issue 16). pyarrow's
-constructors import pandas as a side effect, so the landing code writes its files with DuckDB."""
+"""`registry submit` of one case stays a light process: it must not import pandas, pyarrow, Dagster
+or dbt (each costs a registry clerk 0.1-3 s before their case is even read; issue 16). pyarrow's
+constructors import pandas as a side effect, so the landing code writes its files with DuckDB; the
+SQL console and the withdrawal purge, which use pyarrow, import it when they run."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.support import record
 
 PROBE = """
 import atexit, sys
-atexit.register(lambda: print("HEAVY:" + ",".join(sorted(m for m in ("pandas", "dagster", "dbt") if m in sys.modules)), file=sys.stderr))
+atexit.register(lambda: print("HEAVY:" + ",".join(sorted(m for m in ("pandas", "pyarrow", "dagster", "dbt") if m in sys.modules)), file=sys.stderr))
 from orchestration.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -417,7 +417,7 @@ def _km_counted(t: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict[str, np.nda
     if t.size == 0:
         return _km_table(np.empty(0), np.empty(0), np.empty(0))
     uniq, inv = np.unique(t, return_inverse=True)
-    # sums of whole numbers below 2**53: exactly the counts the per-case path finds
+    # float sums of whole numbers below 2**53: exact, whatever the order of the additions
     removed = np.bincount(inv, weights=w.astype(float), minlength=uniq.size)
     events = np.bincount(inv, weights=np.where(e, w, 0).astype(float), minlength=uniq.size)
     return _km_table(uniq, removed, events)

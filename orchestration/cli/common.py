@@ -29,8 +29,11 @@ def printable(value) -> str:
 
 
 def receipt_text(receipts) -> str:
-    """``receipt_lines`` of every receipt, one line each (a newline after each): the same text, with
-    what repeats (a file's printed name, a status column) worked out once per chunk."""
+    """The receipts of a chunk as text, a newline after each line. A receipt's first line is its
+    status (padded to 12), where the record was (``file:line`` for JSON Lines, ``file[index]``
+    otherwise, the file alone for a whole-file error), its case (``-`` when unknown) and ``rN`` for its
+    revision; then one indented ``path: message`` line per error; all submitted text escaped
+    (:func:`printable`). What repeats (a file's printed name, a status column) is worked out once."""
     where_of: dict[str, tuple[str, str]] = {}
     status_of: dict[str, str] = {}
     out = []

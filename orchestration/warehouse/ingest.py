@@ -16,6 +16,7 @@ under a new build number, so that publishing can patch only their rows (see ``pu
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,20 +63,11 @@ def record_struct() -> str:
     )
 
 
-# Without a primary key: a case is added only when it is not listed yet (an anti-join, see
-# :func:`_add_pending`), and the list is emptied by replacing the table. Measured (issue 16), with the
-# key's index, emptying a million pending cases cost 7.7 s at commit (0.9 s at 100k: every key is
-# deleted from the index one by one) and adding them 0.8 s; without it, 0.05 s and 0.2 s.
-PENDING_DDL = "CREATE TABLE IF NOT EXISTS raw.pending_cases (case_id VARCHAR NOT NULL)"
-
-
-def _add_pending(con: duckdb.DuckDBPyConnection, select_case_ids: str, params: list | None = None) -> None:
-    """List the cases ``select_case_ids`` returns as pending, each once."""
-    con.execute(
-        f"INSERT INTO raw.pending_cases SELECT case_id FROM ({select_case_ids}) "
-        "EXCEPT SELECT case_id FROM raw.pending_cases",
-        params or [],
-    )
+# The list is emptied by replacing the table, never by DELETE: with the primary key's index, deleting
+# every row removes the keys one by one at commit (measured, issue 16: 0.9 s for 100k pending cases,
+# 7.7 s for a million; replacing the table: 0.05 s). The table itself is unchanged, so processes of
+# older versions (their clear is a DELETE) and this one work on the same warehouse.
+PENDING_DDL = "CREATE TABLE IF NOT EXISTS raw.pending_cases (case_id VARCHAR PRIMARY KEY)"
 
 
 def _ddl() -> list[str]:
@@ -234,17 +226,22 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
     cols_sql = "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
     # The records need not keep the files' order: every later step orders explicitly (the duplicate
     # check by batch and record, dbt by its keys). Measured (issue 16) at a million cases in 100
-    # batches: 6.6 s -> 4.8 s for this statement, and less memory; no change at 100k.
+    # batches: 6.6 s -> 4.8 s for this statement, and less memory; no change at 100k. The setting is
+    # the database instance's (DuckDB: global), so it is reset whatever happens; nothing else uses the
+    # warehouse meanwhile (this runs under the warehouse lock).
     con.execute("SET preserve_insertion_order = false")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE new_records AS
-        SELECT parse_filename(filename, true) AS batch_id, * EXCLUDE (filename)
-        FROM read_json({_quote_list(files)}, format = 'newline_delimited', columns = {cols_sql},
-                       filename = true, maximum_object_size = 33554432)
-        """
-    )
-    con.execute("RESET preserve_insertion_order")
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE new_records AS
+            SELECT parse_filename(filename, true) AS batch_id, * EXCLUDE (filename)
+            FROM read_json({_quote_list(files)}, format = 'newline_delimited', columns = {cols_sql},
+                           filename = true, maximum_object_size = 33554432)
+            """
+        )
+    finally:
+        with contextlib.suppress(duckdb.Error):  # an aborted transaction refuses it: the real error goes on
+            con.execute("RESET preserve_insertion_order")
     # a record version lands once, even if a crash let it into two batches: the first one is kept.
     # Checked on the keys alone (a window over the whole records would cost a third of the load);
     # the delete runs only when there is a duplicate, which only a crash can leave.
@@ -299,7 +296,7 @@ def _ingest_landing(con: duckdb.DuckDBPyConnection, files: list[Path], res: Inge
             )
             """
         )
-    _add_pending(con, "SELECT case_id FROM new_records")
+    con.execute("INSERT OR IGNORE INTO raw.pending_cases SELECT DISTINCT case_id FROM new_records")
     con.execute(
         """
         INSERT INTO raw.ingested_batches
@@ -359,7 +356,7 @@ def _apply_withdrawals(con: duckdb.DuckDBPyConnection, ids: list[str]) -> int:
         con.execute(f"DELETE FROM raw.{t} WHERE case_id IN (SELECT unnest(?::VARCHAR[]))", [ids])
     gone = sorted({r[0] for r in removed})
     if gone:  # their rows in the per-case marts must go too
-        _add_pending(con, "SELECT unnest(?::VARCHAR[]) AS case_id", [gone])
+        con.execute("INSERT OR IGNORE INTO raw.pending_cases SELECT unnest(?::VARCHAR[])", [gone])
     return len(removed)
 
 
@@ -371,18 +368,17 @@ def clear_pending(home: Home) -> int:
     try:
         ensure_schema(con)
         con.execute("BEGIN")
-        n = con.execute("SELECT count(DISTINCT case_id) FROM raw.pending_cases").fetchone()[0]
+        n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
         if published is not None:
             con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [published])
         if n:
             con.execute(
                 # numbers only grow, also after the published ones were dropped
                 "INSERT INTO raw.case_changes SELECT case_id, "
-                "greatest((SELECT coalesce(max(seq), 0) FROM raw.case_changes), ?) + 1 FROM (SELECT DISTINCT case_id FROM raw.pending_cases)",
+                "greatest((SELECT coalesce(max(seq), 0) FROM raw.case_changes), ?) + 1 FROM raw.pending_cases",
                 [published or 0],
             )
-        # emptied by replacing the table: a DELETE of every row costs seconds at a million cases
-        # when an older warehouse still has the primary key (see PENDING_DDL)
+        # emptied by replacing the table: a DELETE of every row costs seconds at a million cases (PENDING_DDL)
         con.execute("DROP TABLE raw.pending_cases")
         con.execute(PENDING_DDL)
         con.execute("COMMIT")

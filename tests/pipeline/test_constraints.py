@@ -66,7 +66,7 @@ def _set(home: Home, case_id: str, column: str, value) -> None:
     con = duckdb.connect(str(home.warehouse))
     try:
         con.execute(f"UPDATE raw.case_records SET {column} = ? WHERE case_id = ?", [value, case_id])
-        con.execute("INSERT INTO raw.pending_cases VALUES (?)", [case_id])
+        con.execute("INSERT OR IGNORE INTO raw.pending_cases VALUES (?)", [case_id])
     finally:
         con.close()
 

@@ -73,7 +73,7 @@ def test_a_failing_data_test_fails_the_build_and_a_repaired_one_passes(tmp_path)
     con = duckdb.connect(str(home.warehouse))
     try:
         con.execute("DELETE FROM main.dim_cases WHERE case_id = ?", [case_id])
-        con.execute("INSERT INTO raw.pending_cases VALUES (?)", [case_id])
+        con.execute("INSERT OR IGNORE INTO raw.pending_cases VALUES (?)", [case_id])
     finally:
         con.close()
     rc, summary = _build(home)

@@ -55,47 +55,31 @@ def _pending(home: Home) -> list[str]:
 
 
 def test_a_case_is_pending_once_and_clearing_numbers_it_once(tmp_path):
-    """Two versions of a case in two batches, ingested apart, list the case once; clearing moves it
-    to case_changes once, and empties the list."""
+    """Two versions of a case in one ingest, another version in a later one and a withdrawal of a
+    pending case list each case once; clearing moves each to case_changes once, empties the list
+    and leaves the table as it was (its primary key: processes of older versions rely on it)."""
+    from orchestration.registry.withdrawals import purge
     from orchestration.warehouse.ingest import clear_pending
 
     home = Home(tmp_path / "home").ensure()
     home.landing_batches.mkdir(parents=True, exist_ok=True)
-    recs = list(generate_records(3, seed=5))
-    _batch(home, "20261130T100000000000Z-1-a", recs)
+    recs = list(generate_records(4, seed=5))
+    second = {**recs[1], "revision": recs[1]["revision"] + 1}
+    _batch(home, "20261130T100000000000Z-1-a", [*recs, second])  # case 1 twice in one ingest
     ingest(home)
-    again = {**recs[1], "revision": recs[1]["revision"] + 1}
-    _batch(home, "20261130T100001000000Z-1-b", [again])
+    third = {**recs[1], "revision": recs[1]["revision"] + 2}
+    _batch(home, "20261130T100001000000Z-1-b", [third])
+    ingest(home)
+    purge(home, recs[2]["case_id"], reason="test")  # a pending case withdrawn before any build
     ingest(home)
     assert _pending(home) == sorted(r["case_id"] for r in recs)
-    assert clear_pending(home) == 3
+    assert clear_pending(home) == 4
     assert _pending(home) == []
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        assert con.execute("SELECT count(*), count(DISTINCT case_id), min(seq), max(seq) FROM raw.case_changes").fetchone() == (3, 3, 1, 1)
-    finally:
-        con.close()
-
-
-def test_a_warehouse_with_the_older_keyed_pending_list_still_works(tmp_path):
-    """Warehouses built before issue 16's fourth round keep raw.pending_cases with a primary key:
-    adding to it and clearing it work, and clearing replaces it with the keyless table."""
-    from orchestration.warehouse.ingest import clear_pending
-
-    home = Home(tmp_path / "home").ensure()
-    home.landing_batches.mkdir(parents=True, exist_ok=True)
-    home.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(home.warehouse))
-    con.execute("CREATE SCHEMA raw")
-    con.execute("CREATE TABLE raw.pending_cases (case_id VARCHAR PRIMARY KEY)")
-    con.close()
-    recs = list(generate_records(2, seed=6))
-    _batch(home, "20261130T100000000000Z-1-a", recs + recs[:1])
-    ingest(home)
-    assert _pending(home) == sorted(r["case_id"] for r in recs)
-    assert clear_pending(home) == 2
-    con = duckdb.connect(str(home.warehouse), read_only=True)
-    try:
-        assert con.execute("SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'pending_cases'").fetchone()[0] == 1  # NOT NULL only
+        assert con.execute("SELECT count(*), count(DISTINCT case_id), min(seq), max(seq) FROM raw.case_changes").fetchone() == (4, 4, 1, 1)
+        kinds = sorted(r[0] for r in con.execute(
+            "SELECT constraint_type FROM duckdb_constraints() WHERE schema_name = 'raw' AND table_name = 'pending_cases'").fetchall())
+        assert kinds == ["NOT NULL", "PRIMARY KEY"]
     finally:
         con.close()

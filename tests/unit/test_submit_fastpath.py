@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestration.cli.common import receipt_lines, receipt_text
+from orchestration.cli.common import printable, receipt_lines, receipt_text
 from orchestration.contract import validate
 from orchestration.contract.validate import Error, RawLine, parse_submission, split_submission
 from orchestration.registry import audit, prepare
@@ -131,7 +131,15 @@ def test_utf8_error_names_line_and_column(before, bad, after, slice_size):
         assert got is None
 
 
-def test_receipt_text_is_receipt_lines():
+def _receipt_lines_reference(r) -> list[str]:
+    """The receipt format written out plainly (receipt_text computes it chunk-wise, with caches)."""
+    where = printable(r.file) + ("" if r.record is None else (f":{r.record}" if r.file.lower().endswith((".jsonl", ".ndjson")) else f"[{r.record}]"))
+    case = printable(r.case_id) if r.case_id else "-"
+    rev = f" r{r.revision}" if r.revision is not None else ""
+    return [f"{r.status.upper():<12} {where}  {case}{rev}", *(f"    {printable(e.path)}: {printable(e.message)}" for e in r.errors)]
+
+
+def test_receipt_text_and_receipt_lines_follow_the_receipt_format():
     receipts = [
         Receipt("c.jsonl", 3, "SYN-1", "accepted", [], 1),
         Receipt("c.jsonl", 4, "SYN-2", "duplicate", [], 2),
@@ -139,6 +147,9 @@ def test_receipt_text_is_receipt_lines():
         Receipt("a.json", None, None, "quarantined", [Error("$", "file is empty")], None),
         Receipt("caf\u00e9\x1b[2J.JSONL", 7, "caf\u00e9\u202e-1", "quarantined", [Error("case_id\r", "bad\x07")], 1),
         Receipt("x.ndjson", 1, "", "refused", [Error("site_id", "not yours")], None),
+        Receipt("c.jsonl", 5, "SYN-1\nX", "quarantined", [Error("a\u2028b", "line\nbreak")], 2),
     ]
-    assert receipt_text(receipts) == "".join(ln + "\n" for r in receipts for ln in receipt_lines(r))
+    assert receipt_text(receipts) == "".join(ln + "\n" for r in receipts for ln in _receipt_lines_reference(r))
+    for r in receipts:
+        assert receipt_lines(r) == _receipt_lines_reference(r)
     assert receipt_text([]) == ""

@@ -18,12 +18,12 @@ So accepted + duplicates + quarantined = submitted, always, and a batch file is 
 Big files use every core (issue 16). Step 1 is per-record Python (~40 µs a record: JSON parse, a
 compiled check, canonical hash, the record's landing and audit lines) and needs no lock, so a
 submission holding at least ``PARALLEL_MIN_BYTES`` of JSON Lines is read and judged by worker
-processes (:class:`orchestration.registry.prepare.WorkerPool`: fresh interpreters, one per core).
+processes (:class:`orchestration.registry.judging.WorkerPool`: fresh interpreters, one per core).
 This process keeps the one writer role -- checking the file's UTF-8 and cutting it into blocks of
 about a megabyte of lines (:class:`~orchestration.contract.validate.RawBlock`), classification under
 the lock, files, journal and audit, in order -- and lands chunk *n* while the workers judge the
 blocks up to ``AHEAD_BYTES`` further on. Both paths call the same judgement on every record
-(:func:`orchestration.registry.prepare.judge`; a worker's shortcut for a line the compiled check
+(:func:`orchestration.registry.judging.judge`; a worker's shortcut for a line the compiled check
 passes gives the same verdict), so receipts, audit lines, quarantine entries and landed bytes are
 the same (``tests/unit/test_parallel_submit.py``).
 
@@ -58,8 +58,8 @@ import orjson
 
 from orchestration.config import Home
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, parse_submission, split_submission
-from orchestration.registry import audit, journal, prepare
-from orchestration.registry.prepare import INTERNAL_ERROR, Converted, Verdict, content_hash, judge
+from orchestration.registry import audit, journal, judging
+from orchestration.registry.judging import INTERNAL_ERROR, Converted, Verdict, content_hash, judge
 from orchestration.registry.fsutil import atomic_write, crash_point, part_name, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
 
@@ -229,7 +229,7 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     A big JSON Lines submission is read and judged in worker processes (see :func:`_workers`),
     up to AHEAD_BYTES ahead of the chunk being landed; this process keeps the writer role
     (classification, files, journal, audit, in submission order). Same verdicts, same bytes: both
-    paths call :func:`orchestration.registry.prepare.judge` on every record."""
+    paths call :func:`orchestration.registry.judging.judge` on every record."""
     home.ensure()
     # Parsing builds many small, acyclic JSON containers; the cyclic garbage collector would rescan
     # the growing heap again and again (it more than doubled the time of a 100k-case file).
@@ -237,7 +237,7 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     gc.disable()
     index = _LandingIndex(home)
     n_workers = _workers(files)
-    pool = prepare.WorkerPool(n_workers) if n_workers else None
+    pool = judging.WorkerPool(n_workers) if n_workers else None
     done = False
     try:
         if pool is None:
@@ -268,7 +268,7 @@ def _judge_here(parsed: list[tuple[ParsedRecord, Any]], channel: str, user: str 
     return [(judge(p, data, year=year, channel=channel, user=user), p) for p, data in parsed]
 
 
-def _judged(pool: prepare.WorkerPool, items: Iterator[tuple[str, Any, Any]], channel: str,
+def _judged(pool: judging.WorkerPool, items: Iterator[tuple[str, Any, Any]], channel: str,
             user: str | None) -> Iterator[list[tuple[Verdict, Any]]]:
     """The verdicts on ``items``, in order, in runs: each :class:`RawBlock` is judged by a worker
     (sent as soon as it is read, up to AHEAD_BYTES ahead of the run being yielded), any other
@@ -425,7 +425,7 @@ def _classify_and_write(
                     f"to correct the case, submit it as revision {chunk_max.get(v.case_id, v.revision) + 1}",  # type: ignore[arg-type, operator]
                 )
             ]
-            quarantine.append((r, prepare.payload(sources.parsed(v, verdicts[i][1]), None)))
+            quarantine.append((r, judging.payload(sources.parsed(v, verdicts[i][1]), None)))
 
     batch_id = stamp()
     now = utcnow().isoformat()
@@ -463,7 +463,7 @@ def _classify_and_write(
         add = lines.extend
         for v in accepted:
             view = memoryview(v.line)  # type: ignore[arg-type]
-            k = v.line.index(prepare.SUBMITTED_AT)  # type: ignore[union-attr]
+            k = v.line.index(judging.SUBMITTED_AT)  # type: ignore[union-attr]
             add((view[:k], now_bytes, view[k + 1 :]))
         index_file = index.parquet(accepted, batch_id)
         writes.append((home.landing_batches / f"{batch_id}.jsonl", lines, "submit.after_batch"))

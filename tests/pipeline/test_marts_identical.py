@@ -26,7 +26,7 @@ VOLATILE = ("submitted_at", "quarantined_at", "published_at", "loaded_at", "inge
 
 def submit(home: Home, path, *, fast: bool) -> None:
     code = (
-        "import sys, orchestration.registry.prepare as P; "
+        "import sys, orchestration.registry.judging as P; "
         f"P.FAST_CHECK = {fast}; "
         "from orchestration.cli.main import main; sys.exit(main(sys.argv[1:]))"
     )

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from orchestration.contract.validate import parse_submission, record_errors, validate_record
-from orchestration.registry import landing, prepare
+from orchestration.registry import landing, judging
 from orchestration.registry.landing import submit
 from orchestration.registry.quarantine import quarantine_entries
 from tests.support import MINIMAL, record, run_cli
@@ -72,22 +72,22 @@ def test_registry_submit_reports_every_record_of_a_file_with_a_hostile_one(home,
 
 
 def test_an_unexpected_failure_quarantines_only_that_record(home, monkeypatch):
-    real = prepare.record_errors  # where records are judged (in this process for a small file)
+    real = judging.record_errors  # where records are judged (in this process for a small file)
 
     def flaky(p):
         if p.case_id == "BOOM-0001":
             raise RuntimeError("a bug")
         return real(p)
 
-    monkeypatch.setattr(prepare, "record_errors", flaky)
-    real_check = prepare.certainly_valid  # (a valid record is judged by the compiled check alone)
+    monkeypatch.setattr(judging, "record_errors", flaky)
+    real_check = judging.certainly_valid  # (a valid record is judged by the compiled check alone)
 
     def flaky_check(obj, year):
         if obj.get("case_id") == "BOOM-0001":
             raise RuntimeError("a bug")
         return real_check(obj, year)
 
-    monkeypatch.setattr(prepare, "certainly_valid", flaky_check)
+    monkeypatch.setattr(judging, "certainly_valid", flaky_check)
     receipts = _submit_lines(home, line(case_id="GOOD-0001"), line(case_id="BOOM-0001"), line(case_id="GOOD-0002"))
     assert [r.status for r in receipts] == ["accepted", "quarantined", "accepted"]
     assert "internal error" in receipts[1].errors[0].message

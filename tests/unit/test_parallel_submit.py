@@ -14,7 +14,7 @@ import pytest
 
 from orchestration.config import Home
 from orchestration.contract import validate
-from orchestration.registry import audit, landing, prepare
+from orchestration.registry import audit, landing, judging
 from orchestration.synthetic.generate import generate_records
 
 STAMP = re.compile(rb'"(submitted_at|quarantined_at|batch_id|quarantine_id)":"[^"]*"')
@@ -61,13 +61,13 @@ def _land(tmp_path, monkeypatch, name: str, workers: int, allowed_sites=None):
     monkeypatch.setattr(validate, "BLOCK_BYTES", 100_000)  # blocks of about 60 lines: they do not divide a chunk
     monkeypatch.setattr(landing, "AHEAD_BYTES", 1_000_000)
     pools: list = []
-    real_pool = prepare.WorkerPool
+    real_pool = judging.WorkerPool
 
     def spy(n):
         pools.append(n)
         return real_pool(n)
 
-    monkeypatch.setattr(prepare, "WorkerPool", spy)
+    monkeypatch.setattr(judging, "WorkerPool", spy)
     home = Home(tmp_path / name).ensure()
     data = _lines()
     array = orjson.dumps([orjson.loads(x) for x in data.splitlines()[100:103]])  # a JSON array file alongside
@@ -111,7 +111,7 @@ def test_a_worker_that_dies_fails_the_submission_cleanly(tmp_path, monkeypatch):
     monkeypatch.setattr(landing, "AHEAD_BYTES", 1_000_000)
     home = Home(tmp_path / "h").ensure()
     data = _lines()
-    real = prepare.WorkerPool.submit
+    real = judging.WorkerPool.submit
 
     def poisoned(self, name, block, *args):
         fut = real(self, name, block, *args)
@@ -120,7 +120,7 @@ def test_a_worker_that_dies_fails_the_submission_cleanly(tmp_path, monkeypatch):
                 w.proc.kill()
         return fut
 
-    monkeypatch.setattr(prepare.WorkerPool, "submit", poisoned)
+    monkeypatch.setattr(judging.WorkerPool, "submit", poisoned)
     with pytest.raises(Exception):
         landing.submit(home, [("cohort.jsonl", data)])
     assert not list((home.landing / "journal").glob("*.json"))

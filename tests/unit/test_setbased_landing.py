@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from orchestration.config import Home
-from orchestration.registry import audit, landing, prepare
+from orchestration.registry import audit, landing, judging
 from orchestration.synthetic.generate import generate_records
 
 STAMP = re.compile(rb'"(submitted_at|quarantined_at|batch_id|quarantine_id)":"[^"]*"')
@@ -57,7 +57,7 @@ def _cohort() -> bytes:
 
 
 def _land(tmp_path, monkeypatch, name: str, fast: bool, workers: int = 0) -> tuple:
-    monkeypatch.setattr(prepare, "FAST_CHECK", fast)
+    monkeypatch.setattr(judging, "FAST_CHECK", fast)
     monkeypatch.setattr(landing, "CHUNK_RECORDS", 700)  # two chunks (700 and 502 records)
     monkeypatch.setattr(landing, "WORKERS", workers)
     monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 0 if workers else 1 << 60)
@@ -83,14 +83,14 @@ def _land(tmp_path, monkeypatch, name: str, fast: bool, workers: int = 0) -> tup
 def test_fast_landing_equals_python_landing(tmp_path, monkeypatch, workers, python_workers):
     python = _land(tmp_path, monkeypatch, "python", False, python_workers)  # (the switch reaches the workers)
     seen: list[bool] = []
-    real = prepare.certainly_valid
+    real = judging.certainly_valid
 
     def spy(obj, year):
         out = real(obj, year)
         seen.append(out)
         return out
 
-    monkeypatch.setattr(prepare, "certainly_valid", spy)
+    monkeypatch.setattr(judging, "certainly_valid", spy)
     fast = _land(tmp_path, monkeypatch, "fast", True, workers)
     if not workers:  # (in worker processes the spy is not there to see)
         assert sum(seen) > 500, "the compiled check did not take part"

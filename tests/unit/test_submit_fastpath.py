@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from orchestration.cli.common import printable, receipt_lines, receipt_text
 from orchestration.contract import validate
 from orchestration.contract.validate import Error, RawLine, parse_submission, split_submission
-from orchestration.registry import audit, prepare
+from orchestration.registry import audit, judging
 from orchestration.registry.landing import Receipt
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12) | st.sampled_from(
@@ -33,13 +33,13 @@ small = st.none() | st.integers(-(2**40), 2**40)
        body=st.dictionaries(text, small | text, max_size=3), now=st.sampled_from(["2026-11-30T16:00:00.123456+00:00", "x"]))
 def test_landing_and_audit_lines_are_what_orjson_writes(file, record, case_id, revision, channel, user, body, now):
     content_hash = "0123456789abcdef0123456789abcdef"
-    line = prepare.landing_line(case_id, revision, content_hash, orjson.dumps(file), orjson.dumps(record), orjson.dumps(channel), orjson.dumps(body))
+    line = judging.landing_line(case_id, revision, content_hash, orjson.dumps(file), orjson.dumps(record), orjson.dumps(channel), orjson.dumps(body))
     envelope = {"case_id": case_id or "", "revision": revision, "content_hash": content_hash, "submitted_at": now,
                 "source_file": file, "record_index": record, "channel": channel, "record": body}
-    assert line.count(prepare.SUBMITTED_AT) == 1
-    assert line.replace(prepare.SUBMITTED_AT, now.encode()) == orjson.dumps(envelope) + b"\n"
+    assert line.count(judging.SUBMITTED_AT) == 1
+    assert line.replace(judging.SUBMITTED_AT, now.encode()) == orjson.dumps(envelope) + b"\n"
 
-    template = prepare.audit_line(orjson.dumps(file), orjson.dumps(record), case_id, revision, orjson.dumps(channel), user)
+    template = judging.audit_line(orjson.dumps(file), orjson.dumps(record), case_id, revision, orjson.dumps(channel), user)
     for status in ("accepted", "duplicate"):
         event = {"event": "submission", "file": file, "record": record, "case_id": case_id, "revision": revision,
                  "status": status, "batch_id": "B-1", "channel": channel, **({"user": user} if user else {})}

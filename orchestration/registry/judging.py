@@ -257,7 +257,7 @@ def audit_line(file: bytes, record: bytes, case_id: str | None, revision: int | 
 
 class WorkerPool:
     """``n`` worker processes, each a fresh interpreter running this module (``python -m
-    orchestration.registry.prepare``): never a fork of the submitting process (whose DuckDB threads
+    orchestration.registry.judging``): never a fork of the submitting process (whose DuckDB threads
     may hold locks), and no re-import of the caller's main script (which multiprocessing's spawn and
     forkserver do). A task is a :class:`RawBlock` of many lines (about 1 MB), so that a big file
     costs few messages and no per-line pickling: a pickled ``(file name, first line number, size,
@@ -301,7 +301,7 @@ def _widen(pipe: Any) -> None:
 class _Worker:
     def __init__(self, i: int, env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.registry.prepare"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
+            [sys.executable, "-m", "orchestration.registry.judging"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
         for pipe in (self.proc.stdin, self.proc.stdout):
             _widen(pipe)
@@ -393,7 +393,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # run as the module's own name, so that what is pickled refers to orchestration.registry.prepare
-    from orchestration.registry.prepare import main as _main
+    # run as the module's own name, so that what is pickled refers to orchestration.registry.judging
+    from orchestration.registry.judging import main as _main
 
     _main()

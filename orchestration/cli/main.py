@@ -8,6 +8,7 @@ one). Heavy imports (Dagster, dbt, Streamlit) happen only in the commands that n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -99,35 +100,45 @@ def _print_summary(s) -> None:
         print(f"  error: {s.error}")
 
 
+@contextlib.contextmanager
+def _pipeline_imports():
+    """Around the imports of the commands that run the pipeline, made in the command rather than at
+    the top (Dagster and dbt take seconds to import; other commands start fast).
+
+    The cyclic garbage collector would scan the millions of objects that Dagster, dbt and their
+    imports keep for the life of the process, at every full collection and once more at exit
+    (measured, one new case at 100k on a busy machine: ~1-3 s of full collections, most of them
+    during the imports, and 3-5 s at exit). Imports make next to no garbage: the collector is off
+    meanwhile, then what they made is frozen (skipped by every later collection); what the pipeline
+    creates afterwards is still collected. Without this, DuckDB's bindings also print "nanobind:
+    leaked ... instances" (three paragraphs) when the process ends (measured, not understood further;
+    ``tests/pipeline/test_watch.py`` checks the watcher's output)."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     home = _home(args)
-    # The cyclic garbage collector would scan the millions of objects that Dagster, dbt and their
-    # imports keep for the life of this process, at every full collection and once more at exit
-    # (measured, one new case at 100k on a busy machine: ~1-3 s of full collections, most of them
-    # during the imports, and 3-5 s at exit). Imports make next to no garbage: the collector is off
-    # meanwhile, then what they made is frozen (skipped by every later collection); what the build
-    # itself creates is still collected. Only here: a long-lived process (the warm builder) must not
-    # freeze the garbage of its earlier builds.
-    gc.disable()
     early = ingest_in_background(home)  # while the next line imports Dagster and dbt
-    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
-    from orchestration.services.build import run_build
-
-    gc.freeze()
-    gc.enable()
+    with _pipeline_imports():
+        from orchestration.services.build import run_build
     summary = run_build(home, full_refresh=args.full_refresh, early=early.result())
     if args.format == "json":
         print(json.dumps(summary.as_dict(), default=str))
     else:
         _print_summary(summary)
-    gc.freeze()  # the process ends now: no collection of what it leaves
+    gc.freeze()  # the process ends now: no collection of what it leaves (a long-lived process,
+    # the warm builder, must not freeze the garbage of its earlier builds: only here)
     return 0 if summary.success else 1
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
-    from orchestration.services.watch import watch
-
+    with _pipeline_imports():
+        from orchestration.services.watch import watch
     try:
         return watch(_home(args), log=lambda line: print(line, flush=True))  # stops on SIGTERM / Ctrl-C
     except KeyboardInterrupt:  # during start-up
@@ -283,8 +294,8 @@ def seed_case_files() -> list[Path]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    # imported here, not at the top: Dagster and dbt take seconds to import, other commands start fast
-    from orchestration.services.build import run_build
+    with _pipeline_imports():
+        from orchestration.services.build import run_build
 
     home = _home(args).ensure()
     empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))

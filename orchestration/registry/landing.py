@@ -111,13 +111,13 @@ class _LandingIndex:
         self.home.tmp.mkdir(parents=True, exist_ok=True)
         tmp = self.home.tmp / part_name(f"{batch_id}.index.parquet")
         try:
+            # kept as a table until the batch is committed: add() then extends the index from it
             self.con.execute(
-                "COPY (SELECT unnest($1::VARCHAR[]) AS case_id, unnest($2::BIGINT[]) AS revision, "
-                "unnest($3::VARCHAR[]) AS content_hash, unnest($4::VARCHAR[]) AS batch_id) TO '"
-                + str(tmp).replace("'", "''") + "' (FORMAT parquet)",
-                [[v.case_id for v in accepted], [v.revision for v in accepted],
-                 [v.content_hash for v in accepted], [batch_id] * len(accepted)],
+                "CREATE OR REPLACE TEMP TABLE chunk AS SELECT unnest($1::VARCHAR[]) AS case_id, "
+                "unnest($2::BIGINT[]) AS revision, unnest($3::VARCHAR[]) AS content_hash, $4::VARCHAR AS batch_id",
+                [[v.case_id for v in accepted], [v.revision for v in accepted], [v.content_hash for v in accepted], batch_id],
             )
+            self.con.execute("COPY chunk TO '" + str(tmp).replace("'", "''") + "' (FORMAT parquet)")
             return tmp.read_bytes()
         except duckdb.IOException as exc:  # a full disk must read as one, as for every other file we write
             if "No space left" in str(exc):
@@ -151,12 +151,9 @@ class _LandingIndex:
         return existing, max_rev
 
     def add(self, batch_id: str) -> None:
-        """The index file of a batch this submission has just landed."""
+        """The batch this submission has just landed (its index is the last :meth:`parquet` made)."""
         self.seen.add(f"{batch_id}.parquet")
-        self.con.execute(
-            "INSERT INTO idx SELECT case_id, revision, content_hash FROM read_parquet(?)",
-            [str(self.home.landing_index / f"{batch_id}.parquet")],
-        )
+        self.con.execute("INSERT INTO idx SELECT case_id, revision, content_hash FROM chunk")
 
     def close(self) -> None:
         self.con.close()

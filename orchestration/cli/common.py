@@ -47,7 +47,7 @@ def receipt_text(receipts) -> str:
         record = r.record
         place = where[0] if record is None else (f"{where[0]}:{record}" if where[1] == ":" else f"{where[0]}[{record}]")
         case = r.case_id
-        case = (case if case.isprintable() else printable(case)) if case else "-"
+        case = printable(case) if case else "-"
         rev = r.revision
         out.append(f"{status}{place}  {case}" if rev is None else f"{status}{place}  {case} r{rev}")
         for e in r.errors:

@@ -495,7 +495,7 @@ def _parse_int(text: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_int=_parse_int)
 
 
-def _may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = None) -> bool:
+def may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = None) -> bool:
     """False when ``raw`` certainly has no object with a repeated key, judged in C speed: every key
     is followed by one colon, so without duplicates the text and the re-serialised object (``again``,
     written here when not given) hold as many colons (strings keep theirs); a dropped duplicate
@@ -589,7 +589,7 @@ def _read_record(raw: bytes | str, line_offset: int = 0) -> tuple[Any, list[Erro
         container = isinstance(obj, (dict, list))
         again = _dumps(obj) if container else None
         # a container orjson cannot write back (nested too deep) is read the slow way
-        if not (container and again is None) and not _may_have_duplicate_keys(raw, obj, again):
+        if not (container and again is None) and not may_have_duplicate_keys(raw, obj, again):
             return obj, [], again
         if _too_deep(obj):  # rejected for its depth, at its path (the standard library would recurse)
             return obj, _problems(obj), None
@@ -866,7 +866,7 @@ def split_submission(data, source_file: str, blocks: bool = False) -> Iterator[P
             return
         try:
             doc = orjson.loads(text)
-            fast = not _may_have_duplicate_keys(text, doc)
+            fast = not may_have_duplicate_keys(text, doc)
         except orjson.JSONDecodeError:
             fast = False
         if fast:

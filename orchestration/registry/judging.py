@@ -41,7 +41,7 @@ from typing import Any, Mapping, NamedTuple
 import orjson
 
 from orchestration.contract.fastcheck import certainly_valid
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, parse_line, record_errors
+from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, may_have_duplicate_keys, parse_line, record_errors
 
 INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
@@ -175,11 +175,17 @@ def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel
     rev = rev if isinstance(rev, int) and not isinstance(rev, bool) else None
     if errors:
         return Verdict(p.source_file, p.record, p.case_id, site, rev, errors, payload(p, None), None, None, None)
-    case_id = p.case_id
-    file, record = orjson.dumps(p.source_file), orjson.dumps(p.record)
-    return Verdict(p.source_file, p.record, case_id, site, rev, None, None, h,
-                   landing_line(case_id, rev, h, file, record, orjson.dumps(channel), body),  # type: ignore[arg-type]
-                   audit_line(file, record, case_id, rev, orjson.dumps(channel), user))
+    return _valid(p.source_file, p.record, p.case_id, site, rev, h, orjson.dumps(p.source_file), orjson.dumps(channel), body, user)  # type: ignore[arg-type]
+
+
+def _valid(source_file: str, record: int | None, case_id: str | None, site: str | None, revision: int, h: str,
+           file: bytes, channel: bytes, body: bytes, user: str | None) -> Verdict:
+    """A valid record's verdict (``h``: its content hash), with its landing line and audit line
+    (``file``, ``channel``: their JSON)."""
+    record_json = orjson.dumps(record)
+    return Verdict(source_file, record, case_id, site, revision, None, None, h,
+                   landing_line(case_id, revision, h, file, record_json, channel, body),
+                   audit_line(file, record_json, case_id, revision, channel, user))
 
 
 def judge_block(source_file: str, lineno: int, data: bytes, channel: str, user: str | None, fast: bool = True) -> list[Verdict]:
@@ -207,25 +213,19 @@ def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: s
     when the check refused the record, or None when the line is not for this shortcut: then
     :func:`judge` decides. The same verdict as ``judge(parse_line(...))``, without its intermediate objects: the
     same reading (orjson; a record with a ``\\u`` escape or a repeated key is left to judge, see
-    ``validate._may_have_duplicate_keys``), the same hash and landed bytes."""
-    if b"\\" in line and b"\\u" in line:
-        return None
+    ``validate.may_have_duplicate_keys``), the same hash and landed bytes."""
     try:
         obj = orjson.loads(line)
         if type(obj) is not dict:
             return None
         body = orjson.dumps(obj)
-        if line.count(b":") != body.count(b":"):
+        if may_have_duplicate_keys(line, obj, body):
             return None
         if not certainly_valid(obj, year):
             return REFUSED_BY_CHECK
     except Exception:  # noqa: BLE001 - not JSON, not writable, or anything unexpected: judge decides
         return None
-    revision = obj.get("revision", 1)
-    h = content_hash(obj)[1]
-    case_id, record = obj["case_id"], str(n).encode()
-    return Verdict(source_file, n, case_id, obj["site_id"], revision, None, None, h,
-                   landing_line(case_id, revision, h, file, record, channel, body), audit_line(file, record, case_id, revision, channel, user))
+    return _valid(source_file, n, obj["case_id"], obj["site_id"], obj.get("revision", 1), content_hash(obj)[1], file, channel, body, user)
 
 
 def landing_line(case_id: str | None, revision: int, content_hash: str, file: bytes, record: bytes, channel: bytes, body: bytes) -> bytes:

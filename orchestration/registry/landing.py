@@ -237,13 +237,7 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     pool = judging.WorkerPool(n_workers) if n_workers else None
     done = False
     try:
-        if pool is None:
-            runs: Iterator[list[tuple[Verdict, Any]]] = (
-                _judge_here([(p, data) for _, p, data in chunk], channel, user) for chunk in _chunks(_runs(_items(files, False)))
-            )
-        else:
-            runs = _judged(pool, _items(files, True), channel, user)
-        for chunk in _chunks(runs):
+        for chunk in _chunks(_judged(pool, _items(files, pool is not None), channel, user)):
             yield _land_chunk(home, index, chunk, channel, allowed_sites, user)
         done = True
     finally:
@@ -254,23 +248,19 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
             gc.enable()
 
 
-def _runs(items: Iterator[Any]) -> Iterator[list[Any]]:
-    for item in items:
-        yield [item]
-
-
 def _judge_here(parsed: list[tuple[ParsedRecord, Any]], channel: str, user: str | None) -> list[tuple[Verdict, Any]]:
     """Every record's verdict, judged in this process."""
     year = datetime.date.today().year
     return [(judge(p, data, year=year, channel=channel, user=user), p) for p, data in parsed]
 
 
-def _judged(pool: judging.WorkerPool, items: Iterator[tuple[str, Any, Any]], channel: str,
+def _judged(pool: judging.WorkerPool | None, items: Iterator[tuple[str, Any, Any]], channel: str,
             user: str | None) -> Iterator[list[tuple[Verdict, Any]]]:
     """The verdicts on ``items``, in order, in runs: each :class:`RawBlock` is judged by a worker
     (sent as soon as it is read, up to AHEAD_BYTES ahead of the run being yielded), any other
-    record here, when its turn comes. Each verdict comes with its source (the block, or the
-    ParsedRecord), for a conflict's payload."""
+    record here, when its turn comes, CHUNK_RECORDS at a time. Without ``pool`` the items hold no
+    block (see :func:`_items`) and everything is judged here. Each verdict comes with its source
+    (the block, or the ParsedRecord), for a conflict's payload."""
     pending: deque[tuple[Any, Any]] = deque()  # (future, RawBlock) or (None, [(ParsedRecord, data)])
     ahead = 0  # bytes sent to workers and not yet yielded, or records waiting here
 
@@ -285,6 +275,7 @@ def _judged(pool: judging.WorkerPool, items: Iterator[tuple[str, Any, Any]], cha
 
     for name, item, data in items:
         if type(item) is RawBlock:
+            assert pool is not None
             pending.append((pool.submit(name, item, channel, user), item))
             ahead += len(item.data)
         elif pending and pending[-1][0] is None:

@@ -49,9 +49,8 @@ def _note(ctx: ui.PageContext) -> str | None:
 
 def overview(ctx: ui.PageContext) -> None:
     k = ctx.k
-    res = data.run(ctx.snap, overview_q.overview_queries, ctx.filter)
-    mort = data.run(ctx.snap, mortality_q.mortality_queries, ctx.filter, None)
-    p = public.protect_overview(res, mort["curves"], k)
+    res = data.run(ctx.snap, overview_q.public_overview_queries, ctx.filter)
+    p = public.protect_overview(res, res["curve"], k)
     s = p["summary"]
     c = st.columns(4)
     c[0].metric("Cases", _n(s["n_cases"]), border=True)

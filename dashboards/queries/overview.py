@@ -14,11 +14,24 @@ from orchestration.analytics import stats
 
 def overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
     """Headline numbers (``summary``, one row) and counts by kidney status, index year and site."""
+    return _overview(con, f, survival_counts(con, f, None, None))
+
+
+def public_overview_queries(con: Con, f: CohortFilter) -> dict[str, Any]:
+    """:func:`overview_queries` and the cohort's Kaplan-Meier curve (``curve``: the one curve
+    ``mortality_queries(con, f, None)`` draws), from one grouping of the cohort: the viewers'
+    overview shows figures read off the curve made safe."""
+    counts = survival_counts(con, f, None, None)
+    days, died, _, n, names = counts
+    return {**_overview(con, f, counts), "curve": stats.kaplan_meier_counts(days, died, n).assign(group=names[0])}
+
+
+def _overview(con: Con, f: CohortFilter, counts) -> dict[str, Any]:
     where, params = f.where()
     # every query below groups the cohort (a few thousand rows come back, never one per case); the
     # headline counts are sums of those groups, so no scan is spent on them alone
     ages = con.execute(f"SELECT age_years, count(*) AS n FROM dim_cases WHERE {where} GROUP BY 1", params).fetchnumpy()
-    days, died, _, n, _ = survival_counts(con, f, None, None)
+    days, died, _, n, _ = counts
     kidney = query_df(con, f"SELECT kidney_status, count(*) AS n, count_if(sex = 'female') AS n_female "
                       f"FROM dim_cases WHERE {where} GROUP BY 1", params)
     n_female = int(kidney.pop("n_female").sum())

@@ -137,6 +137,11 @@ def test_overview_is_unchanged(con, filters):
         curve_new = mortality.mortality_queries(con, f, None)["curves"]
         if int(old["summary"]["n_cases"].iloc[0]):
             same(public.protect_overview(old, curve_old, K), public.protect_overview(new, curve_new, K), f"public overview {f.describe()}")
+        # the viewers' overview takes both from one grouping of the cohort
+        both = overview.public_overview_queries(con, f)
+        curve_one = both.pop("curve")
+        same(old, both, f"public overview queries {f.describe()}")
+        same({"curve": curve_old}, {"curve": curve_one}, f"public overview curve {f.describe()}")
 
 
 @pytest.mark.parametrize("stratum", [None, *labels.STRATA])

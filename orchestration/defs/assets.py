@@ -147,8 +147,9 @@ def _dbt_crash_hook(event) -> None:
         crash_point("dbt.after_first_node")
 
 
-def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]:
-    """The ``dbt build`` of one run, and what it redoes that builds usually skip ("seeds", "views").
+def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str], set[str]]:
+    """The ``dbt build`` of one run, what it redoes that builds usually skip ("seeds", "views"), and
+    the names of the nodes it leaves as they are.
 
     * ``--full-refresh``: everything, with dbt's unit tests (they check the models' SQL on fixed
       fixtures, so their verdict changes only with the code) and data tests, which then block publishing.
@@ -156,30 +157,21 @@ def dbt_build_args(home, full_refresh: bool, man) -> tuple[list[str], list[str]]
       (``dbt_data_tests``), the seeds only when the reference CSVs changed and the views only when a
       dbt file changed (or the warehouse lacks them: ``orchestration/defs/dbt_inprocess.py``)."""
     if full_refresh:
-        return ["build", "--full-refresh"], ["seeds", "views"]
+        return ["build", "--full-refresh"], ["seeds", "views"], set()
     seeds = [n.name for n in man.nodes.values() if node_kind(n) == "seed"]
     views = [n.name for n in man.nodes.values() if node_kind(n) == "model" and n.config.materialized == "view"]
     have = _warehouse_relations(home)
     redo = [kind for kind, names in (("seeds", seeds), ("views", views))
             if not dbt_current(home, kind, set(names) <= have)]
     args = ["build", "--exclude-resource-type", "unit_test", "--exclude-resource-type", "test"]
+    skipped: set[str] = set()
     if "seeds" not in redo:
         args += ["--exclude-resource-type", "seed"]
+        skipped.update(seeds)
     if "views" not in redo:
         args += ["--exclude", "config.materialized:view"]
-    return args, redo
-
-
-def _not_run(man, redo: list[str]) -> set[str]:
-    """The dbt nodes an ordinary build leaves as they are (see :func:`dbt_build_args`)."""
-    out: set[str] = set()
-    for n in man.nodes.values():
-        kind = node_kind(n)
-        if kind == "seed" and "seeds" not in redo:
-            out.add(n.name)
-        elif kind == "model" and n.config.materialized == "view" and "views" not in redo:
-            out.add(n.name)
-    return out
+        skipped.update(views)
+    return args, redo, skipped
 
 
 class DbtCancelled(Exception):
@@ -320,13 +312,13 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             for line in kill_stale_children(home):  # a dbt subprocess of an older version of the registry
                 context.log.warning(line)
             man = dbt_manifest(home)
-            args, redo = dbt_build_args(home, config.full_refresh, man)
+            args, redo, skipped = dbt_build_args(home, config.full_refresh, man)
             for kind in redo:
                 dbt_forget(home, kind)
             # dbt runs in a thread; each model's materialization is recorded as soon as dbt finishes
             # it (and everything it depends on has been recorded), so that Dagster's event writes
             # overlap dbt instead of following it (see _stream_materializations).
-            stream = _DbtStream(home, args, skipped=_not_run(man, redo))
+            stream = _DbtStream(home, args, skipped=skipped)
             try:
                 for result in _stream_materializations(stream, selected, deps):
                     emitted += 1

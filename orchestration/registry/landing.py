@@ -586,12 +586,17 @@ def next_revision(home: Home, case_id: str, wanted: Any = 1) -> int:
 # --------------------------------------------------------------------------- what the pipeline has to pick up
 
 
+def watermark_dirs(home: Home) -> tuple[Path, ...]:
+    """The folders :func:`landing_watermark` reads (a watcher of them also watches the journal's)."""
+    return (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals)
+
+
 def landing_watermark(home: Home) -> str | None:
     """The newest thing the pipeline has to pick up: a landing or quarantine batch, a quarantine
     resolution or a withdrawal (all named by the same sortable stamp)."""
     newest = None
     entries = {}
-    for d in (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions, home.withdrawals):
+    for d in watermark_dirs(home):
         entries[d] = [e.name for e in d.iterdir()] if d.exists() else []
     # listed after the batches: a batch whose submission has not committed yet is not a watermark
     # (a build tagged with it would skip it for good)

@@ -38,7 +38,7 @@ from orchestration.defs import dbt_inprocess
 from orchestration.defs.sensors import WATERMARK_TAG
 from orchestration.services.build import prepare_dagster_home, run_build
 from orchestration.registry.journal import journal_dir
-from orchestration.registry.landing import landing_watermark
+from orchestration.registry.landing import landing_watermark, watermark_dirs
 from orchestration.warehouse.holders import FINISH_SIGNAL, beat
 from orchestration.warehouse.locks import warehouse_lock
 
@@ -58,8 +58,7 @@ class _Landing:
 
     def __init__(self, home: Home):
         self.home = home
-        self.dirs = (home.landing_batches, home.quarantine_batches, home.quarantine_resolutions,
-                     home.withdrawals, journal_dir(home))
+        self.dirs = (*watermark_dirs(home), journal_dir(home))
         self.key: tuple[int, ...] | None = None
         self.mark: str | None = None
         self.listed_at = float("-inf")

@@ -52,13 +52,9 @@ def completeness(con: Con) -> pd.DataFrame:
         parts.append(known)
     counts = con.execute(f"SELECT {', '.join(parts)} FROM (SELECT {', '.join(cols)} FROM dim_cases)").fetchone()
     n_of = dict(zip(conditions, counts))
-    row = []
-    for i, (col, (applies, _)) in enumerate(COMPLETENESS_FIELDS.items()):
-        row += [n_of[applies], counts[len(conditions) + i]]
     out = []
-    for i, col in enumerate(COMPLETENESS_FIELDS):
-        n, k = row[2 * i], row[2 * i + 1]
-        applies = COMPLETENESS_FIELDS[col][0]
+    for i, (col, (applies, _)) in enumerate(COMPLETENESS_FIELDS.items()):
+        n, k = n_of[applies], counts[len(conditions) + i]
         out.append({
             "field": labels.pretty(col),
             "applies_to": {"TRUE": "all cases", "died": "deaths", "kidney_status = 'dialysis'": "dialysis cases"}[applies],

@@ -14,7 +14,7 @@
   * Band: Greenwood's variance sum d / (n (n - d)) on the log(-log) scale, as lifelines computes it:
     exp(-exp(ln(-ln S) -/+ z sqrt(var) / ln S)); [1, 1] while S = 1, [0, 0] once S = 0; a day with
     n = d adds nothing to the variance.
-  Python twin: orchestration/stats.py (kaplan_meier).
+  Python twin: orchestration/analytics/stats.py (kaplan_meier).
 -#}
 {% macro km_curve(observations) -%}
 {%- set z = 1.959963984540054 -%}

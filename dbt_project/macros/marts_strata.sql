@@ -1,4 +1,4 @@
-{#- The strata of mart_mortality and mart_survival. Python twin: orchestration/stats.py (STRATA,
+{#- The strata of mart_mortality and mart_survival. Python twin: orchestration/analytics/stats.py (STRATA,
     stratum_values); tests/test_marts.py keeps the two equal. -#}
 
 {% macro marts_default_strata() -%}

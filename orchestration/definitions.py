@@ -6,14 +6,36 @@ from __future__ import annotations
 
 import functools
 
-from dagster import AssetSelection, Definitions, define_asset_job, definitions, in_process_executor
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    Definitions,
+    JobDefinition,
+    ScheduleDefinition,
+    define_asset_job,
+    definitions,
+    in_process_executor,
+    job,
+)
 
 from orchestration.defs.assets import build_assets
-from orchestration.defs.checks import dbt_data_tests, nothing_submitted_is_lost, snapshot_matches_warehouse
+from orchestration.defs.checks import dbt_data_tests, full_data_tests, nothing_submitted_is_lost, snapshot_matches_warehouse
 from orchestration.defs.resources import RegistryHome
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
 JOB = "registry_build"
+DATA_TESTS_JOB = "registry_data_tests"
+#: when the whole suite of data tests runs (the daemon of `registry serve`; server time)
+DATA_TESTS_CRON = "30 3 * * *"
+
+
+def data_tests_job() -> JobDefinition:
+    @job(name=DATA_TESTS_JOB, executor_def=in_process_executor,
+         description="Every dbt data test over every row (a build tests only the cases it changed).")
+    def registry_data_tests():
+        full_data_tests()
+
+    return registry_data_tests
 
 
 @functools.cache
@@ -26,10 +48,13 @@ def build_defs() -> Definitions:
         # step cost ~5 s each in start-up and code loading
         executor_def=in_process_executor,
     )
+    full_tests = data_tests_job()
     return Definitions(
         assets=list(build_assets()),
         asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse, dbt_data_tests],
-        jobs=[registry_build],
+        jobs=[registry_build, full_tests],
+        schedules=[ScheduleDefinition(job=full_tests, cron_schedule=DATA_TESTS_CRON,
+                                      default_status=DefaultScheduleStatus.RUNNING)],
         sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
         # no dbt resource: the dbt step runs dbt in its own process (orchestration/defs/dbt_inprocess.py)
         resources={"registry": RegistryHome()},

@@ -123,6 +123,8 @@ def _pipeline_imports():
 
 def cmd_build(args: argparse.Namespace) -> int:
     home = _home(args)
+    if args.data_tests:
+        return _data_tests(home, args.format)
     early = ingest_in_background(home)  # while the next line imports Dagster and dbt
     with _pipeline_imports():
         from orchestration.services.build import run_build
@@ -134,6 +136,20 @@ def cmd_build(args: argparse.Namespace) -> int:
     gc.freeze()  # the process ends now: no collection of what it leaves (a long-lived process,
     # the warm builder, must not freeze the garbage of its earlier builds: only here)
     return 0 if summary.success else 1
+
+
+def _data_tests(home: Home, fmt: str) -> int:
+    with _pipeline_imports():
+        from orchestration.services.build import run_data_tests
+    s = run_data_tests(home)
+    if fmt == "json":
+        print(json.dumps(s.as_dict(), default=str))
+    elif s.success:
+        print(f"data tests passed in {s.seconds:.1f}s (run {s.run_id}): {s.tests} tests over {s.scope}")
+    else:
+        print(f"data tests FAILED in {s.seconds:.1f}s (run {s.run_id})\n  error: {s.error}")
+    gc.freeze()
+    return 0 if s.success else 1
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -352,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("build", help="run the pipeline once through Dagster: ingest, dbt build, publish")
     s.add_argument("--format", choices=("text", "json"), default="text")
     s.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
+    s.add_argument("--data-tests", action="store_true",
+                   help="build nothing: run every dbt data test over every row (builds test the cases they changed; "
+                        "the daemon of `registry serve` runs this daily)")
     s.set_defaults(func=cmd_build)
 
     s = sub.add_parser("watch", help="the warm builder: build and publish as soon as something lands (registry serve starts it)")

@@ -2,15 +2,27 @@
 readers see is the warehouse that was just built."""
 
 
-import duckdb
-from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
+import json
 
-from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
+import duckdb
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    Failure,
+    OpExecutionContext,
+    asset_check,
+    op,
+)
+
+from orchestration.defs.dbt_inprocess import invoke as dbt_invoke, tests_fingerprint
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.quarantine import quarantine_entries
-from orchestration.warehouse import snapshot
+from orchestration.warehouse import snapshot, tested
 from orchestration.warehouse.locks import warehouse_lock
+from orchestration.warehouse.publish import published_watermark
 
 
 @asset_check(asset=AssetKey(["raw", "case_records"]), description="accepted + duplicates + quarantined = submitted, and every accepted record version is in raw.case_records")
@@ -85,25 +97,62 @@ def snapshot_matches_warehouse(registry: RegistryHome) -> AssetCheckResult:
         "dbt's data tests (uniqueness, relationships, the marts' row rules, the column rules of tables without an "
         "enforced contract) over the warehouse the snapshot was published from; the contract tables' column rules "
         "are constraints, checked before publishing. The tests run after publishing, so that a new case is visible "
-        "within seconds; a failure fails the build (audit line, `registry build` exit 1, the Dagster UI)."
+        "within seconds; a failure fails the build (audit line, `registry build` exit 1, the Dagster UI). A per-case "
+        "table is tested on the rows of the cases changed since the last passing run; every row after a change of "
+        "the reference tables or the dbt files, after a failing run, and daily (job registry_data_tests)."
     ),
 )
 def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) -> AssetCheckResult:
     home = registry.home()
     ops = (context.run.run_config or {}).get("ops", {}) if context.run else {}
+    fingerprint = tests_fingerprint()
     if ((ops.get("registry_dbt_models") or {}).get("config") or {}).get("full_refresh"):
+        with warehouse_lock(home):
+            tested.record_passed(home, fingerprint, published_watermark(home), tested.WHOLE)
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
                                 metadata={"tests": "run by dbt build --full-refresh, before publishing"})
-    with warehouse_lock(home):
-        # --no-write-json: run_results.json stays the build's (the benchmark and operators read it)
-        outcome = dbt_invoke(home, ["test", "--exclude-resource-type", "unit_test", "--no-write-json"])
+    with warehouse_lock(home):  # held throughout: what is recorded as tested is what was tested
+        return run_data_tests(home, fingerprint, changed_only=True)
+
+
+def run_data_tests(home, fingerprint: str, *, changed_only: bool) -> AssetCheckResult:
+    """dbt's data tests over the warehouse (caller holds the warehouse lock): the rows of the cases
+    changed since the last passing run, when that is safe (``orchestration/warehouse/tested.py``),
+    else every row; a passing run is recorded."""
+    published = published_watermark(home)
+    since = tested.changed_after(home, fingerprint, published) if changed_only else None
+    scope = tested.WHOLE if since is None else f"cases changed after build {since}"
+    # --no-write-json: run_results.json stays the build's (the benchmark and operators read it)
+    args = ["test", "--exclude-resource-type", "unit_test", "--no-write-json"]
+    if since is not None:
+        args += ["--vars", json.dumps({"tests_changed_after": since})]
+    outcome = dbt_invoke(home, args)
+    if outcome.success:
+        tested.record_passed(home, fingerprint, published, scope)
     failed = outcome.failures()
     return AssetCheckResult(
         passed=outcome.success,
         severity=AssetCheckSeverity.ERROR,
         metadata={
             "tests": len(outcome.results),
+            "scope": scope,
             "failed": ", ".join(r["name"] for r in failed[:20]) or (outcome.error or "none"),
             "seconds": round(outcome.seconds, 3),
         },
     )
+
+
+@op(description="Every dbt data test over every row of the warehouse (the builds test the changed cases only).")
+def full_data_tests(context: OpExecutionContext, registry: RegistryHome) -> dict:
+    home = registry.home()
+    if not home.warehouse.exists():
+        context.log.info("nothing built yet: no warehouse to test")
+        return {"tests": 0, "scope": "nothing built yet"}
+    with warehouse_lock(home):
+        result = run_data_tests(home, tests_fingerprint(), changed_only=False)
+    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
+    audit.event(home, "data_tests", run_id=context.run_id, success=result.passed, scope=meta["scope"],
+                tests=meta["tests"], failed=None if result.passed else meta["failed"])
+    if not result.passed:
+        raise Failure(description=f"data tests failed: {meta['failed']}", metadata=result.metadata)
+    return {"tests": meta["tests"], "scope": meta["scope"]}

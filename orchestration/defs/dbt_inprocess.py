@@ -179,6 +179,12 @@ def _project_fingerprint() -> str:
 _KINDS = {"seeds": _seed_fingerprint, "views": _project_fingerprint}
 
 
+def tests_fingerprint() -> str:
+    """The reference tables and dbt files the data tests run with: when it changes, rows that passed
+    may now fail, so the next test run looks at every row (``orchestration/warehouse/tested.py``)."""
+    return _seed_fingerprint() + "-" + _project_fingerprint()
+
+
 def _stamp_file(home: Home, kind: str) -> Path:
     return home.dbt_dir / f"{kind}.loaded"
 

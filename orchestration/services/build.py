@@ -16,7 +16,7 @@ from typing import Any
 from dagster import DagsterInstance
 
 from orchestration.config import Home
-from orchestration.definitions import JOB, build_defs
+from orchestration.definitions import DATA_TESTS_JOB, JOB, build_defs
 from orchestration.defs.assets import run_pid_tags
 from orchestration.defs.sensors import WATERMARK_TAG, fail_stale_runs
 from orchestration.registry import audit
@@ -209,3 +209,48 @@ def _failure_summary(message: str) -> str:
     if lines and lines[0].endswith("dbt build failed:"):  # the in-process dbt step's Failure: its lines follow
         return "dbt build failed:\n" + "\n".join(ln.rstrip() for ln in lines[1:13])
     return lines[0] if text else "failed"
+
+
+@dataclass
+class DataTestsSummary:
+    success: bool
+    run_id: str
+    seconds: float
+    tests: int = 0
+    scope: str = ""
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+def run_data_tests(home: Home, *, instance: DagsterInstance | None = None) -> DataTestsSummary:
+    """Every dbt data test over every row of the warehouse, as the daily ``registry_data_tests``
+    schedule runs them (builds test only the cases they changed): one Dagster run, in this process.
+    The run itself writes the audit line (``orchestration/defs/checks.py``)."""
+    prepare_dagster_home(home)
+    t0 = time.perf_counter()
+    log_path = home.dbt_dir / "logs" / "last_data_tests.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with (contextlib.nullcontext(instance) if instance is not None else DagsterInstance.from_config(str(home.dagster_home))) as instance:
+            result = build_defs().resolve_job_def(DATA_TESTS_JOB).execute_in_process(
+                instance=instance,
+                raise_on_error=False,
+                tags={"registry/trigger": "cli", **run_pid_tags()},
+                run_config={
+                    "resources": {"registry": {"config": {"root": str(home.root)}}},
+                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
+                },
+            )
+    summary = DataTestsSummary(success=result.success, run_id=result.run_id, seconds=time.perf_counter() - t0)
+    if result.success:
+        outcome = result.output_for_node("full_data_tests")
+        summary.tests, summary.scope = outcome["tests"], outcome["scope"]
+    else:
+        for ev in result.all_events:
+            if ev.event_type_value == "STEP_FAILURE":
+                err = ev.event_specific_data.error
+                summary.error = _failure_summary(err.message if err else "failed")
+                break
+    return summary

@@ -3,6 +3,10 @@ test fails the build (exit 1, the check's verdict, the audit line) although the 
 published (the tests follow publishing by design, so that a new case is visible within seconds), and
 a repaired warehouse makes the next build succeed. The check also runs in a run without the dbt step.
 
+A build tests the per-case tables on the rows of the cases it changed (``macros/tested_cases.sql``,
+``orchestration/warehouse/tested.py``); after a failing run the next one tests every row, and
+``registry build --data-tests`` (the daily ``registry_data_tests`` schedule) tests every row.
+
 Measured and not kept (issue 16, fifth session): running the tests in a thread beside publishing saved
 ~1.2 s of a 1M build but raised a one-case build's peak memory at 1M from 1.35 to 2.0 GB (the patch
 and the tests at once) and delayed the snapshot's switch."""
@@ -48,37 +52,46 @@ def test_a_failing_data_test_fails_the_build_and_a_repaired_one_passes(tmp_path)
     ok = _check_metadata(home, summary["run_id"])
     assert ok["passed"] and ok["tests"] >= 20 and ok["failed"] == "none", ok
 
-    # a second row for a case no build recomputes: dbt's unique test on dim_cases.case_id fails
+    assert ok["scope"] == "all rows", ok  # the first run on this warehouse
+
+    # a lab of one case reaches the warehouse twice and the case is recomputed: dbt's unique test on
+    # fct_lab_results (case_id, lab_index) fails, although it looks at the changed case only
     con = duckdb.connect(str(home.warehouse))
     try:
-        case_id = con.execute("SELECT min(case_id) FROM main.dim_cases").fetchone()[0]
-        con.execute("INSERT INTO main.dim_cases SELECT * FROM main.dim_cases WHERE case_id = ?", [case_id])
+        case_id, lab_index = con.execute(
+            "SELECT case_id, min(lab_index) FROM raw.labs GROUP BY case_id ORDER BY case_id LIMIT 1").fetchone()
+        con.execute("INSERT INTO raw.labs SELECT * FROM raw.labs WHERE case_id = ? AND lab_index = ?", [case_id, lab_index])
+        con.execute("INSERT OR IGNORE INTO raw.pending_cases VALUES (?)", [case_id])
     finally:
         con.close()
     rc, summary = _build(home)
     assert rc == 1 and not summary["success"], summary
-    assert "dbt_data_tests" in summary["error"] and "unique_dim_cases_case_id" in summary["error"], summary["error"]
+    assert "dbt_data_tests" in summary["error"] and "unique_combination_fct_lab_results_case_id__lab_index" in summary["error"], summary["error"]
     bad = _check_metadata(home, summary["run_id"])
-    assert not bad["passed"] and "unique_dim_cases_case_id" in bad["failed"], bad
+    assert not bad["passed"] and bad["scope"].startswith("cases changed after build"), bad
     # the snapshot was published before the tests' verdict (by design): it has what they read
     snap = duckdb.connect(str(home.published_current.resolve() / "registry.duckdb"), read_only=True)
     try:
-        assert snap.execute("SELECT count(*) FROM dim_cases WHERE case_id = ?", [case_id]).fetchone()[0] == 2
+        assert snap.execute("SELECT count(*) FROM fct_lab_results WHERE case_id = ? AND lab_index = ?",
+                            [case_id, lab_index]).fetchone()[0] == 2
     finally:
         snap.close()
     audit = [json.loads(line) for line in (home.audit_log).read_text().splitlines()]
     assert [a["success"] for a in audit if a["event"] == "build"][-2:] == [True, False]
 
-    # repaired in the warehouse: the next build passes its tests again
+    # repaired in the warehouse: the next build passes its tests again, over every row (the run
+    # before failed, and the list of changes no longer holds the cases it failed on)
     con = duckdb.connect(str(home.warehouse))
     try:
-        con.execute("DELETE FROM main.dim_cases WHERE case_id = ?", [case_id])
+        con.execute("DELETE FROM raw.labs WHERE rowid = (SELECT max(rowid) FROM raw.labs WHERE case_id = ? AND lab_index = ?)",
+                    [case_id, lab_index])
         con.execute("INSERT OR IGNORE INTO raw.pending_cases VALUES (?)", [case_id])
     finally:
         con.close()
     rc, summary = _build(home)
     assert rc == 0 and summary["success"], summary
-    assert _check_metadata(home, summary["run_id"])["passed"]
+    again = _check_metadata(home, summary["run_id"])
+    assert again["passed"] and again["scope"] == "all rows", again
 
     # the publish step alone (no dbt step in the run): its check runs the tests all the same
     from orchestration.services.build import run_build
@@ -87,3 +100,41 @@ def test_a_failing_data_test_fails_the_build_and_a_repaired_one_passes(tmp_path)
     assert alone.success, alone.error
     md = _check_metadata(home, alone.run_id)
     assert md["passed"] and md["tests"] == ok["tests"], md
+
+
+def test_builds_test_the_changed_cases_and_the_full_run_every_row(tmp_path):
+    home = Home(tmp_path / "home").ensure()
+    records = list(generate_records(30, seed=22))
+    assert run_cli("submit", str(write_jsonl(tmp_path / "a.jsonl", records[:25])), home=home).returncode == 0
+    rc, summary = _build(home)
+    assert rc == 0 and _check_metadata(home, summary["run_id"])["scope"] == "all rows"
+
+    # a fault in the rows of a case no build recomputes (written behind the pipeline's back)
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        old = con.execute("SELECT min(case_id) FROM main.dim_cases").fetchone()[0]
+        con.execute("INSERT INTO main.dim_cases SELECT * FROM main.dim_cases WHERE case_id = ?", [old])
+    finally:
+        con.close()
+    # new cases: the build tests their rows, and passes
+    assert run_cli("submit", str(write_jsonl(tmp_path / "b.jsonl", records[25:])), home=home).returncode == 0
+    rc, summary = _build(home)
+    assert rc == 0 and summary["success"], summary
+    md = _check_metadata(home, summary["run_id"])
+    assert md["passed"] and md["scope"] == "cases changed after build 1", md
+
+    # the full run (what the daily schedule runs) reads every row and finds it
+    p = run_cli("build", "--data-tests", "--format", "json", home=home)
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 1 and not out["success"] and "unique_dim_cases_case_id" in out["error"], out
+    audit = [json.loads(line) for line in home.audit_log.read_text().splitlines()]
+    last = [a for a in audit if a["event"] == "data_tests"][-1]
+    assert last["success"] is False and last["scope"] == "all rows" and "unique_dim_cases_case_id" in last["failed"], last
+
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        con.execute("DELETE FROM main.dim_cases WHERE rowid = (SELECT max(rowid) FROM main.dim_cases WHERE case_id = ?)", [old])
+    finally:
+        con.close()
+    p = run_cli("build", "--data-tests", home=home)
+    assert p.returncode == 0 and "tests over all rows" in p.stdout, p.stdout

@@ -89,72 +89,85 @@ def submission_totals(home: Home) -> dict[str, int]:
     return {k: c[k] for k in ("submitted", "accepted", "duplicate", "quarantined")}
 
 
+@contextlib.contextmanager
+def _run_session(home: Home, log_path, instance: DagsterInstance | None):
+    """Around one Dagster run of this process: the home's Dagster instance (a long-lived caller, the
+    warm builder, passes its open one: opening one costs ~1 s), under the build lock (runs are
+    serialised; each step also takes the warehouse lock itself), with standard output in
+    ``log_path`` (dagster-dbt echoes dbt's log there; it is also in the Dagster UI)."""
+    prepare_dagster_home(home)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
+        with (contextlib.nullcontext(instance) if instance is not None else DagsterInstance.from_config(str(home.dagster_home))) as inst:
+            yield inst
+
+
+def _run_config(home: Home) -> dict[str, Any]:
+    return {
+        "resources": {"registry": {"config": {"root": str(home.root)}}},
+        "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
+    }
+
+
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False,
               trigger: str = "cli", instance: DagsterInstance | None = None, early: Any = None) -> BuildSummary:
     """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
-    prepare_dagster_home(home)
     t0 = time.perf_counter()
     log_path = home.dbt_dir / "logs" / "last_build.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    # dagster-dbt echoes dbt's log to stdout; keep it in a file (and in the Dagster UI) instead.
-    # serialise `registry build` invocations (each asset also takes the warehouse lock itself)
-    with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        # a long-lived caller (the warm builder) passes its open instance: opening one costs ~1 s
-        with (contextlib.nullcontext(instance) if instance is not None else DagsterInstance.from_config(str(home.dagster_home))) as instance:
-            # a build killed before this one left its run STARTED: mark it failed
-            fail_stale_runs(instance)
-            job = build_defs().resolve_job_def(JOB)
-            # a manual build covers everything landed so far: tag it so the sensor does not redo it
-            watermark = landing_watermark(home)
-            tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
-            result = job.execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                asset_selection=asset_selection,
-                tags=tags,
-                run_config={
-                    "resources": {"registry": {"config": {"root": str(home.root)}}},
-                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
-                    "ops": {
-                        "registry_dbt_models": {"config": {"full_refresh": full_refresh}},
-                        # what the caller ingested before the run (see orchestration/cli/main.py cmd_build)
-                        **({"raw_tables": {"config": {
-                            "early_batches": early.batches, "early_records": early.records,
-                            "early_quarantined": early.quarantined, "early_seconds": round(early.seconds, 3),
-                        }}} if early is not None and (asset_selection is None) else {}),
-                    },
+    with _run_session(home, log_path, instance) as instance:
+        # a build killed before this one left its run STARTED: mark it failed
+        fail_stale_runs(instance)
+        job = build_defs().resolve_job_def(JOB)
+        # a manual build covers everything landed so far: tag it so the sensor does not redo it
+        watermark = landing_watermark(home)
+        tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
+        result = job.execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            asset_selection=asset_selection,
+            tags=tags,
+            run_config={
+                **_run_config(home),
+                "ops": {
+                    "registry_dbt_models": {"config": {"full_refresh": full_refresh}},
+                    # what the caller ingested before the run (see orchestration/cli/main.py cmd_build)
+                    **({"raw_tables": {"config": {
+                        "early_batches": early.batches, "early_records": early.records,
+                        "early_quarantined": early.quarantined, "early_seconds": round(early.seconds, 3),
+                    }}} if early is not None and (asset_selection is None) else {}),
                 },
-            )
-            steps: dict[str, float] = {}
-            ingested = cases = 0
-            version = None
+            },
+        )
+        steps: dict[str, float] = {}
+        ingested = cases = 0
+        version = None
+        for ev in result.all_events:
+            if ev.event_type_value == "ASSET_MATERIALIZATION":
+                mat = ev.event_specific_data.materialization
+                key = mat.asset_key.to_user_string()
+                md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+                if key == "raw/case_records":
+                    steps["ingest"] = float(md.get("seconds", 0.0))
+                    ingested = int(md.get("new_record_versions", 0))
+                elif key == "published_snapshot":
+                    steps["publish"] = float(md.get("seconds", 0.0))
+                    cases = int(md.get("cases", 0))
+                    version = md.get("version")
+        durations = _step_durations(instance, result.run_id)
+        if "registry_dbt_models" in durations:
+            steps["dbt"] = durations["registry_dbt_models"]
+        error = None
+        success = result.success
+        if not result.success:
             for ev in result.all_events:
-                if ev.event_type_value == "ASSET_MATERIALIZATION":
-                    mat = ev.event_specific_data.materialization
-                    key = mat.asset_key.to_user_string()
-                    md = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-                    if key == "raw/case_records":
-                        steps["ingest"] = float(md.get("seconds", 0.0))
-                        ingested = int(md.get("new_record_versions", 0))
-                    elif key == "published_snapshot":
-                        steps["publish"] = float(md.get("seconds", 0.0))
-                        cases = int(md.get("cases", 0))
-                        version = md.get("version")
-            durations = _step_durations(instance, result.run_id)
-            if "registry_dbt_models" in durations:
-                steps["dbt"] = durations["registry_dbt_models"]
-            error = None
-            success = result.success
-            if not result.success:
-                for ev in result.all_events:
-                    if ev.event_type_value == "STEP_FAILURE":
-                        err = ev.event_specific_data.error
-                        error = f"{ev.step_key}: {_failure_summary(err.message if err else 'failed')}"
-                        break
-            failed_checks = _failed_checks(result.all_events)
-            if failed_checks:  # a broken promise (e.g. nothing_submitted_is_lost) fails the build
-                success = False
-                error = (error + "; " if error else "") + "; ".join(failed_checks)
+                if ev.event_type_value == "STEP_FAILURE":
+                    err = ev.event_specific_data.error
+                    error = f"{ev.step_key}: {_failure_summary(err.message if err else 'failed')}"
+                    break
+        failed_checks = _failed_checks(result.all_events)
+        if failed_checks:  # a broken promise (e.g. nothing_submitted_is_lost) fails the build
+            success = False
+            error = (error + "; " if error else "") + "; ".join(failed_checks)
     if error:
         error += f"\n  (full log: {log_path})"
     summary = BuildSummary(
@@ -228,21 +241,14 @@ def run_data_tests(home: Home, *, instance: DagsterInstance | None = None) -> Da
     """Every dbt data test over every row of the warehouse, as the daily ``registry_data_tests``
     schedule runs them (builds test only the cases they changed): one Dagster run, in this process.
     The run itself writes the audit line (``orchestration/defs/checks.py``)."""
-    prepare_dagster_home(home)
     t0 = time.perf_counter()
-    log_path = home.dbt_dir / "logs" / "last_data_tests.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with build_lock(home), open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        with (contextlib.nullcontext(instance) if instance is not None else DagsterInstance.from_config(str(home.dagster_home))) as instance:
-            result = build_defs().resolve_job_def(DATA_TESTS_JOB).execute_in_process(
-                instance=instance,
-                raise_on_error=False,
-                tags={"registry/trigger": "cli", **run_pid_tags()},
-                run_config={
-                    "resources": {"registry": {"config": {"root": str(home.root)}}},
-                    "loggers": {"console": {"config": {"log_level": os.environ.get("REGISTRY_LOG_LEVEL", "CRITICAL")}}},
-                },
-            )
+    with _run_session(home, home.dbt_dir / "logs" / "last_data_tests.log", instance) as instance:
+        result = build_defs().resolve_job_def(DATA_TESTS_JOB).execute_in_process(
+            instance=instance,
+            raise_on_error=False,
+            tags={"registry/trigger": "cli", **run_pid_tags()},
+            run_config=_run_config(home),
+        )
     summary = DataTestsSummary(success=result.success, run_id=result.run_id, seconds=time.perf_counter() - t0)
     if result.success:
         outcome = result.output_for_node("full_data_tests")

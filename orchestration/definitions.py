@@ -19,14 +19,19 @@ from dagster import (
 )
 
 from orchestration.defs.assets import build_assets
-from orchestration.defs.checks import dbt_data_tests, full_data_tests, nothing_submitted_is_lost, snapshot_matches_warehouse
+from orchestration.defs.checks import (
+    DATA_TESTS_JOB,
+    dbt_data_tests,
+    full_data_tests,
+    nothing_submitted_is_lost,
+    snapshot_matches_warehouse,
+)
 from orchestration.defs.resources import RegistryHome
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
 JOB = "registry_build"
-DATA_TESTS_JOB = "registry_data_tests"
-#: when the whole suite of data tests runs (the daemon of `registry serve`; server time)
-DATA_TESTS_CRON = "30 3 * * *"
+#: when every data test runs over every row (the daemon of `registry serve`)
+DATA_TESTS_CRON, DATA_TESTS_TIMEZONE = "30 3 * * *", "UTC"
 
 
 def data_tests_job() -> JobDefinition:
@@ -53,7 +58,7 @@ def build_defs() -> Definitions:
         assets=list(build_assets()),
         asset_checks=[nothing_submitted_is_lost, snapshot_matches_warehouse, dbt_data_tests],
         jobs=[registry_build, full_tests],
-        schedules=[ScheduleDefinition(job=full_tests, cron_schedule=DATA_TESTS_CRON,
+        schedules=[ScheduleDefinition(job=full_tests, cron_schedule=DATA_TESTS_CRON, execution_timezone=DATA_TESTS_TIMEZONE,
                                       default_status=DefaultScheduleStatus.RUNNING)],
         sensors=[landing_zone_sensor, audit_successful_builds, audit_failed_builds],
         # no dbt resource: the dbt step runs dbt in its own process (orchestration/defs/dbt_inprocess.py)

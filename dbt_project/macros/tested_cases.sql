@@ -6,7 +6,7 @@
   test over such rows finds every fault they can have: a duplicate key shares its case_id, a row's
   parent in dim_cases is looked up for each tested row, and the other tests are about single rows.
   Everything else (marts, quality tables, seeds), and every table on a --full-refresh build, on the
-  scheduled full run (registry_data_tests) or without the var, is tested whole.
+  daily full run (Dagster job registry_data_tests) or without the var, is tested whole.
 
   This replaces dbt's get_where_subquery, through which every generic test reads its model (the
   same macro honours a test's own `where` config, kept here).

@@ -367,8 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("build", help="run the pipeline once through Dagster: ingest, dbt build, publish")
     s.add_argument("--format", choices=("text", "json"), default="text")
-    s.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
-    s.add_argument("--data-tests", action="store_true",
+    only = s.add_mutually_exclusive_group()
+    only.add_argument("--full-refresh", action="store_true", help="rebuild every incremental model from scratch")
+    only.add_argument("--data-tests", action="store_true",
                    help="build nothing: run every dbt data test over every row (builds test the cases they changed; "
                         "the daemon of `registry serve` runs this daily)")
     s.set_defaults(func=cmd_build)

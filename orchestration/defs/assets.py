@@ -24,6 +24,7 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
+    OpExecutionContext,
     asset,
     multi_asset,
 )
@@ -34,14 +35,15 @@ from orchestration.defs.dbt_inprocess import forget as dbt_forget
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke
 from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
 from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
-from orchestration.defs.dbt_inprocess import node_kind
+from orchestration.defs.dbt_inprocess import node_kind, tests_fingerprint
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
 from orchestration.warehouse.holders import kill_stale_children
 from orchestration.warehouse.ingest import MEMORY_LIMIT, clear_pending, ingest
 from orchestration.warehouse.locks import warehouse_lock
-from orchestration.warehouse.publish import publish
+from orchestration.warehouse import tested
+from orchestration.warehouse.publish import publish, published_watermark
 
 PID_TAG = "registry/pid"
 PID_START_TAG = "registry/pid_start"
@@ -53,7 +55,7 @@ def run_pid_tags() -> dict[str, str]:
     return {PID_TAG: str(pid), PID_START_TAG: pid_start(pid) or ""}
 
 
-def _tag_run_with_pid(context: AssetExecutionContext) -> None:
+def tag_run_with_pid(context: AssetExecutionContext | OpExecutionContext) -> None:
     """Runs launched by the daemon get their process's tags here (`registry build` sets them itself)."""
     if context.run.tags.get(PID_TAG) != str(os.getpid()):
         context.instance.add_run_tags(context.run_id, run_pid_tags())
@@ -95,7 +97,7 @@ RAW_TABLES = (
 def raw_tables(context: AssetExecutionContext, config: IngestConfig, registry: RegistryHome):
     """Ingest every landing and quarantine batch not yet in the warehouse (idempotent)."""
     home = registry.home()
-    _tag_run_with_pid(context)
+    tag_run_with_pid(context)
     with warehouse_lock(home):
         for line in kill_stale_children(home):  # a killed build's dbt still holding DuckDB's lock
             context.log.warning(line)
@@ -328,10 +330,14 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
                 raise
             outcome = stream.outcome()
             if not outcome.success:
+                if config.full_refresh:  # it ran every data test: the next test run tests every row
+                    tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=False)
                 raise Failure(description=f"dbt build failed:\n    {outcome.error}", metadata={"command": " ".join(args)})
             for kind in redo:
                 dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
+            if config.full_refresh:  # every data test passed, over every row (still under the lock)
+                tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=True)
         for result in stream.remaining(selected, deps):
             yield result
         context.log.info(

@@ -2,6 +2,7 @@
 readers see is the warehouse that was just built."""
 
 
+import contextlib
 import json
 
 import duckdb
@@ -16,6 +17,7 @@ from dagster import (
     op,
 )
 
+from orchestration.defs.assets import tag_run_with_pid
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke, tests_fingerprint
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
@@ -23,6 +25,10 @@ from orchestration.registry.quarantine import quarantine_entries
 from orchestration.warehouse import snapshot, tested
 from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import published_watermark
+
+
+#: the Dagster job of the full run of the data tests (orchestration/definitions.py)
+DATA_TESTS_JOB = "registry_data_tests"
 
 
 @asset_check(asset=AssetKey(["raw", "case_records"]), description="accepted + duplicates + quarantined = submitted, and every accepted record version is in raw.case_records")
@@ -99,26 +105,25 @@ def snapshot_matches_warehouse(registry: RegistryHome) -> AssetCheckResult:
         "are constraints, checked before publishing. The tests run after publishing, so that a new case is visible "
         "within seconds; a failure fails the build (audit line, `registry build` exit 1, the Dagster UI). A per-case "
         "table is tested on the rows of the cases changed since the last passing run; every row after a change of "
-        "the reference tables or the dbt files, after a failing run, and daily (job registry_data_tests)."
+        "the reference tables or the dbt files, after a failing run, and daily (job registry_data_tests, 03:30 UTC)."
     ),
 )
 def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) -> AssetCheckResult:
     home = registry.home()
     ops = (context.run.run_config or {}).get("ops", {}) if context.run else {}
-    fingerprint = tests_fingerprint()
     if ((ops.get("registry_dbt_models") or {}).get("config") or {}).get("full_refresh"):
-        with warehouse_lock(home):
-            tested.record_passed(home, fingerprint, published_watermark(home), tested.WHOLE)
+        # run and recorded by the dbt step (registry_dbt_models), under its lock
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
                                 metadata={"tests": "run by dbt build --full-refresh, before publishing"})
     with warehouse_lock(home):  # held throughout: what is recorded as tested is what was tested
-        return run_data_tests(home, fingerprint, changed_only=True)
+        return run_dbt_data_tests(home, changed_only=True)
 
 
-def run_data_tests(home, fingerprint: str, *, changed_only: bool) -> AssetCheckResult:
-    """dbt's data tests over the warehouse (caller holds the warehouse lock): the rows of the cases
-    changed since the last passing run, when that is safe (``orchestration/warehouse/tested.py``),
-    else every row; a passing run is recorded."""
+def run_dbt_data_tests(home, *, changed_only: bool) -> AssetCheckResult:
+    """dbt's data tests over the warehouse (the caller holds the warehouse lock): the rows of the
+    cases changed since the last passing run when that is safe (``orchestration/warehouse/tested.py``),
+    else every row. The run is recorded, passed or not (an error while testing counts as a failure)."""
+    fingerprint = tests_fingerprint()
     published = published_watermark(home)
     since = tested.changed_after(home, fingerprint, published) if changed_only else None
     scope = tested.WHOLE if since is None else f"cases changed after build {since}"
@@ -126,9 +131,13 @@ def run_data_tests(home, fingerprint: str, *, changed_only: bool) -> AssetCheckR
     args = ["test", "--exclude-resource-type", "unit_test", "--no-write-json"]
     if since is not None:
         args += ["--vars", json.dumps({"tests_changed_after": since})]
-    outcome = dbt_invoke(home, args)
-    if outcome.success:
-        tested.record_passed(home, fingerprint, published, scope)
+    try:
+        outcome = dbt_invoke(home, args)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the error that stopped the tests is the one to report
+            tested.record(home, fingerprint, published, scope, passed=False)
+        raise
+    tested.record(home, fingerprint, published, scope, passed=outcome.success)
     failed = outcome.failures()
     return AssetCheckResult(
         passed=outcome.success,
@@ -144,12 +153,18 @@ def run_data_tests(home, fingerprint: str, *, changed_only: bool) -> AssetCheckR
 
 @op(description="Every dbt data test over every row of the warehouse (the builds test the changed cases only).")
 def full_data_tests(context: OpExecutionContext, registry: RegistryHome) -> dict:
+    tag_run_with_pid(context)  # a run whose process is gone is failed by fail_stale_runs
     home = registry.home()
     if not home.warehouse.exists():
         context.log.info("nothing built yet: no warehouse to test")
         return {"tests": 0, "scope": "nothing built yet"}
-    with warehouse_lock(home):
-        result = run_data_tests(home, tests_fingerprint(), changed_only=False)
+    try:
+        with warehouse_lock(home):
+            result = run_dbt_data_tests(home, changed_only=False)
+    except Exception as exc:
+        audit.event(home, "data_tests", run_id=context.run_id, success=False, scope=tested.WHOLE, tests=0,
+                    failed=(str(exc).strip().splitlines() or [type(exc).__name__])[0])
+        raise
     meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
     audit.event(home, "data_tests", run_id=context.run_id, success=result.passed, scope=meta["scope"],
                 tests=meta["tests"], failed=None if result.passed else meta["failed"])

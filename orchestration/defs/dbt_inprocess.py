@@ -180,9 +180,14 @@ _KINDS = {"seeds": _seed_fingerprint, "views": _project_fingerprint}
 
 
 def tests_fingerprint() -> str:
-    """The reference tables and dbt files the data tests run with: when it changes, rows that passed
-    may now fail, so the next test run looks at every row (``orchestration/warehouse/tested.py``)."""
-    return _seed_fingerprint() + "-" + _project_fingerprint()
+    """What the data tests run with (reference tables, dbt files, the versions of dbt, dbt-duckdb and
+    DuckDB): when it changes, rows that passed may now fail, so the next test run looks at every row
+    (``orchestration/warehouse/tested.py``)."""
+    from importlib.metadata import version
+
+    tests = [p for p in (DBT_PROJECT_DIR / "tests").rglob("*") if p.is_file()]
+    versions = ",".join(version(d) for d in ("dbt-core", "dbt-duckdb", "duckdb"))
+    return "-".join([_seed_fingerprint(), _project_fingerprint(), _fingerprint(tests), versions])
 
 
 def _stamp_file(home: Home, kind: str) -> Path:

@@ -29,6 +29,7 @@ from dagster import (
 
 from orchestration.config import Home
 from orchestration.defs.assets import PID_START_TAG, PID_TAG
+from orchestration.defs.checks import DATA_TESTS_JOB
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.fsutil import pid_alive
@@ -46,13 +47,16 @@ IN_FLIGHT = [
 
 
 def fail_stale_runs(instance) -> list[str]:
-    """Mark failed every in-flight ``registry_build`` run whose process is gone (killed, crashed,
-    the machine restarted): otherwise it stays STARTED forever and "another build is running"
-    stops automatic refresh for good. A run's process is named by its ``registry/pid`` tags."""
+    """Mark failed every in-flight run of the registry's jobs (``registry_build``, the daily
+    ``registry_data_tests``) whose process is gone (killed, crashed, the machine restarted):
+    otherwise it stays STARTED forever, and since the daemon runs one run at a time, "another build
+    is running" stops automatic refresh for good. A run's process is named by its ``registry/pid`` tags."""
     out = []
-    records = instance.get_run_records(
-        filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]), limit=50
-    )
+    records = [
+        r for job in ("registry_build", DATA_TESTS_JOB)
+        for r in instance.get_run_records(
+            filters=RunsFilter(job_name=job, statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]), limit=50)
+    ]
     for r in records:
         run = r.dagster_run
         pid = run.tags.get(PID_TAG)

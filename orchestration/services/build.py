@@ -240,9 +240,11 @@ class DataTestsSummary:
 def run_data_tests(home: Home, *, instance: DagsterInstance | None = None) -> DataTestsSummary:
     """Every dbt data test over every row of the warehouse, as the daily ``registry_data_tests``
     schedule runs them (builds test only the cases they changed): one Dagster run, in this process.
-    The run itself writes the audit line (``orchestration/defs/checks.py``)."""
+    The run itself writes the audit line and records the run in the warehouse
+    (``orchestration/defs/checks.py``)."""
     t0 = time.perf_counter()
     with _run_session(home, home.dbt_dir / "logs" / "last_data_tests.log", instance) as instance:
+        fail_stale_runs(instance)  # a run killed before this one would stay STARTED and block the daemon's queue
         result = build_defs().resolve_job_def(DATA_TESTS_JOB).execute_in_process(
             instance=instance,
             raise_on_error=False,

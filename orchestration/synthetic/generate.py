@@ -339,7 +339,7 @@ _LATERALITY_BY_SITE = {
     "face": {"left": 0.30, "right": 0.30, "bilateral": 0.10, "midline": 0.20, "unknown": 0.10},
     "other": {"left": 0.10, "right": 0.10, "bilateral": 0.10, "midline": 0.10, "unknown": 0.60},
 }
-_LATERALITY_P = np.array([[_LATERALITY_BY_SITE[s].get(l, 0.0) for l in _LATERALITY] for s in _LESION_SITES])
+_LATERALITY_P = np.array([[_LATERALITY_BY_SITE[s].get(side, 0.0) for side in _LATERALITY] for s in _LESION_SITES])
 _LATERALITY_ABSENT = 0.10
 _FEATURE_P = np.array(
     [{"livedo": 0.35, "retiform_purpura": 0.30, "violaceous": 0.25, "nodule": 0.15, "plaque": 0.20,

@@ -112,10 +112,11 @@ def _ddl() -> list[str]:
         # only their rows into a copy of the current snapshot (see publish.py). Rows the current
         # snapshot already includes are dropped at the next build.
         """CREATE TABLE IF NOT EXISTS raw.case_changes (case_id VARCHAR NOT NULL, seq BIGINT NOT NULL)""",
-        # Each passing run of dbt's data tests: the newest build whose changes it covered and the
-        # fingerprint of the reference tables and dbt files it ran with (see tested.py).
-        """CREATE TABLE IF NOT EXISTS raw.data_tests_passed (
-            seq BIGINT NOT NULL, fingerprint VARCHAR NOT NULL, scope VARCHAR, tested_at TIMESTAMPTZ NOT NULL)""",
+        # Each run of dbt's data tests (numbered by run): passed or not, the newest build whose
+        # changes it covered and the fingerprint of what it ran with (see tested.py).
+        """CREATE TABLE IF NOT EXISTS raw.data_test_runs (
+            run BIGINT NOT NULL, passed BOOLEAN NOT NULL, seq BIGINT NOT NULL, fingerprint VARCHAR NOT NULL,
+            scope VARCHAR, tested_at TIMESTAMPTZ NOT NULL)""",
     ]
 
 

@@ -273,7 +273,10 @@ def _changed_cases(con: duckdb.DuckDBPyConnection, since: int | None) -> tuple[i
         [since if since is not None else -1],
     )
     n = con.execute("SELECT count(*) FROM temp.main._changed").fetchone()[0]
-    return (int(seq) if seq is not None else 0), int(n)
+    # never behind the previous snapshot's number: the list is empty after a build that changed
+    # nothing, and clear_pending numbers the next changes after the published number (numbers only
+    # grow; orchestration/warehouse/tested.py relies on it)
+    return max(int(seq or 0), since or 0), int(n)
 
 
 def _erases_a_case(con: duckdb.DuckDBPyConnection, home: Home, n_changed: int) -> bool:

@@ -1,18 +1,20 @@
 """Which cases the data tests of a build must look at (issue 16).
 
 dbt's data tests of an ordinary build need not read a million cases again: a per-case table's rows
-of cases no build has changed since the last passing test run passed then, and nothing has touched
-them since. So a passing run is recorded in ``raw.data_tests_passed`` with the number of the newest
-build whose changes it covered (``raw.case_changes.seq``, see :func:`.ingest.clear_pending`) and the
-fingerprint of the reference tables and dbt files it tested with; the next run tests only the cases
-changed after that number (``macros/tested_cases.sql``).
+of cases no build has changed since the last passing test run passed then, and nothing the pipeline
+does has touched them since. So every test run is recorded in ``raw.data_test_runs``: whether it
+passed, the number of the newest build whose changes it covered (``raw.case_changes.seq``, see
+:func:`.ingest.clear_pending`; the numbers only grow) and the fingerprint of the reference tables,
+dbt files and versions it tested with. The next run tests only the cases changed after that number
+(``macros/tested_cases.sql``).
 
-The whole suite runs instead when that would not be safe: no passing run on record (a new, restored
-or rebuilt warehouse), a different fingerprint (a reference table or a model changed: rows of
-unchanged cases may now fail), or a list of changes with a gap (the publisher drops the changes a
-snapshot includes, so after a failing test run, the cases it failed on may no longer be listed: the
-failure is then never forgotten, the next run tests everything). ``--full-refresh`` builds test
-everything before publishing, and the ``registry_data_tests`` schedule runs the whole suite daily.
+The whole suite runs instead when that would not be safe: no test run on record (a new, restored or
+rebuilt warehouse), the last run failed (a failure is never forgotten: every later run tests every
+row until one passes), a different fingerprint (a changed reference table or model may fail rows of
+unchanged cases), or a list of changes with a gap (the publisher drops the changes a snapshot
+includes: a build whose tests never ran, killed after publishing, leaves one). Rows changed behind
+the pipeline's back are found by the daily full run (job ``registry_data_tests``) and
+``registry build --data-tests``; ``--full-refresh`` builds test everything before publishing.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from orchestration.config import Home
 from orchestration.warehouse.ingest import MEMORY_LIMIT, ensure_schema
 
 WHOLE = "all rows"
+KEEP_RUNS = 1000  # the record of older runs is dropped
 
 
 def _newest_seq(con: duckdb.DuckDBPyConnection, published: int | None) -> int:
@@ -32,21 +35,20 @@ def _newest_seq(con: duckdb.DuckDBPyConnection, published: int | None) -> int:
 
 def changed_after(home: Home, fingerprint: str, published: int | None) -> int | None:
     """The build number after which the changed cases need testing, or None: test every row.
-    ``published`` is the build number the current snapshot includes (``published_watermark``)."""
+    ``published`` is the build number the current snapshot includes (``published_watermark``).
+    The caller holds the warehouse lock until it has recorded the run (:func:`record`)."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
         have = con.execute(
             "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
-            "AND table_name IN ('case_changes', 'data_tests_passed')"
+            "AND table_name IN ('case_changes', 'data_test_runs')"
         ).fetchone()[0]
         if have < 2:
             return None
-        last = con.execute(
-            "SELECT seq, fingerprint FROM raw.data_tests_passed ORDER BY tested_at DESC, seq DESC LIMIT 1"
-        ).fetchone()
-        if last is None or last[1] != fingerprint:
+        last = con.execute("SELECT passed, seq, fingerprint FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+        if last is None or not last[0] or last[2] != fingerprint:
             return None
-        tested, newest = int(last[0]), _newest_seq(con, published)
+        tested, newest = int(last[1]), _newest_seq(con, published)
         if tested == newest:
             return tested  # nothing changed since: only the tables that are not per case
         if tested > newest:
@@ -58,13 +60,17 @@ def changed_after(home: Home, fingerprint: str, published: int | None) -> int | 
         con.close()
 
 
-def record_passed(home: Home, fingerprint: str, published: int | None, scope: str) -> int:
-    """Record a passing test run that covered every change up to now; returns that build number."""
+def record(home: Home, fingerprint: str, published: int | None, scope: str, *, passed: bool) -> int:
+    """Record a test run that covered every change up to now; returns that build number."""
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     try:
         ensure_schema(con)
         seq = _newest_seq(con, published)
-        con.execute("INSERT INTO raw.data_tests_passed VALUES (?, ?, ?, now())", [seq, fingerprint, scope])
+        con.execute("BEGIN")
+        run = con.execute("SELECT coalesce(max(run), 0) + 1 FROM raw.data_test_runs").fetchone()[0]
+        con.execute("INSERT INTO raw.data_test_runs VALUES (?, ?, ?, ?, ?, now())", [run, passed, seq, fingerprint, scope])
+        con.execute("DELETE FROM raw.data_test_runs WHERE run <= ?", [run - KEEP_RUNS])
+        con.execute("COMMIT")
         return seq
     finally:
         con.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 from orchestration.config import Home
 from orchestration.registry.landing import submit
 from orchestration.services.backup import backup, restore
-from tests.pipeline.crashkit import assert_consistent, cohort, env_for, kill_after, registry, start, wait_for
+from tests.pipeline.crashkit import assert_consistent, cohort, env_for, kill_after, registry, start
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("crash_build")]
 

@@ -21,7 +21,7 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from orchestration.config import Home
 from orchestration.synthetic.generate import generate_records
-from tests.support import run_cli, write_jsonl
+from tests.support import record, run_cli, write_jsonl
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("data_tests")]
 
@@ -130,6 +130,11 @@ def test_builds_test_the_changed_cases_and_the_full_run_every_row(tmp_path):
     audit = [json.loads(line) for line in home.audit_log.read_text().splitlines()]
     last = [a for a in audit if a["event"] == "data_tests"][-1]
     assert last["success"] is False and last["scope"] == "all rows" and "unique_dim_cases_case_id" in last["failed"], last
+    # the failure is not forgotten: the next build tests every row, and fails, until it is repaired
+    assert run_cli("submit", str(write_jsonl(tmp_path / "c.jsonl", [record(case_id="DT-NEW-1")])), home=home).returncode == 0
+    rc, summary = _build(home)
+    assert rc == 1 and "unique_dim_cases_case_id" in summary["error"], summary
+    assert _check_metadata(home, summary["run_id"])["scope"] == "all rows"
 
     con = duckdb.connect(str(home.warehouse))
     try:
@@ -138,3 +143,7 @@ def test_builds_test_the_changed_cases_and_the_full_run_every_row(tmp_path):
         con.close()
     p = run_cli("build", "--data-tests", home=home)
     assert p.returncode == 0 and "tests over all rows" in p.stdout, p.stdout
+    # ... and the builds go back to testing the cases they change
+    assert run_cli("submit", str(write_jsonl(tmp_path / "d.jsonl", [record(case_id="DT-NEW-2")])), home=home).returncode == 0
+    rc, summary = _build(home)
+    assert rc == 0 and _check_metadata(home, summary["run_id"])["scope"].startswith("cases changed after build"), summary

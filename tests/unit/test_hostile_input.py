@@ -9,7 +9,7 @@ import json
 import pytest
 
 from orchestration.contract.validate import parse_submission, record_errors, validate_record
-from orchestration.registry import landing, judging
+from orchestration.registry import judging
 from orchestration.registry.landing import submit
 from orchestration.registry.quarantine import quarantine_entries
 from tests.support import MINIMAL, record, run_cli

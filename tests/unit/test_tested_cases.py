@@ -47,26 +47,40 @@ def test_the_first_run_on_a_warehouse_tests_every_row(home):
 
 def test_a_passing_run_lets_the_next_one_test_only_later_changes(home):
     _changes(home, 1)
-    assert tested.record_passed(home, FP, 1, tested.WHOLE) == 1
+    assert tested.record(home, FP, 1, tested.WHOLE, passed=True) == 1
     _changes(home, 2)
     assert tested.changed_after(home, FP, published=2) == 1
     assert tested.changed_after(home, FP, published=1) == 1  # the snapshot may lag the list
     # nothing changed since the last passing run: no case to test
-    assert tested.record_passed(home, FP, 2, "cases changed after build 1") == 2
+    assert tested.record(home, FP, 2, "cases changed after build 1", passed=True) == 2
     assert tested.changed_after(home, FP, published=2) == 2
 
 
 def test_other_reference_tables_or_models_test_every_row(home):
     _changes(home, 1)
-    tested.record_passed(home, FP, 1, tested.WHOLE)
+    tested.record(home, FP, 1, tested.WHOLE, passed=True)
     _changes(home, 2)
     assert tested.changed_after(home, "other-seeds-models", published=2) is None
 
 
-def test_after_a_failing_run_whose_changes_were_dropped_every_row_is_tested(home):
+def test_after_a_failing_run_every_row_is_tested_until_one_passes(home):
     _changes(home, 1)
-    tested.record_passed(home, FP, 1, tested.WHOLE)
-    # build 2 failed its tests (nothing recorded); build 3 dropped the published changes of build 2
+    tested.record(home, FP, 1, tested.WHOLE, passed=True)
+    _changes(home, 2)
+    tested.record(home, FP, 2, "cases changed after build 1", passed=False)
+    _changes(home, 3)
+    assert tested.changed_after(home, FP, published=2) is None
+    tested.record(home, FP, 3, tested.WHOLE, passed=False)  # the full run fails too
+    assert tested.changed_after(home, FP, published=3) is None
+    tested.record(home, FP, 3, tested.WHOLE, passed=True)
+    _changes(home, 4)
+    assert tested.changed_after(home, FP, published=3) == 3
+
+
+def test_a_run_that_never_recorded_leaves_a_gap_and_every_row_is_tested(home):
+    _changes(home, 1)
+    tested.record(home, FP, 1, tested.WHOLE, passed=True)
+    # build 2 was killed after publishing, before its tests; build 3 dropped the published changes of build 2
     _changes(home, 3)
     assert tested.changed_after(home, FP, published=2) is None
     # ... also when build 3 changed nothing, so that the list is empty
@@ -75,7 +89,7 @@ def test_after_a_failing_run_whose_changes_were_dropped_every_row_is_tested(home
 
 
 def test_a_warehouse_older_than_the_tested_one_tests_every_row(home):
-    tested.record_passed(home, FP, 5, tested.WHOLE)
+    tested.record(home, FP, 5, tested.WHOLE, passed=True)
     _sql(home, "DELETE FROM raw.case_changes")
     assert tested.changed_after(home, FP, published=3) is None
 
@@ -93,9 +107,50 @@ def test_per_case_models_are_the_models_rebuilt_per_case_and_the_views_over_them
         sql = path.read_text()
         if "delete_pending_cases()" in sql:
             per_case.add(path.stem)
-        elif "materialized='view'" in sql:
+        elif re.search(r"materialized\s*=\s*['\"]view['\"]", sql):
             views[path.stem] = set(re.findall(r"ref\('(\w+)'\)", sql))
     assert per_case, "no per-case model found"
     # a view reading only per-case tables (fct_lab_results) has per-case rows too; staging views do not
     per_case |= {v for v, refs in views.items() if refs and refs <= per_case}
     assert listed == per_case
+
+
+def test_the_record_keeps_the_newest_runs(home, monkeypatch):
+    monkeypatch.setattr(tested, "KEEP_RUNS", 3)
+    for _ in range(5):
+        tested.record(home, FP, 0, tested.WHOLE, passed=True)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT list(run ORDER BY run) FROM raw.data_test_runs").fetchone()[0] == [3, 4, 5]
+    finally:
+        con.close()
+
+
+def test_change_numbers_never_go_back_after_a_build_that_changed_nothing(home, monkeypatch):
+    """The publisher's number for a snapshot (``changes_seq``) stays at the previous one when the
+    list of changes is empty, so that clear_pending numbers the next changes after it."""
+    import orchestration.warehouse.ingest as ingest_mod
+    from orchestration.warehouse.publish import _changed_cases
+
+    con = duckdb.connect(str(home.warehouse))
+    try:
+        assert _changed_cases(con, 7) == (7, 0)  # an empty list: still 7, not 0
+        assert _changed_cases(con, None) == (0, 0)
+    finally:
+        con.close()
+    _sql(home, "INSERT INTO raw.pending_cases VALUES ('C-new')")
+    monkeypatch.setattr(ingest_mod, "published_watermark", lambda h: 7)  # the snapshot includes build 7
+    assert ingest_mod.clear_pending(home) == 1
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT seq FROM raw.case_changes WHERE case_id = 'C-new'").fetchone()[0] == 8
+    finally:
+        con.close()
+
+
+def test_the_daily_full_run_is_scheduled():
+    from orchestration.definitions import DATA_TESTS_CRON, build_defs
+
+    schedule = build_defs().resolve_schedule_def("registry_data_tests_schedule")
+    assert schedule.job_name == "registry_data_tests" and schedule.cron_schedule == DATA_TESTS_CRON
+    assert schedule.execution_timezone == "UTC"

@@ -239,20 +239,24 @@ class _DbtStream:
               if r else {"status": "unchanged (not run)"})
         return MaterializeResult(asset_key=key, metadata=md)
 
-    def remaining(self, selected, deps):
+    def remaining(self, upstream: dict[AssetKey, set[AssetKey]]):
         """Every selected model not recorded yet, in dependency order (after a successful dbt)."""
-        order = graphlib.TopologicalSorter({k: {d for d in deps.get(k, ()) if d in selected} for k in selected})
-        for key in order.static_order():
+        for key in graphlib.TopologicalSorter(upstream).static_order():
             if key not in self.recorded:
                 yield self._result(key)
 
 
-def _stream_materializations(stream: _DbtStream, selected, deps):
+def _upstream(selected, deps) -> dict[AssetKey, set[AssetKey]]:
+    """Each selected model and the selected models it depends on."""
+    return {k: {d for d in deps.get(k, ()) if d in selected} for k in selected}
+
+
+def _stream_materializations(stream: _DbtStream, upstream: dict[AssetKey, set[AssetKey]]):
     """Yield a model's materialization once dbt finished it successfully (or it is not run this
-    build) and every selected model it depends on has been yielded: Dagster wants a multi-asset's
-    outputs in dependency order. Models dbt fails or skips are never yielded; after a successful
-    dbt, :meth:`_DbtStream.remaining` yields whatever is left."""
-    upstream = {k: {d for d in deps.get(k, ()) if d in selected} for k in selected}
+    build) and every selected model it depends on (``upstream``, see :func:`_upstream`) has been
+    yielded: Dagster wants a multi-asset's outputs in dependency order. Models dbt fails or skips are
+    never yielded; after a successful dbt, :meth:`_DbtStream.remaining` yields whatever is left."""
+    upstream = {k: set(v) for k, v in upstream.items()}  # consumed below
 
     def ready() -> list[AssetKey]:
         out: list[AssetKey] = []
@@ -307,8 +311,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
         (check ``dbt_data_tests``); on ``--full-refresh`` they and dbt's unit tests run here."""
         home = registry.home()
         t0 = time.perf_counter()
-        selected = context.selected_asset_keys
-        deps = context.assets_def.asset_deps
+        upstream = _upstream(context.selected_asset_keys, context.assets_def.asset_deps)
         emitted = 0
         with warehouse_lock(home):
             for line in kill_stale_children(home):  # a dbt subprocess of an older version of the registry
@@ -322,7 +325,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             # overlap dbt instead of following it (see _stream_materializations).
             stream = _DbtStream(home, args, skipped=skipped)
             try:
-                for result in _stream_materializations(stream, selected, deps):
+                for result in _stream_materializations(stream, upstream):
                     emitted += 1
                     yield result
             except BaseException:
@@ -338,7 +341,7 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             cleared = clear_pending(home)  # reached only when dbt build succeeded
             if config.full_refresh:  # every data test passed, over every row (still under the lock)
                 tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=True)
-        for result in stream.remaining(selected, deps):
+        for result in stream.remaining(upstream):
             yield result
         context.log.info(
             f"dbt {' '.join(args)} finished in {time.perf_counter() - t0:.2f}s "

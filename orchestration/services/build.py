@@ -84,9 +84,19 @@ class BuildSummary:
         return self.__dict__.copy()
 
 
-def submission_totals(home: Home) -> dict[str, int]:
+_TOTALS = ("submitted", "accepted", "duplicate", "quarantined")
+
+
+def submission_totals(home: Home, events=()) -> dict[str, int]:
+    """The submissions so far, by status: as the run's check ``nothing_submitted_is_lost`` counted
+    them (reading the audit log of a million-case registry costs ~0.25 s), else counted here."""
+    for ev in events:
+        if ev.event_type_value == "ASSET_CHECK_EVALUATION" and ev.event_specific_data.check_name == "nothing_submitted_is_lost":
+            md = {k: getattr(v, "value", v) for k, v in (ev.event_specific_data.metadata or {}).items()}
+            if all(isinstance(md.get(k), int) for k in _TOTALS):
+                return {k: md[k] for k in _TOTALS}
     c = audit.submission_counts(home)
-    return {k: c[k] for k in ("submitted", "accepted", "duplicate", "quarantined")}
+    return {k: c[k] for k in _TOTALS}
 
 
 @contextlib.contextmanager
@@ -178,7 +188,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
         ingested_records=ingested,
         cases=cases,
         version=version,
-        submissions=submission_totals(home),
+        submissions=submission_totals(home, result.all_events),
         error=error,
         watermark=watermark,
     )

@@ -41,6 +41,8 @@ def built(tmp_path_factory) -> Home:
     p = run_cli("build", home=home)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "build succeeded" in p.stdout and "202 record versions" in p.stdout
+    # the totals come from the run's check nothing_submitted_is_lost, and are the audit log's
+    assert "submissions so far: 204 records: 202 accepted, 1 duplicates, 1 quarantined" in p.stdout, p.stdout
     return home
 
 

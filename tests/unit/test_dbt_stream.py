@@ -37,7 +37,7 @@ def _run(monkeypatch, events, success=True, gate=None, waited=None):
     monkeypatch.setattr(assets, "dbt_invoke", fake_invoke)
     stream = assets._DbtStream(None, ["build"], skipped={"seed_a", "view_b"})
     got = []
-    for res in assets._stream_materializations(stream, set(K.values()), DEPS):
+    for res in assets._stream_materializations(stream, assets._upstream(set(K.values()), DEPS)):
         got.append(res.asset_key.path[-1])
         if gate is not None and res.asset_key == K["model_c"]:
             gate.set()
@@ -53,7 +53,7 @@ def test_recorded_in_dependency_order_while_dbt_runs(monkeypatch):
     assert got.index("model_c") < got.index("model_d")
     assert sorted(got) == sorted(n for n in K)
     assert stream.outcome().success
-    assert list(stream.remaining(set(K.values()), DEPS)) == []
+    assert list(stream.remaining(assets._upstream(set(K.values()), DEPS))) == []
 
 
 def test_a_failed_model_and_what_depends_on_it_are_never_recorded(monkeypatch):
@@ -69,7 +69,7 @@ def test_an_exception_in_dbt_reaches_the_step(monkeypatch):
 
     monkeypatch.setattr(assets, "dbt_invoke", broken)
     stream = assets._DbtStream(None, ["build"], skipped=set())
-    assert list(assets._stream_materializations(stream, {K["model_e"]}, {K["model_e"]: set()})) == []
+    assert list(assets._stream_materializations(stream, {K["model_e"]: set()})) == []
     with pytest.raises(RuntimeError, match="adapter gone"):
         stream.outcome()
 
@@ -90,7 +90,7 @@ def test_an_interrupted_build_starts_no_further_node(monkeypatch):
 
     monkeypatch.setattr(assets, "dbt_invoke", fake_invoke)
     stream = assets._DbtStream(None, ["build"], skipped=set())
-    it = assets._stream_materializations(stream, {K["model_e"]}, {K["model_e"]: set()})
+    it = assets._stream_materializations(stream, {K["model_e"]: set()})
     threading.Timer(0.2, gate.set).start()  # model_c is running when the interrupt comes
     stream.cancel()
     assert started == ["model_c"]

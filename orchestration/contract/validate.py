@@ -398,8 +398,8 @@ class ParsedRecord:
     # hundreds of digits, nesting too deep), each at its path; reported with the validator's errors
     problems: list[Error] = field(default_factory=list)
     source: bytes | str | None = None  # the record's original text, byte for byte
-    # ``orjson.dumps(obj)`` as read (the duplicate-key check writes it anyway), while ``obj`` is
-    # unchanged: :func:`record_errors` drops it when the validator normalises ``obj`` in place
+    # ``obj`` as read, written with sorted keys (the duplicate-key check writes it anyway), while
+    # ``obj`` is unchanged: :func:`record_errors` drops it when the validator normalises ``obj`` in place
     dumped: bytes | None = None
     spans: "_ArraySpans | None" = None  # where to find it in a JSON array file, when not kept in source
 
@@ -515,8 +515,10 @@ def may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = No
 
 
 def _dumps(obj: Any) -> bytes | None:
+    """``obj`` as orjson writes it with sorted keys: a record's canonical form, which its landing
+    line holds and its content hash hashes (``orchestration/registry/judging.py``)."""
     try:
-        return orjson.dumps(obj)
+        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         return None
 

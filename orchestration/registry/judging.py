@@ -9,10 +9,11 @@ quarantine entry and payload, its content hash and its landed bytes cannot depen
 judged. A record the compiled check passes (:mod:`orchestration.contract.fastcheck`) is valid
 without the validator. A worker reads a line the compiled check passes without building a
 ParsedRecord (:func:`_certainly_valid_line`, the same verdict). The landed JSON of a record is
-``orjson.dumps`` of the record as validated: the bytes the duplicate-key check wrote while reading
-it, unless the validator normalised the record (``40.0`` read as ``40``), which is then written
-again; it is spliced into the landing line (:func:`landing_line`) instead of serialising the record
-a second time.
+its canonical form, ``orjson.dumps`` of the record as validated with sorted keys: the bytes the
+duplicate-key check wrote while reading it, unless the validator normalised the record (``40.0``
+read as ``40``), which is then written again; it is spliced into the landing line
+(:func:`landing_line`) instead of serialising the record a second time, and when the record states
+its revision, its content hash is the hash of these very bytes.
 
 This module imports no DuckDB and no pyarrow: a worker process starts with the validator only.
 """
@@ -97,6 +98,20 @@ def content_hash(obj: dict[str, Any]) -> tuple[bytes, str]:
     return canon, hashlib.blake2b(canon, digest_size=16).hexdigest()
 
 
+def landed_body(obj: dict[str, Any]) -> bytes:
+    """The bytes of a valid record in its landing line: the record as validated, keys sorted."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _hash_of(obj: dict[str, Any], body: bytes) -> str:
+    """:func:`content_hash` of ``obj``, whose :func:`landed_body` is ``body``: the same bytes when
+    the record states its revision (one serialisation a record less: ~6 µs, a tenth of a worker's
+    time per record)."""
+    if "revision" in obj:
+        return hashlib.blake2b(body, digest_size=16).hexdigest()
+    return content_hash(obj)[1]
+
+
 def payload(p: ParsedRecord, data: Any) -> dict[str, Any]:
     """What was submitted, kept verbatim so that nothing is lost: the record's original text (the
     JSON Lines line or array element: a NaN stays NaN, 1e309 stays 1e309); for a converted record the
@@ -167,8 +182,8 @@ def judge(p: ParsedRecord, data: Any = None, *, year: int | None = None, channel
             errors = data.merge(errors)
         if not errors:
             # hash what the validator validated (it may have normalised the record in place)
-            h = content_hash(obj)[1]
-            body = p.dumped if p.dumped is not None else orjson.dumps(obj)
+            body = p.dumped if p.dumped is not None else landed_body(obj)
+            h = _hash_of(obj, body)
     except Exception:  # noqa: BLE001 - one record fails, never its file
         errors = [Error("$", INTERNAL_ERROR)]
     rev = obj.get("revision", 1) if isinstance(obj, dict) else None
@@ -218,14 +233,14 @@ def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: s
         obj = orjson.loads(line)
         if type(obj) is not dict:
             return None
-        body = orjson.dumps(obj)
+        body = landed_body(obj)
         if may_have_duplicate_keys(line, obj, body):
             return None
         if not certainly_valid(obj, year):
             return REFUSED_BY_CHECK
     except Exception:  # noqa: BLE001 - not JSON, not writable, or anything unexpected: judge decides
         return None
-    return _valid(source_file, n, obj["case_id"], obj["site_id"], obj.get("revision", 1), content_hash(obj)[1], file, channel, body, user)
+    return _valid(source_file, n, obj["case_id"], obj["site_id"], obj.get("revision", 1), _hash_of(obj, body), file, channel, body, user)
 
 
 def landing_line(case_id: str | None, revision: int, content_hash: str, file: bytes, record: bytes, channel: bytes, body: bytes) -> bytes:

@@ -153,3 +153,42 @@ def test_receipt_text_and_receipt_lines_follow_the_receipt_format():
     for r in receipts:
         assert receipt_lines(r) == _receipt_lines_reference(r)
     assert receipt_text([]) == ""
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_landed_record_is_its_canonical_form(tmp_path, monkeypatch, workers):
+    """Whatever the order of the submitted keys, and on either path: the landing line holds the
+    record with sorted keys, and its content hash is the hash of those bytes (revision stated) or of
+    the record with revision 1 filled in (revision left out)."""
+    import hashlib
+    import json
+
+    from orchestration.config import Home
+    from orchestration.registry import landing
+    from orchestration.synthetic.generate import generate_records
+
+    home = Home(tmp_path / "home").ensure()
+    monkeypatch.setattr(landing, "WORKERS", workers)
+    monkeypatch.setattr(landing, "PARALLEL_MIN_BYTES", 1)
+    recs = list(generate_records(40, seed=5))
+    for r in recs[::2]:
+        r.pop("revision", None)
+    # keys in reverse order, nested ones too
+    def reverse(v):
+        if isinstance(v, dict):
+            return {k: reverse(v[k]) for k in reversed(list(v))}
+        if isinstance(v, list):
+            return [reverse(x) for x in v]
+        return v
+    data = b"".join(json.dumps(reverse(r)).encode() + b"\n" for r in recs)
+    receipts = landing.submit(home, [("c.jsonl", data)])
+    assert [r.status for r in receipts] == ["accepted"] * 40
+    lines = [ln for f in sorted(home.landing_batches.glob("*.jsonl")) for ln in f.read_bytes().splitlines()]
+    assert len(lines) == 40
+    for ln, rec in zip(lines, recs):
+        body = ln[ln.index(b',"record":') + len(b',"record":'):-1]
+        assert body == orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+        stated = "revision" in rec
+        expect = judging.content_hash(rec)
+        assert orjson.loads(ln)["content_hash"] == expect[1]
+        assert (hashlib.blake2b(body, digest_size=16).hexdigest() == expect[1]) is stated

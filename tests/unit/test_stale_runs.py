@@ -16,8 +16,8 @@ from orchestration.defs.sensors import fail_stale_runs, landing_watermark
 from orchestration.registry import journal
 
 
-def _run(instance, tags):
-    run = DagsterRun(job_name="registry_build", run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED, tags=tags)
+def _run(instance, tags, job="registry_build"):
+    run = DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=DagsterRunStatus.STARTED, tags=tags)
     instance.add_run(run)
     return run.run_id
 
@@ -33,6 +33,18 @@ def test_runs_of_dead_processes_are_marked_failed_live_ones_kept():
         assert instance.get_run_by_id(gone).status == DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(live).status == DagsterRunStatus.STARTED
         assert instance.get_run_by_id(untagged).status == DagsterRunStatus.STARTED
+
+
+def test_a_killed_run_of_the_daily_data_tests_is_marked_failed_too():
+    """The daemon runs one run at a time: a killed data-tests run left STARTED would hold back
+    every build the landing sensor asks for."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with DagsterInstance.ephemeral() as instance:
+        gone = _run(instance, {PID_TAG: str(dead.pid), PID_START_TAG: ""}, job="registry_data_tests")
+        other = _run(instance, {PID_TAG: str(dead.pid), PID_START_TAG: ""}, job="someone_elses_job")
+        assert fail_stale_runs(instance) == [gone]
+        assert instance.get_run_by_id(other).status == DagsterRunStatus.STARTED
 
 
 def test_a_reused_pid_is_not_the_same_process():

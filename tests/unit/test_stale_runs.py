@@ -44,6 +44,7 @@ def test_a_killed_run_of_the_daily_data_tests_is_marked_failed_too():
         gone = _run(instance, {PID_TAG: str(dead.pid), PID_START_TAG: ""}, job="registry_data_tests")
         other = _run(instance, {PID_TAG: str(dead.pid), PID_START_TAG: ""}, job="someone_elses_job")
         assert fail_stale_runs(instance) == [gone]
+        assert instance.get_run_by_id(gone).status == DagsterRunStatus.FAILURE
         assert instance.get_run_by_id(other).status == DagsterRunStatus.STARTED
 
 

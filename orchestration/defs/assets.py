@@ -39,10 +39,10 @@ from orchestration.defs.dbt_inprocess import node_kind, tests_fingerprint
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
+from orchestration.warehouse import tested
 from orchestration.warehouse.holders import kill_stale_children
 from orchestration.warehouse.ingest import MEMORY_LIMIT, clear_pending, ingest
 from orchestration.warehouse.locks import warehouse_lock
-from orchestration.warehouse import tested
 from orchestration.warehouse.publish import publish, published_watermark
 
 PID_TAG = "registry/pid"
@@ -256,7 +256,7 @@ def _stream_materializations(stream: _DbtStream, upstream: dict[AssetKey, set[As
     build) and every selected model it depends on (``upstream``, see :func:`_upstream`) has been
     yielded: Dagster wants a multi-asset's outputs in dependency order. Models dbt fails or skips are
     never yielded; after a successful dbt, :meth:`_DbtStream.remaining` yields whatever is left."""
-    upstream = {k: set(v) for k, v in upstream.items()}  # consumed below
+    upstream = dict(upstream)  # consumed below (its sets are only read)
 
     def ready() -> list[AssetKey]:
         out: list[AssetKey] = []
@@ -279,6 +279,11 @@ def _stream_materializations(stream: _DbtStream, upstream: dict[AssetKey, set[As
         stream.finished[name] = {"status": status, "seconds": seconds}
         for key in ready():
             yield stream._result(key)
+
+
+def _record_full_refresh_tests(home, *, passed: bool) -> None:
+    """``dbt build --full-refresh`` ran every data test over every row (see warehouse/tested.py)."""
+    tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=passed)
 
 
 def _warehouse_relations(home) -> set[str]:
@@ -334,13 +339,13 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
             outcome = stream.outcome()
             if not outcome.success:
                 if config.full_refresh:  # it ran every data test: the next test run tests every row
-                    tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=False)
+                    _record_full_refresh_tests(home, passed=False)
                 raise Failure(description=f"dbt build failed:\n    {outcome.error}", metadata={"command": " ".join(args)})
             for kind in redo:
                 dbt_mark_loaded(home, kind)
             cleared = clear_pending(home)  # reached only when dbt build succeeded
             if config.full_refresh:  # every data test passed, over every row (still under the lock)
-                tested.record(home, tests_fingerprint(), published_watermark(home), tested.WHOLE, passed=True)
+                _record_full_refresh_tests(home, passed=True)
         for result in stream.remaining(upstream):
             yield result
         context.log.info(

@@ -115,40 +115,38 @@ def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) 
         # run and recorded by the dbt step (registry_dbt_models), under its lock
         return AssetCheckResult(passed=True, severity=AssetCheckSeverity.ERROR,
                                 metadata={"tests": "run by dbt build --full-refresh, before publishing"})
+    t = run_dbt_data_tests(home, changed_only=True)
+    return AssetCheckResult(passed=t.pop("passed"), severity=AssetCheckSeverity.ERROR, metadata=t)
+
+
+def run_dbt_data_tests(home, *, changed_only: bool) -> dict:
+    """dbt's data tests over the warehouse: the rows of the cases changed since the last passing run
+    when that is safe (``orchestration/warehouse/tested.py``), else every row. The run is recorded,
+    passed or not (an error while testing counts as a failure). Returns ``passed``, and ``tests``,
+    ``scope``, ``failed``, ``seconds`` (the check's metadata)."""
     with warehouse_lock(home):  # held throughout: what is recorded as tested is what was tested
-        return run_dbt_data_tests(home, changed_only=True)
-
-
-def run_dbt_data_tests(home, *, changed_only: bool) -> AssetCheckResult:
-    """dbt's data tests over the warehouse (the caller holds the warehouse lock): the rows of the
-    cases changed since the last passing run when that is safe (``orchestration/warehouse/tested.py``),
-    else every row. The run is recorded, passed or not (an error while testing counts as a failure)."""
-    fingerprint = tests_fingerprint()
-    published = published_watermark(home)
-    since = tested.changed_after(home, fingerprint, published) if changed_only else None
-    scope = tested.WHOLE if since is None else f"cases changed after build {since}"
-    # --no-write-json: run_results.json stays the build's (the benchmark and operators read it)
-    args = ["test", "--exclude-resource-type", "unit_test", "--no-write-json"]
-    if since is not None:
-        args += ["--vars", json.dumps({"tests_changed_after": since})]
-    try:
-        outcome = dbt_invoke(home, args)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the error that stopped the tests is the one to report
-            tested.record(home, fingerprint, published, scope, passed=False)
-        raise
-    tested.record(home, fingerprint, published, scope, passed=outcome.success)
-    failed = outcome.failures()
-    return AssetCheckResult(
-        passed=outcome.success,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "tests": len(outcome.results),
-            "scope": scope,
-            "failed": ", ".join(r["name"] for r in failed[:20]) or (outcome.error or "none"),
-            "seconds": round(outcome.seconds, 3),
-        },
-    )
+        fingerprint = tests_fingerprint()
+        published = published_watermark(home)
+        since = tested.changed_after(home, fingerprint, published) if changed_only else None
+        scope = tested.WHOLE if since is None else f"cases changed after build {since}"
+        # --no-write-json: run_results.json stays the build's (the benchmark and operators read it)
+        args = ["test", "--exclude-resource-type", "unit_test", "--no-write-json"]
+        if since is not None:
+            args += ["--vars", json.dumps({"tests_changed_after": since})]
+        try:
+            outcome = dbt_invoke(home, args)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the error that stopped the tests is the one to report
+                tested.record(home, fingerprint, published, scope, passed=False)
+            raise
+        tested.record(home, fingerprint, published, scope, passed=outcome.success)
+    return {
+        "passed": outcome.success,
+        "tests": len(outcome.results),
+        "scope": scope,
+        "failed": ", ".join(r["name"] for r in outcome.failures()[:20]) or (outcome.error or "none"),
+        "seconds": round(outcome.seconds, 3),
+    }
 
 
 @op(description="Every dbt data test over every row of the warehouse (the builds test the changed cases only).")
@@ -159,15 +157,13 @@ def full_data_tests(context: OpExecutionContext, registry: RegistryHome) -> dict
         context.log.info("nothing built yet: no warehouse to test")
         return {"tests": 0, "scope": "nothing built yet"}
     try:
-        with warehouse_lock(home):
-            result = run_dbt_data_tests(home, changed_only=False)
+        t = run_dbt_data_tests(home, changed_only=False)
     except Exception as exc:
         audit.event(home, "data_tests", run_id=context.run_id, success=False, scope=tested.WHOLE, tests=0,
                     failed=(str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise
-    meta = {k: getattr(v, "value", v) for k, v in result.metadata.items()}
-    audit.event(home, "data_tests", run_id=context.run_id, success=result.passed, scope=meta["scope"],
-                tests=meta["tests"], failed=None if result.passed else meta["failed"])
-    if not result.passed:
-        raise Failure(description=f"data tests failed: {meta['failed']}", metadata=result.metadata)
-    return {"tests": meta["tests"], "scope": meta["scope"]}
+    audit.event(home, "data_tests", run_id=context.run_id, success=t["passed"], scope=t["scope"],
+                tests=t["tests"], failed=None if t["passed"] else t["failed"])
+    if not t["passed"]:
+        raise Failure(description=f"data tests failed: {t['failed']}", metadata={k: v for k, v in t.items() if k != "passed"})
+    return {"tests": t["tests"], "scope": t["scope"]}

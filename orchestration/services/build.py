@@ -166,14 +166,8 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
         durations = _step_durations(instance, result.run_id)
         if "registry_dbt_models" in durations:
             steps["dbt"] = durations["registry_dbt_models"]
-        error = None
         success = result.success
-        if not result.success:
-            for ev in result.all_events:
-                if ev.event_type_value == "STEP_FAILURE":
-                    err = ev.event_specific_data.error
-                    error = f"{ev.step_key}: {_failure_summary(err.message if err else 'failed')}"
-                    break
+        error = _first_failure(result.all_events, with_step=True) if not result.success else None
         failed_checks = _failed_checks(result.all_events)
         if failed_checks:  # a broken promise (e.g. nothing_submitted_is_lost) fails the build
             success = False
@@ -195,6 +189,16 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     audit.event(home, "build", run_id=result.run_id, success=success, seconds=round(summary.seconds, 3), error=error,
                 **({"trigger": trigger} if trigger != "cli" else {}))
     return summary
+
+
+def _first_failure(events, *, with_step: bool = False) -> str | None:
+    """What the run's first failed step says (named, ``with_step``), or None."""
+    for ev in events:
+        if ev.event_type_value == "STEP_FAILURE":
+            err = ev.event_specific_data.error
+            text = _failure_summary(err.message if err else "failed")
+            return f"{ev.step_key}: {text}" if with_step else text
+    return None
 
 
 def _failed_checks(events) -> list[str]:
@@ -266,9 +270,5 @@ def run_data_tests(home: Home, *, instance: DagsterInstance | None = None) -> Da
         outcome = result.output_for_node("full_data_tests")
         summary.tests, summary.scope = outcome["tests"], outcome["scope"]
     else:
-        for ev in result.all_events:
-            if ev.event_type_value == "STEP_FAILURE":
-                err = ev.event_specific_data.error
-                summary.error = _failure_summary(err.message if err else "failed")
-                break
+        summary.error = _first_failure(result.all_events)
     return summary

@@ -32,6 +32,7 @@ from orchestration.registry import journal
 from orchestration.registry.landing import content_hash
 from orchestration.registry.withdrawals import withdrawn_case_ids
 from orchestration.warehouse.locks import warehouse_lock
+from orchestration.warehouse.publish import raw_tables_exist
 
 MAX_PER_KIND = 20  # problems of one kind listed before "... and N more"
 
@@ -254,14 +255,11 @@ def _check_warehouse(home: Home, pr: _Problems, rep: VerifyReport, landed, quara
             pr.add("warehouse", f"warehouse: cannot be opened ({_first_line(exc)})")
             return
         try:
-            has_raw = con.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name IN ('case_records', 'ingested_batches')"
-            ).fetchone()[0]
-            if has_raw < 2:
+            if not raw_tables_exist(con, "case_records", "ingested_batches"):
                 return
             rows = con.execute("SELECT case_id, revision, content_hash FROM raw.case_records").fetchall()
             ingested = [r[0] for r in con.execute("SELECT batch_id FROM raw.ingested_batches").fetchall()]
-            raw_q = {r[0] for r in con.execute("SELECT quarantine_id FROM raw.quarantine").fetchall()} if _has(con, "quarantine") else set()
+            raw_q = {r[0] for r in con.execute("SELECT quarantine_id FROM raw.quarantine").fetchall()} if raw_tables_exist(con, "quarantine") else set()
         finally:
             con.close()
     in_raw = collections.Counter((c, r) for c, r, _ in rows)
@@ -287,9 +285,6 @@ def _check_warehouse(home: Home, pr: _Problems, rep: VerifyReport, landed, quara
     for q in sorted(raw_q - quarantine_ids):
         pr.add("wh-extra", f"warehouse: quarantine entry {q} is in raw.quarantine but not in the quarantine")
 
-
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'raw' AND table_name = ?", [table]).fetchone()[0])
 
 
 def _first_line(exc: BaseException) -> str:

@@ -257,15 +257,22 @@ def clean_stale_staging(home: Home) -> int:
     return removed
 
 
+def raw_tables_exist(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
+    """Whether the warehouse ``con`` is connected to has every one of these tables in ``raw`` (an
+    older or a new warehouse may lack some)."""
+    n = con.execute(
+        "SELECT count(DISTINCT table_name) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'raw' AND table_name IN (SELECT unnest(?::VARCHAR[]))",
+        [list(names)],
+    ).fetchone()[0]
+    return n == len(set(names))
+
+
 def _changed_cases(con: duckdb.DuckDBPyConnection, since: int | None) -> tuple[int | None, int]:
     """Load the cases changed after sequence number ``since`` into the temporary table
     ``_changed``; returns (the newest sequence number, how many cases), or (None, 0) when the
     warehouse keeps no such list."""
-    exists = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
-        "AND table_name = 'case_changes'"
-    ).fetchone()[0]
-    if not exists:
+    if not raw_tables_exist(con, "case_changes"):
         return None, 0
     seq = con.execute("SELECT max(seq) FROM raw.case_changes").fetchone()[0]
     con.execute(

@@ -23,6 +23,7 @@ import duckdb
 
 from orchestration.config import Home
 from orchestration.warehouse.ingest import MEMORY_LIMIT, ensure_schema
+from orchestration.warehouse.publish import raw_tables_exist
 
 WHOLE = "all rows"
 KEEP_RUNS = 1000  # the record of older runs is dropped
@@ -39,11 +40,7 @@ def changed_after(home: Home, fingerprint: str, published: int | None) -> int | 
     The caller holds the warehouse lock until it has recorded the run (:func:`record`)."""
     con = duckdb.connect(str(home.warehouse), read_only=True)
     try:
-        have = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
-            "AND table_name IN ('case_changes', 'data_test_runs')"
-        ).fetchone()[0]
-        if have < 2:
+        if not raw_tables_exist(con, "case_changes", "data_test_runs"):
             return None
         last = con.execute("SELECT passed, seq, fingerprint FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
         if last is None or not last[0] or last[2] != fingerprint:

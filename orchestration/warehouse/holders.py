@@ -84,6 +84,15 @@ def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
         tmp_dir=home.tmp)
 
 
+def builder_ready(home: Home, pid: int) -> bool:
+    """Whether the watcher of process ``pid`` has said it is ready (see :func:`beat`)."""
+    try:
+        hb = json.loads(heartbeat_file(home).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(hb, dict) and hb.get("pid") == pid and bool(hb.get("ready"))
+
+
 def watcher_active(home: Home) -> bool:
     """Whether a live warm builder watches this home (then the landing sensor stands aside). A
     watcher in the middle of a long build does not beat; its process being alive is what counts then."""

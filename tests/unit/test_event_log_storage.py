@@ -11,7 +11,7 @@ from dagster._core.events import DagsterEvent, DagsterEventType, StepMaterializa
 from dagster._core.events.log import EventLogEntry
 
 from orchestration.defs.storage import RegistryEventLogStorage, RegistryRunStorage
-from orchestration.services.build import prepare_dagster_home
+from orchestration.services.dagster_home import prepare_dagster_home
 
 
 def _event(i: int) -> EventLogEntry:

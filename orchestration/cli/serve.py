@@ -208,7 +208,8 @@ class _Terminate(Exception):
 def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child | None:
     """Start the servers stage by stage: the warm builder (stage 0), then Dagster's webserver and
     daemon (1), then the dashboards (2), each stage once the previous one is ready (the builder's
-    heartbeat says ready; a server answers its health URL) or after :data:`READY_TIMEOUT_S`.
+    heartbeat says ready, and it is not building what landed before; a server answers its health
+    URL) or after :data:`READY_TIMEOUT_S`.
 
     Why (measured on a 100k home, 2 cores): started together, four processes importing Dagster, dbt
     and Streamlit made the builder ready ~9 s after the start, and a case submitted as soon as the

@@ -85,12 +85,12 @@ def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
 
 
 def builder_ready(home: Home, pid: int) -> bool:
-    """Whether the watcher of process ``pid`` has said it is ready (see :func:`beat`)."""
+    """Whether the watcher of process ``pid`` is ready (see :func:`beat`) and not building."""
     try:
         hb = json.loads(heartbeat_file(home).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(hb, dict) and hb.get("pid") == pid and bool(hb.get("ready"))
+    return isinstance(hb, dict) and hb.get("pid") == pid and bool(hb.get("ready")) and not hb.get("building")
 
 
 def watcher_active(home: Home) -> bool:

@@ -33,6 +33,21 @@ os.replace(hb + ".tmp", hb)
 time.sleep(60)
 """
 
+BUILDING = BUILDER.replace("""open(log, "a").write(f"ready {time.time()}\\n")
+with open(hb + ".tmp", "w") as f:
+    json.dump({"pid": os.getpid(), "ready": True, "at": time.time(), "building": False}, f)
+os.replace(hb + ".tmp", hb)
+""", """def beat(building):
+    with open(hb + ".tmp", "w") as f:
+        json.dump({"pid": os.getpid(), "ready": True, "at": time.time(), "building": building}, f)
+    os.replace(hb + ".tmp", hb)
+beat(True)
+time.sleep(1.0)
+open(log, "a").write(f"idle {time.time()}\\n")
+beat(False)
+""")
+assert BUILDING != BUILDER
+
 WEB = """
 import http.server, sys, time
 log, port, delay = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
@@ -110,6 +125,24 @@ def test_the_builder_is_warm_before_dagster_starts_and_dagster_before_the_dashbo
         assert ui["ready"] <= dash["start"]
         assert json.loads(heartbeat_file(stage_home).read_text())["pid"] == c["builder"].proc.pid
         assert c["Dagster UI"].ready  # seen answering: the supervisor's loop need not ask again
+    finally:
+        _kill(procs)
+
+
+def test_dagster_waits_for_the_builder_to_finish_what_landed_before_the_start(stage_home, tmp_path):
+    """A case submitted while `registry serve` starts is built before Dagster's servers load."""
+    c = _children(stage_home, tmp_path)
+    builder = c["builder"]
+    builder.argv[2] = BUILDING  # warm, then building for 1 s, then idle
+    procs = list(c.values())
+    try:
+        assert serve._start_stages(procs, stage_home, dict(os.environ)) is None
+        deadline = time.monotonic() + 30
+        while "start" not in _events(tmp_path / "ui.log"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ev = _events(tmp_path / "builder.log")
+        assert ev["idle"] <= _events(tmp_path / "ui.log")["start"]
     finally:
         _kill(procs)
 

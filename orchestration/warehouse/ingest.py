@@ -30,7 +30,7 @@ from orchestration.registry import journal
 from orchestration.registry.withdrawals import withdrawn_case_ids
 from orchestration.warehouse.holders import recorded_child
 from orchestration.warehouse.locks import warehouse_lock
-from orchestration.warehouse.publish import published_watermark
+from orchestration.warehouse.publish import newest_change, published_watermark
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -376,13 +376,9 @@ def clear_pending(home: Home) -> int:
         n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
         if published is not None:
             con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [published])
-        if n:
-            con.execute(
-                # numbers only grow, also after the published ones were dropped
-                "INSERT INTO raw.case_changes SELECT case_id, "
-                "greatest((SELECT coalesce(max(seq), 0) FROM raw.case_changes), ?) + 1 FROM raw.pending_cases",
-                [published or 0],
-            )
+        if n:  # numbered after the newest change, also once the published ones are dropped
+            con.execute("INSERT INTO raw.case_changes SELECT case_id, ? FROM raw.pending_cases",
+                        [newest_change(con, published) + 1])
         # emptied by replacing the table: a DELETE of every row costs seconds at a million cases (PENDING_DDL)
         con.execute("DROP TABLE raw.pending_cases")
         con.execute(PENDING_DDL)

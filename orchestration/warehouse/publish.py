@@ -268,22 +268,28 @@ def raw_tables_exist(con: duckdb.DuckDBPyConnection, *names: str) -> bool:
     return n == len(set(names))
 
 
+def newest_change(con: duckdb.DuckDBPyConnection, published: int | None) -> int:
+    """The number of the newest build that changed cases: the highest in ``raw.case_changes``, and
+    never behind ``published``, the number the current snapshot includes (``published_watermark``):
+    the list is emptied of what a snapshot includes, and is empty after a build that changed
+    nothing. Numbers only grow: ``clear_pending`` numbers the next changes after this one, and
+    ``orchestration/warehouse/tested.py`` relies on that."""
+    listed = con.execute("SELECT max(seq) FROM raw.case_changes").fetchone()[0]
+    return max(int(listed or 0), int(published or 0))
+
+
 def _changed_cases(con: duckdb.DuckDBPyConnection, since: int | None) -> tuple[int | None, int]:
     """Load the cases changed after sequence number ``since`` into the temporary table
     ``_changed``; returns (the newest sequence number, how many cases), or (None, 0) when the
     warehouse keeps no such list."""
     if not raw_tables_exist(con, "case_changes"):
         return None, 0
-    seq = con.execute("SELECT max(seq) FROM raw.case_changes").fetchone()[0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE _changed AS SELECT DISTINCT case_id FROM raw.case_changes WHERE seq > ?",
         [since if since is not None else -1],
     )
     n = con.execute("SELECT count(*) FROM temp.main._changed").fetchone()[0]
-    # never behind the previous snapshot's number: the list is empty after a build that changed
-    # nothing, and clear_pending numbers the next changes after the published number (numbers only
-    # grow; orchestration/warehouse/tested.py relies on it)
-    return max(int(seq or 0), since or 0), int(n)
+    return newest_change(con, since), int(n)
 
 
 def _erases_a_case(con: duckdb.DuckDBPyConnection, home: Home, n_changed: int) -> bool:

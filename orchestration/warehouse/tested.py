@@ -23,15 +23,10 @@ import duckdb
 
 from orchestration.config import Home
 from orchestration.warehouse.ingest import MEMORY_LIMIT, ensure_schema
-from orchestration.warehouse.publish import raw_tables_exist
+from orchestration.warehouse.publish import newest_change, raw_tables_exist
 
 WHOLE = "all rows"
 KEEP_RUNS = 1000  # the record of older runs is dropped
-
-
-def _newest_seq(con: duckdb.DuckDBPyConnection, published: int | None) -> int:
-    listed = con.execute("SELECT max(seq) FROM raw.case_changes").fetchone()[0]
-    return max(int(listed or 0), int(published or 0))
 
 
 def changed_after(home: Home, fingerprint: str, published: int | None) -> int | None:
@@ -45,7 +40,7 @@ def changed_after(home: Home, fingerprint: str, published: int | None) -> int | 
         last = con.execute("SELECT passed, seq, fingerprint FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
         if last is None or not last[0] or last[2] != fingerprint:
             return None
-        tested, newest = int(last[1]), _newest_seq(con, published)
+        tested, newest = int(last[1]), newest_change(con, published)
         if tested == newest:
             return tested  # nothing changed since: only the tables that are not per case
         if tested > newest:
@@ -62,7 +57,7 @@ def record(home: Home, fingerprint: str, published: int | None, scope: str, *, p
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     try:
         ensure_schema(con)
-        seq = _newest_seq(con, published)
+        seq = newest_change(con, published)
         con.execute("BEGIN")
         run = con.execute("SELECT coalesce(max(run), 0) + 1 FROM raw.data_test_runs").fetchone()[0]
         con.execute("INSERT INTO raw.data_test_runs VALUES (?, ?, ?, ?, ?, now())", [run, passed, seq, fingerprint, scope])

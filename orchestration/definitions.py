@@ -20,16 +20,16 @@ from dagster import (
 
 from orchestration.defs.assets import build_assets
 from orchestration.defs.checks import (
-    DATA_TESTS_JOB,
     dbt_data_tests,
     full_data_tests,
     nothing_submitted_is_lost,
     snapshot_matches_warehouse,
 )
+from orchestration.defs.jobs import BUILD_JOB as JOB
+from orchestration.defs.jobs import DATA_TESTS_JOB
 from orchestration.defs.resources import RegistryHome
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
-JOB = "registry_build"
 #: when every data test runs over every row (the daemon of `registry serve`)
 DATA_TESTS_CRON, DATA_TESTS_TIMEZONE = "30 3 * * *", "UTC"
 

@@ -27,10 +27,6 @@ from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.publish import published_watermark
 
 
-#: the Dagster job of the full run of the data tests (orchestration/definitions.py)
-DATA_TESTS_JOB = "registry_data_tests"
-
-
 @asset_check(asset=AssetKey(["raw", "case_records"]), description="accepted + duplicates + quarantined = submitted, and every accepted record version is in raw.case_records")
 def nothing_submitted_is_lost(registry: RegistryHome) -> AssetCheckResult:
     home = registry.home()

@@ -29,7 +29,7 @@ from dagster import (
 
 from orchestration.config import Home
 from orchestration.defs.assets import PID_START_TAG, PID_TAG
-from orchestration.defs.checks import DATA_TESTS_JOB
+from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.fsutil import pid_alive
@@ -53,7 +53,7 @@ def fail_stale_runs(instance) -> list[str]:
     is running" stops automatic refresh for good. A run's process is named by its ``registry/pid`` tags."""
     out = []
     records = [
-        r for job in ("registry_build", DATA_TESTS_JOB)
+        r for job in (BUILD_JOB, DATA_TESTS_JOB)
         for r in instance.get_run_records(
             filters=RunsFilter(job_name=job, statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]), limit=50)
     ]
@@ -79,7 +79,7 @@ def evaluate(context: SensorEvaluationContext, home: Home):
     if context.cursor and context.cursor >= watermark:
         return SkipReason(f"up to date with {watermark}")
     records = context.instance.get_run_records(
-        filters=RunsFilter(job_name="registry_build", tags={WATERMARK_TAG: watermark}), limit=20
+        filters=RunsFilter(job_name=BUILD_JOB, tags={WATERMARK_TAG: watermark}), limit=20
     )
     if any(r.dagster_run.status == DagsterRunStatus.SUCCESS for r in records):
         context.update_cursor(watermark)
@@ -87,7 +87,7 @@ def evaluate(context: SensorEvaluationContext, home: Home):
     if any(r.dagster_run.status in IN_FLIGHT for r in records):
         return SkipReason(f"a run for {watermark} is in progress")
     # Do not start a second build while any other registry_build is still running.
-    busy = context.instance.get_run_records(filters=RunsFilter(job_name="registry_build", statuses=IN_FLIGHT), limit=1)
+    busy = context.instance.get_run_records(filters=RunsFilter(job_name=BUILD_JOB, statuses=IN_FLIGHT), limit=1)
     if busy:
         return SkipReason("another build is running; new submissions will be picked up next")
     failed = [r for r in records if r.dagster_run.status in (DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)]
@@ -102,7 +102,7 @@ def evaluate(context: SensorEvaluationContext, home: Home):
 
 
 @sensor(
-    job_name="registry_build",
+    job_name=BUILD_JOB,
     minimum_interval_seconds=1,
     default_status=DefaultSensorStatus.RUNNING,
     description="Builds and publishes when new submissions land (retries a failed build on a later tick).",
@@ -131,7 +131,7 @@ def _audit_run(context: RunStatusSensorContext, home: Home, success: bool) -> No
     monitor_all_code_locations=False,
 )
 def audit_successful_builds(context: RunStatusSensorContext, registry: RegistryHome):
-    if context.dagster_run.job_name == "registry_build":
+    if context.dagster_run.job_name == BUILD_JOB:
         _audit_run(context, registry.home(), True)
 
 
@@ -141,5 +141,5 @@ def audit_successful_builds(context: RunStatusSensorContext, registry: RegistryH
     minimum_interval_seconds=2,
 )
 def audit_failed_builds(context: RunFailureSensorContext, registry: RegistryHome):
-    if context.dagster_run.job_name == "registry_build":
+    if context.dagster_run.job_name == BUILD_JOB:
         _audit_run(context, registry.home(), False)

@@ -35,6 +35,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from orchestration.config import Home
 from orchestration.definitions import build_defs
 from orchestration.defs import dbt_inprocess
+from orchestration.defs.jobs import BUILD_JOB
 from orchestration.defs.sensors import WATERMARK_TAG
 from orchestration.services.build import prepare_dagster_home, run_build
 from orchestration.registry.journal import journal_dir
@@ -83,7 +84,7 @@ class _Landing:
 def _built_watermark(instance: DagsterInstance) -> str | None:
     """The watermark of the newest successful build (by `registry build`, the sensor or a watcher)."""
     recs = instance.get_run_records(
-        filters=RunsFilter(job_name="registry_build", statuses=[DagsterRunStatus.SUCCESS]), limit=20)
+        filters=RunsFilter(job_name=BUILD_JOB, statuses=[DagsterRunStatus.SUCCESS]), limit=20)
     marks = [r.dagster_run.tags.get(WATERMARK_TAG) for r in recs]
     marks = [m for m in marks if m]
     return max(marks) if marks else None
@@ -92,7 +93,7 @@ def _built_watermark(instance: DagsterInstance) -> str | None:
 def prime(home: Home) -> None:
     """Pay the fixed costs now, before the first submission: the code location, the dbt project."""
     prepare_dagster_home(home)
-    build_defs().resolve_job_def("registry_build")
+    build_defs().resolve_job_def(BUILD_JOB)
     dbt_inprocess.manifest(home)
     # dbt's first build in a process costs ~1-2 s more than the next ones (the adapter, its macros,
     # Jinja, the models' SQL): pay most of it now with a compile of every model (no table written;

@@ -105,7 +105,9 @@ def manifest(home: Home):
             if man is not None:
                 _MANIFEST.update(stamp=stamp, manifest=man)
                 # the parsed project (~10^6 objects) lives as long as the process: out of the cyclic
-                # collector's sight, so that its full collections stop walking it (~0.6 s a build)
+                # collector's sight, so that its full collections stop walking it (~0.6 s a build);
+                # frozen objects also outlive the process's finalisation (see cli/main.py
+                # _pipeline_imports for what DuckDB's bindings then say at exit)
                 gc.freeze()
                 return man
         res = dbtRunner().invoke(["parse", *_common_args(home)])

@@ -34,7 +34,6 @@ from orchestration.registry.access import matches_user
 from orchestration.registry.landing import open_file, submit, submit_iter
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.services import quarantine as service
-from orchestration.synthetic.generate import write_jsonl
 from orchestration.warehouse import snapshot
 from orchestration.warehouse.ingest import ingest_in_background
 
@@ -248,6 +247,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.cases < 0:
         raise UserError("--cases must be zero or more")
     t0 = time.perf_counter()
+    from orchestration.synthetic.generate import write_jsonl  # numpy: only the commands that generate import it
+
     n = write_jsonl(Path(args.out), args.cases, args.seed)
     print(f"wrote {n} synthetic cases (seed {args.seed}) to {args.out} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     return 0
@@ -319,6 +320,7 @@ def seed_case_files() -> list[Path]:
 def cmd_demo(args: argparse.Namespace) -> int:
     with _pipeline_imports():
         from orchestration.services.build import run_build
+    from orchestration.synthetic.generate import write_jsonl
 
     home = _home(args).ensure()
     empty = not any(home.landing_batches.glob("*.jsonl")) and not any(home.quarantine_batches.glob("*.jsonl"))

@@ -71,6 +71,8 @@ def test_details_and_markdown(doc):
     assert details["bare_load"]["rows"]["cases"] == SIZE
     assert details["incremental"]["build_summary"]["cases"] == SIZE + 1
     assert details["pages"]["pages"]
+    # `registry serve` opens its dashboards last: when they answer, the warm builder is ready (cli/serve.py)
+    assert details["serve"]["builder_ready_at_submit"] is True, details["serve"]
     md = doc["markdown"]
     assert md.splitlines()[2].startswith("| size | measure | seconds | × bare load | CPU s |")
     for m in res["measures"].values():

@@ -101,6 +101,7 @@ class _LandingIndex:
     def __init__(self, home: Home):
         self.home = home
         self.seen: set[str] = set()
+        self.staged: str | None = None  # the batch whose rows parquet() left in the table `chunk`
         self.con = duckdb.connect(":memory:")
         self.con.execute("CREATE TABLE idx (case_id VARCHAR, revision BIGINT, content_hash VARCHAR)")
 
@@ -112,11 +113,13 @@ class _LandingIndex:
         tmp = self.home.tmp / part_name(f"{batch_id}.index.parquet")
         try:
             # kept as a table until the batch is committed: add() then extends the index from it
+            self.staged = None
             self.con.execute(
                 "CREATE OR REPLACE TEMP TABLE chunk AS SELECT unnest($1::VARCHAR[]) AS case_id, "
                 "unnest($2::BIGINT[]) AS revision, unnest($3::VARCHAR[]) AS content_hash, $4::VARCHAR AS batch_id",
                 [[v.case_id for v in accepted], [v.revision for v in accepted], [v.content_hash for v in accepted], batch_id],
             )
+            self.staged = batch_id
             self.con.execute("COPY chunk TO '" + str(tmp).replace("'", "''") + "' (FORMAT parquet)")
             return tmp.read_bytes()
         except duckdb.IOException as exc:  # a full disk must read as one, as for every other file we write
@@ -151,9 +154,13 @@ class _LandingIndex:
         return existing, max_rev
 
     def add(self, batch_id: str) -> None:
-        """The batch this submission has just landed (its index is the last :meth:`parquet` made)."""
+        """The batch this submission has just committed, from the rows :meth:`parquet` staged for it
+        (the two come in pairs: the index file is written before the commit, the index extended after)."""
+        if self.staged != batch_id:
+            raise RuntimeError(f"landing index: batch {batch_id} was not staged (staged: {self.staged})")
         self.seen.add(f"{batch_id}.parquet")
         self.con.execute("INSERT INTO idx SELECT case_id, revision, content_hash FROM chunk")
+        self.staged = None
 
     def close(self) -> None:
         self.con.close()

@@ -102,3 +102,23 @@ def test_fast_landing_equals_python_landing(tmp_path, monkeypatch, workers, pyth
     # and the landed records are the submitted ones, byte for byte as the Python path writes them
     assert json.loads(fast[2].splitlines()[0])["record"]["case_id"] == "SYN-11-0000001"
     assert all(e.get("user") == "coordinator" for e in fast[1])
+
+
+def test_the_landing_index_is_extended_only_by_the_batch_it_staged(tmp_path):
+    """``_LandingIndex.add`` extends the index from the rows ``parquet`` staged, for that batch only,
+    once: a batch whose index file was not made (or was added already) is refused, not guessed."""
+    from types import SimpleNamespace
+
+    idx = landing._LandingIndex(Home(tmp_path))
+    try:
+        with pytest.raises(RuntimeError, match="not staged"):
+            idx.add("b1")
+        assert idx.parquet([SimpleNamespace(case_id="C-1", revision=1, content_hash="h1")], "b1").startswith(b"PAR1")
+        with pytest.raises(RuntimeError, match="not staged"):
+            idx.add("b2")
+        idx.add("b1")
+        assert idx.lookup(["C-1"]) == ({("C-1", 1): "h1"}, {"C-1": 1})
+        with pytest.raises(RuntimeError, match="not staged"):
+            idx.add("b1")  # twice would count its rows twice
+    finally:
+        idx.close()

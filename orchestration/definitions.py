@@ -25,8 +25,7 @@ from orchestration.defs.checks import (
     nothing_submitted_is_lost,
     snapshot_matches_warehouse,
 )
-from orchestration.defs.jobs import BUILD_JOB as JOB
-from orchestration.defs.jobs import DATA_TESTS_JOB
+from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB
 from orchestration.defs.resources import RegistryHome
 from orchestration.defs.sensors import audit_failed_builds, audit_successful_builds, landing_zone_sensor
 
@@ -46,7 +45,7 @@ def data_tests_job() -> JobDefinition:
 @functools.cache
 def build_defs() -> Definitions:
     registry_build = define_asset_job(
-        JOB,
+        BUILD_JOB,
         selection=AssetSelection.all(),
         description="Ingest the landing zone, dbt build (with tests), publish a snapshot.",
         # one process for the whole run: steps are sequential anyway (one writer), and a subprocess per

@@ -37,7 +37,7 @@ from orchestration.cli.common import UserError
 from orchestration.config import DASHBOARDS_DIR, REPO_ROOT, Home
 from orchestration.registry.access import auth_file
 from orchestration.services.dagster_home import prepare_dagster_home
-from orchestration.warehouse.holders import FINISH_SIGNAL, builder_ready
+from orchestration.warehouse.holders import FINISH_SIGNAL, builder_state
 
 #: The keys of the ``[auth]`` table that ``st.login`` needs (one OpenID Connect provider).
 AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "server_metadata_url")
@@ -46,8 +46,12 @@ AUTH_KEYS = ("redirect_uri", "cookie_secret", "client_id", "client_secret", "ser
 STOP_GRACE_S = 10.0
 #: Seconds the warm builder gets to finish the build in progress before it is sent SIGTERM.
 BUILDER_FINISH_S = 60.0
-#: Seconds to wait for a server to answer before printing its address anyway.
+#: Seconds to wait for a server to answer before printing its address anyway; also, at the start,
+#: for each stage of servers to be ready before starting the next one (see _start_stages).
 READY_TIMEOUT_S = 90.0
+#: Seconds the next servers wait, at the start, for the warm builder to finish building what landed
+#: before (see _start_stages).
+BUILDER_BUSY_WAIT_S = 20.0
 
 
 @dataclass
@@ -57,7 +61,7 @@ class Child:
     health_url: str | None
     address: str | None
     cwd: Path
-    stage: int = 2  # started in order of stage, each once the earlier ones are ready (see serve)
+    stage: int = 2  # started in order of stage, each once the earlier ones are ready (see _start_stages)
     proc: subprocess.Popen | None = None
     ready: bool = False
 
@@ -207,31 +211,46 @@ class _Terminate(Exception):
 
 def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child | None:
     """Start the servers stage by stage: the warm builder (stage 0), then Dagster's webserver and
-    daemon (1), then the dashboards (2), each stage once the previous one is ready (the builder's
-    heartbeat says ready, and it is not building what landed before; a server answers its health
-    URL) or after :data:`READY_TIMEOUT_S`.
+    daemon (1), then the dashboards (2), each stage once the previous one is ready or after
+    :data:`READY_TIMEOUT_S`. A server is ready when it answers its health URL; the builder when its
+    heartbeat says it is warm and it is not building, or has been building for
+    :data:`BUILDER_BUSY_WAIT_S` (what landed before the start is built on quiet cores, but a long
+    backlog does not keep the dashboards away).
 
     Why (measured on a 100k home, 2 cores): started together, four processes importing Dagster, dbt
     and Streamlit made the builder ready ~9 s after the start, and a case submitted as soon as the
     dashboards answered (~4 s) waited for it: ~8 s to the published snapshot instead of ~3. In this
     order, when the dashboards answer (where staff submit), the builder is warm and nothing else is
     still loading. Returns the child that exited meanwhile, if one did."""
+    last = max(c.stage for c in procs)
     for stage in sorted({c.stage for c in procs}):
         batch = [c for c in procs if c.stage == stage]
+        since = time.time()
         for c in batch:
             c.proc = subprocess.Popen(c.argv, cwd=c.cwd, env=env, start_new_session=True)
-        if stage == max(c.stage for c in procs):
-            return None  # the last stage: the supervisor's loop watches it
+        if stage == last:
+            return None  # the supervisor's loop watches the last stage
         until = time.monotonic() + READY_TIMEOUT_S
+        busy_since: dict[str, float] = {}
         waiting = [c for c in batch if c.name == "builder" or c.health_url]
         while waiting:
-            for c in batch:
-                if c.proc.poll() is not None:
+            for c in procs:  # an earlier stage may die meanwhile too
+                if c.proc is not None and c.proc.poll() is not None:
                     return c
-            waiting = [c for c in waiting if not (builder_ready(home, c.proc.pid) if c.name == "builder" else _healthy(c.health_url))]
-            for c in batch:
-                c.ready = c.ready or (c.health_url is not None and c not in waiting)
-            if waiting and time.monotonic() > until:
+            now = time.monotonic()
+            still = []
+            for c in waiting:
+                if c.name == "builder":
+                    state = builder_state(home, c.proc.pid, since)
+                    if state == "building":
+                        busy_since.setdefault(c.name, now)
+                    ready = state == "idle" or (state == "building" and now - busy_since[c.name] >= BUILDER_BUSY_WAIT_S)
+                else:
+                    ready = c.ready = _healthy(c.health_url)
+                if not ready:
+                    still.append(c)
+            waiting = still
+            if waiting and now > until:
                 print(f"registry serve: {', '.join(c.name for c in waiting)} not ready after {READY_TIMEOUT_S:.0f}s; "
                       "starting the other servers anyway", file=sys.stderr, flush=True)
                 break
@@ -260,13 +279,13 @@ def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with
     status = 0
     try:
         print(f"Starting the registry's servers for {home.root} ...", flush=True)
+        print(f"Sign-in through the identity provider of {secrets}" if secrets else
+              f"Single-user mode (no {auth_file(home)}): you are the local coordinator; listening on {host} only", flush=True)
         dead = _start_stages(procs, home, env)
         if dead is not None:
             code = dead.proc.returncode
             print(f"registry serve: {dead.name} exited with status {code}; stopping the other servers", file=sys.stderr, flush=True)
             return code or 1
-        print(f"Sign-in through the identity provider of {secrets}" if secrets else
-              f"Single-user mode (no {auth_file(home)}): you are the local coordinator; listening on {host} only", flush=True)
         started = time.monotonic()
         announced = False
         while True:

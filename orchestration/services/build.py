@@ -15,7 +15,8 @@ from typing import Any
 from dagster import DagsterInstance
 
 from orchestration.config import Home
-from orchestration.definitions import DATA_TESTS_JOB, JOB, build_defs
+from orchestration.definitions import build_defs
+from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB
 from orchestration.defs.assets import run_pid_tags
 from orchestration.defs.sensors import WATERMARK_TAG, fail_stale_runs
 from orchestration.registry import audit
@@ -83,7 +84,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     with _run_session(home, log_path, instance) as instance:
         # a build killed before this one left its run STARTED: mark it failed
         fail_stale_runs(instance)
-        job = build_defs().resolve_job_def(JOB)
+        job = build_defs().resolve_job_def(BUILD_JOB)
         # a manual build covers everything landed so far: tag it so the sensor does not redo it
         watermark = landing_watermark(home)
         tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}

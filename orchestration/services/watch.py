@@ -37,7 +37,8 @@ from orchestration.definitions import build_defs
 from orchestration.defs import dbt_inprocess
 from orchestration.defs.jobs import BUILD_JOB
 from orchestration.defs.sensors import WATERMARK_TAG
-from orchestration.services.build import prepare_dagster_home, run_build
+from orchestration.services.build import run_build
+from orchestration.services.dagster_home import prepare_dagster_home
 from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark, watermark_dirs
 from orchestration.warehouse.holders import FINISH_SIGNAL, beat
@@ -160,7 +161,8 @@ def watch(home: Home, *, poll_s: float = POLL_S, stop: Callable[[], bool] = lamb
     beat(home, ready=False)  # at once: the landing sensor stands aside from now on
     prime(home)
     with DagsterInstance.from_config(str(home.dagster_home)) as instance:
-        beat(home)
+        # the first beat that says ready comes from the loop, once it knows whether something is
+        # due: then it says "building" at once (`registry serve` waits for a warm, idle builder)
         return _loop(home, instance, poll_s, lambda: signals.requested or stop(), log, signals)
 
 
@@ -173,14 +175,14 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
     log(f"registry watch: warm and watching {home.root} (built up to {built or 'nothing yet'})")
     while not stop():
         now = time.monotonic()
-        if now - last_beat >= HEARTBEAT_S:
-            beat(home)
-            last_beat = now
         mark = landing.watermark()
         due = mark is not None and (built is None or mark > built)
         if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
             due = False
         if not due:
+            if now - last_beat >= HEARTBEAT_S:
+                beat(home)
+                last_beat = now
             time.sleep(poll_s)
             continue
         beat(home, building=True)

@@ -84,13 +84,19 @@ def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
         tmp_dir=home.tmp)
 
 
-def builder_ready(home: Home, pid: int) -> bool:
-    """Whether the watcher of process ``pid`` is ready (see :func:`beat`) and not building."""
+def builder_state(home: Home, pid: int, since: float) -> str | None:
+    """What the watcher of process ``pid`` last said, if it said it at or after ``since`` (epoch
+    seconds; a heartbeat left by an earlier process with the same pid is older): "warming" (loading
+    Dagster, dbt and the project), "building" or "idle"; None if nothing yet."""
     try:
         hb = json.loads(heartbeat_file(home).read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(hb, dict) and hb.get("pid") == pid and bool(hb.get("ready")) and not hb.get("building")
+        return None
+    if not isinstance(hb, dict) or hb.get("pid") != pid or float(hb.get("at", 0)) < since:
+        return None
+    if not hb.get("ready"):
+        return "warming"
+    return "building" if hb.get("building") else "idle"
 
 
 def watcher_active(home: Home) -> bool:

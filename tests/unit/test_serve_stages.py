@@ -30,7 +30,8 @@ open(log, "a").write(f"ready {time.time()}\\n")
 with open(hb + ".tmp", "w") as f:
     json.dump({"pid": os.getpid(), "ready": True, "at": time.time(), "building": False}, f)
 os.replace(hb + ".tmp", hb)
-time.sleep(60)
+time.sleep(float(os.environ.get("FAKE_EXIT_AFTER_S", "60")))
+sys.exit(5 if os.environ.get("FAKE_EXIT_AFTER_S") else 0)
 """
 
 BUILDING = BUILDER.replace("""open(log, "a").write(f"ready {time.time()}\\n")
@@ -41,8 +42,9 @@ os.replace(hb + ".tmp", hb)
     with open(hb + ".tmp", "w") as f:
         json.dump({"pid": os.getpid(), "ready": True, "at": time.time(), "building": building}, f)
     os.replace(hb + ".tmp", hb)
+open(log, "a").write(f"building {time.time()}\\n")
 beat(True)
-time.sleep(1.0)
+time.sleep(float(os.environ.get("FAKE_BUILD_S", "1.0")))
 open(log, "a").write(f"idle {time.time()}\\n")
 beat(False)
 """)
@@ -175,3 +177,52 @@ def test_a_builder_that_never_gets_warm_does_not_keep_the_dashboards_away(stage_
 def test_the_stages_of_registry_serve(stage_home):
     stages = {c.name: c.stage for c in serve.children(stage_home, port=8501, dagster_port=3000, with_dagster=True)}
     assert stages == {"builder": 0, "Dagster UI": 1, "Dagster daemon": 1, "dashboards": 2}
+
+
+def test_a_long_first_build_holds_the_next_servers_back_only_so_long(stage_home, tmp_path, monkeypatch):
+    """A backlog that takes minutes to build does not keep the dashboards away that long."""
+    monkeypatch.setattr(serve, "BUILDER_BUSY_WAIT_S", 0.5)
+    c = _children(stage_home, tmp_path)
+    c["builder"].argv[2] = BUILDING
+    procs = list(c.values())
+    try:
+        assert serve._start_stages(procs, stage_home, {**os.environ, "FAKE_BUILD_S": "60"}) is None
+        deadline = time.monotonic() + 30
+        while "start" not in _events(tmp_path / "ui.log"):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ev = _events(tmp_path / "builder.log")
+        assert "idle" not in ev  # still building
+        assert _events(tmp_path / "ui.log")["start"] - ev["building"] >= 0.5
+    finally:
+        _kill(procs)
+
+
+def test_a_builder_that_dies_while_a_later_stage_starts_stops_the_start(stage_home, tmp_path):
+    c = _children(stage_home, tmp_path)
+    c["Dagster UI"].argv[-1] = "30"  # a webserver that takes its time to answer
+    procs = list(c.values())
+    try:
+        t0 = time.monotonic()
+        dead = serve._start_stages(procs, stage_home, {**os.environ, "FAKE_EXIT_AFTER_S": "0.5"})
+        assert dead is c["builder"] and dead.proc.returncode == 5
+        assert time.monotonic() - t0 < 20
+        assert c["dashboards"].proc is None  # never started
+    finally:
+        _kill(procs)
+
+
+def test_the_builder_state_is_read_from_its_own_fresh_heartbeat(stage_home):
+    from orchestration.warehouse.holders import beat, builder_state
+
+    since = time.time()
+    assert builder_state(stage_home, os.getpid(), since) is None  # no heartbeat yet
+    beat(stage_home, ready=False)
+    assert builder_state(stage_home, os.getpid(), since) == "warming"
+    beat(stage_home, building=True)
+    assert builder_state(stage_home, os.getpid(), since) == "building"
+    beat(stage_home)
+    assert builder_state(stage_home, os.getpid(), since) == "idle"
+    assert builder_state(stage_home, os.getpid() + 1, since) is None  # another process's
+    # left by an earlier process that had the same pid (a restarted container): not this one's
+    assert builder_state(stage_home, os.getpid(), time.time() + 5) is None

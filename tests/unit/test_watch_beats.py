@@ -1,0 +1,61 @@
+"""The warm builder's heartbeat (services/watch.py ``_loop``) as `registry serve` reads it: once
+warm, its first beat that says "ready" already says "building" when something landed before it
+started, so that serve never takes it for idle in between (cli/serve.py ``_start_stages``)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from orchestration.registry.landing import submit
+from orchestration.services import watch
+from orchestration.warehouse.holders import heartbeat_file
+from tests.support import record
+
+
+def _run_loop(home, monkeypatch, *, builds: int = 1):
+    """Run the loop until it has run ``builds`` builds (a fake run_build that records the heartbeat
+    it sees); returns every heartbeat written, in order."""
+    beats: list[dict] = []
+    real_beat = watch.beat
+
+    def recording_beat(h, **kw):
+        real_beat(h, **kw)
+        beats.append(json.loads(heartbeat_file(h).read_text()))
+
+    done: list[str] = []
+
+    def fake_build(h, *, trigger, instance):
+        done.append(trigger)
+        return SimpleNamespace(success=True, error=None, watermark=None, version="v", cases=1, seconds=0.0)
+
+    monkeypatch.setattr(watch, "beat", recording_beat)
+    monkeypatch.setattr(watch, "run_build", fake_build)
+    monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
+    signals = SimpleNamespace(after_build=lambda: None)
+    polls = []
+
+    def stop():
+        polls.append(1)
+        return len(done) >= builds and len(polls) > 3
+
+    assert watch._loop(home, None, 0.001, stop, lambda line: None, signals) == 0
+    return beats
+
+
+def test_the_first_ready_beat_says_building_when_something_landed_before(home, monkeypatch):
+    submit(home, [("first.json", json.dumps(record(case_id="B-1")).encode())])
+    beats = _run_loop(home, monkeypatch)
+    assert beats[0]["ready"] and beats[0]["building"], beats[:3]
+
+
+def test_an_idle_builder_beats_ready_and_idle(home, monkeypatch):
+    monkeypatch.setattr(watch, "run_build", None)
+    beats: list[dict] = []
+    real_beat = watch.beat
+    monkeypatch.setattr(watch, "beat", lambda h, **kw: (real_beat(h, **kw), beats.append(kw)))
+    monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
+    n = []
+    assert watch._loop(home, None, 0.001, lambda: n.append(1) or len(n) > 3, lambda line: None,
+                       SimpleNamespace(after_build=lambda: None)) == 0
+    assert beats and beats[0] == {}  # ready, not building: nothing has landed

@@ -231,7 +231,7 @@ def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child 
         if stage == last:
             return None  # the supervisor's loop watches the last stage
         until = time.monotonic() + READY_TIMEOUT_S
-        busy_since: dict[str, float] = {}
+        busy_since: float | None = None  # when the builder was first seen building
         waiting = [c for c in batch if c.name == "builder" or c.health_url]
         while waiting:
             for c in procs:  # an earlier stage may die meanwhile too
@@ -242,9 +242,9 @@ def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child 
             for c in waiting:
                 if c.name == "builder":
                     state = builder_state(home, c.proc.pid, since)
-                    if state == "building":
-                        busy_since.setdefault(c.name, now)
-                    ready = state == "idle" or (state == "building" and now - busy_since[c.name] >= BUILDER_BUSY_WAIT_S)
+                    if state == "building" and busy_since is None:
+                        busy_since = now
+                    ready = state == "idle" or (state == "building" and now - busy_since >= BUILDER_BUSY_WAIT_S)
                 else:
                     ready = c.ready = _healthy(c.health_url)
                 if not ready:

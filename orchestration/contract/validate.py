@@ -503,10 +503,10 @@ def may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = No
     always read the slow way."""
     if not isinstance(obj, (dict, list)):
         return False
+    if has_u_escape(raw):
+        return True
     if isinstance(raw, str):
         raw = raw.encode("utf-8", errors="surrogatepass")
-    if b"\\" in raw and b"\\u" in raw:  # (one byte is found with memchr, two are not)
-        return True
     if again is None:
         again = _dumps(obj)
         if again is None:  # nested deeper than orjson writes: too deep anyway
@@ -514,13 +514,26 @@ def may_have_duplicate_keys(raw: bytes | str, obj: Any, again: bytes | None = No
     return raw.count(b":") != again.count(b":")
 
 
-def _dumps(obj: Any) -> bytes | None:
+def canonical(obj: Any) -> bytes:
     """``obj`` as orjson writes it with sorted keys: a record's canonical form, which its landing
     line holds and its content hash hashes (``orchestration/registry/judging.py``)."""
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+
+
+def _dumps(obj: Any) -> bytes | None:
+    """:func:`canonical`, or None when orjson cannot write ``obj`` (nested too deep, say)."""
     try:
-        return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+        return canonical(obj)
     except (TypeError, orjson.JSONEncodeError):
         return None
+
+
+def has_u_escape(raw: bytes | str) -> bool:
+    """Whether JSON text holds a ``\\u`` escape (which could hide a colon or a repeated key: such
+    text is always read the slow way, see :func:`may_have_duplicate_keys`)."""
+    if isinstance(raw, str):
+        return "\\u" in raw
+    return b"\\" in raw and b"\\u" in raw  # (one byte is found with memchr, two are not)
 
 
 def _too_deep(obj: Any) -> bool:
@@ -589,7 +602,8 @@ def _read_record(raw: bytes | str, line_offset: int = 0) -> tuple[Any, list[Erro
         pass
     else:
         container = isinstance(obj, (dict, list))
-        again = _dumps(obj) if container else None
+        # text with a \\u escape is read the slow way (may_have_duplicate_keys): not written back first
+        again = _dumps(obj) if container and not has_u_escape(raw) else None
         # a container orjson cannot write back (nested too deep) is read the slow way
         if not (container and again is None) and not may_have_duplicate_keys(raw, obj, again):
             return obj, [], again

@@ -20,6 +20,7 @@ would then fail, so :func:`invoke` closes it after every invocation.
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import threading
@@ -185,11 +186,16 @@ def tests_fingerprint() -> str:
     """What the data tests run with (reference tables, dbt files, the versions of dbt, dbt-duckdb and
     DuckDB): when it changes, rows that passed may now fail, so the next test run looks at every row
     (``orchestration/warehouse/tested.py``)."""
+    tests = [p for p in (DBT_PROJECT_DIR / "tests").rglob("*") if p.is_file()]
+    return "-".join([_seed_fingerprint(), _project_fingerprint(), _fingerprint(tests), _versions()])
+
+
+@functools.cache
+def _versions() -> str:
+    """The installed dbt-core, dbt-duckdb and DuckDB (they cannot change while a process runs)."""
     from importlib.metadata import version
 
-    tests = [p for p in (DBT_PROJECT_DIR / "tests").rglob("*") if p.is_file()]
-    versions = ",".join(version(d) for d in ("dbt-core", "dbt-duckdb", "duckdb"))
-    return "-".join([_seed_fingerprint(), _project_fingerprint(), _fingerprint(tests), versions])
+    return ",".join(version(d) for d in ("dbt-core", "dbt-duckdb", "duckdb"))
 
 
 def _stamp_file(home: Home, kind: str) -> Path:

@@ -42,7 +42,17 @@ from typing import Any, Mapping, NamedTuple
 import orjson
 
 from orchestration.contract.fastcheck import certainly_valid
-from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, may_have_duplicate_keys, parse_line, record_errors
+from orchestration.contract.validate import (
+    Error,
+    FileSource,
+    ParsedRecord,
+    RawBlock,
+    canonical,
+    has_u_escape,
+    may_have_duplicate_keys,
+    parse_line,
+    record_errors,
+)
 
 INTERNAL_ERROR = "internal error while validating this record: it is kept in quarantine (please report it)"
 
@@ -90,9 +100,9 @@ class Converted:
         return out
 
 
-def landed_body(obj: dict[str, Any]) -> bytes:
-    """The bytes of a valid record in its landing line: the record as validated, keys sorted."""
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+#: The bytes of a valid record in its landing line: the record as validated, in its canonical form
+#: (keys sorted), the one the validator writes too
+landed_body = canonical
 
 
 def content_hash(obj: dict[str, Any], body: bytes | None = None) -> tuple[bytes, str]:
@@ -224,7 +234,7 @@ def _certainly_valid_line(source_file: str, file: bytes, channel: bytes, user: s
     :func:`judge` decides. The same verdict as ``judge(parse_line(...))``, without its intermediate objects: the
     same reading (orjson; a record with a ``\\u`` escape or a repeated key is left to judge, see
     ``validate.may_have_duplicate_keys``), the same hash and landed bytes."""
-    if b"\\" in line and b"\\u" in line:  # left to judge (see may_have_duplicate_keys), before any work
+    if has_u_escape(line):  # left to judge (see may_have_duplicate_keys), before any work
         return None
     try:
         obj = orjson.loads(line)

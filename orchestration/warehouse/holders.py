@@ -84,15 +84,21 @@ def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
         tmp_dir=home.tmp)
 
 
-def builder_state(home: Home, pid: int, since: float) -> str | None:
-    """What the watcher of process ``pid`` last said, if it said it at or after ``since`` (epoch
-    seconds; a heartbeat left by an earlier process with the same pid is older): "warming" (loading
-    Dagster, dbt and the project), "building" or "idle"; None if nothing yet."""
+def _heartbeat(home: Home) -> dict | None:
+    """The watcher's last heartbeat (see :func:`beat`), or None: none, unreadable, or not one."""
     try:
         hb = json.loads(heartbeat_file(home).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(hb, dict) or hb.get("pid") != pid or float(hb.get("at", 0)) < since:
+    return hb if isinstance(hb, dict) and isinstance(hb.get("pid"), int) else None
+
+
+def builder_state(home: Home, pid: int, since: float) -> str | None:
+    """What the watcher of process ``pid`` last said, if it said it at or after ``since`` (epoch
+    seconds; a heartbeat left by an earlier process with the same pid is older): "warming" (loading
+    Dagster, dbt and the project), "building" or "idle"; None if nothing yet."""
+    hb = _heartbeat(home)
+    if hb is None or hb["pid"] != pid or float(hb.get("at", 0)) < since:
         return None
     if not hb.get("ready"):
         return "warming"
@@ -102,12 +108,7 @@ def builder_state(home: Home, pid: int, since: float) -> str | None:
 def watcher_active(home: Home) -> bool:
     """Whether a live warm builder watches this home (then the landing sensor stands aside). A
     watcher in the middle of a long build does not beat; its process being alive is what counts then."""
-    try:
-        hb = json.loads(heartbeat_file(home).read_text())
-    except (OSError, ValueError):
-        return False
-    if not isinstance(hb, dict) or not isinstance(hb.get("pid"), int):
-        return False
-    if not pid_alive(hb["pid"], hb.get("pid_start")):
+    hb = _heartbeat(home)
+    if hb is None or not pid_alive(hb["pid"], hb.get("pid_start")):
         return False
     return bool(hb.get("building")) or time.time() - float(hb.get("at", 0)) < STALE_AFTER_S

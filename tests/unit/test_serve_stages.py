@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from dashboards import measure
 from orchestration.cli import serve
 from orchestration.config import Home
 from orchestration.warehouse.holders import heartbeat_file
@@ -72,12 +72,6 @@ time.sleep(60)
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _events(log: Path) -> dict[str, float]:
     if not log.exists():
         return {}
@@ -92,7 +86,7 @@ def stage_home(tmp_path):
 
 
 def _children(home: Home, tmp: Path, *, builder_delay: float = 0.6, builder_code: int = 0):
-    ui_port, web_port = _port(), _port()
+    ui_port, web_port = measure.free_port(), measure.free_port()
     c = {
         "dashboards": serve.Child("dashboards", [sys.executable, "-c", WEB, str(tmp / "dashboards.log"), str(web_port), "0.2"],
                                   f"http://127.0.0.1:{web_port}/", "http://localhost", tmp),

@@ -209,7 +209,38 @@ class _Terminate(Exception):
     pass
 
 
-def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child | None:
+class _Stops:
+    """SIGTERM and Ctrl-C stop the servers (``serve`` catches :class:`_Terminate`), except while a
+    child is being started: then the stop waits until the child is recorded in ``Child.proc``, so that
+    :func:`_stop` finds every process that was started (raised at once, a stop between ``Popen`` and
+    the assignment would leave that server running without a supervisor)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending = False
+
+    def handler(self, signum, frame) -> None:  # noqa: ARG002
+        if self.held:
+            self.pending = True
+            return
+        raise _Terminate()
+
+    def spawn(self, c: Child, env: dict[str, str]) -> None:
+        self.held = True
+        try:
+            c.proc = subprocess.Popen(c.argv, cwd=c.cwd, env=env, start_new_session=True)
+        finally:
+            self.held = False
+        if self.pending:
+            raise _Terminate()
+
+
+def _exited(procs: list[Child]) -> Child | None:
+    """The first started child that has exited, if one has."""
+    return next((c for c in procs if c.proc is not None and c.proc.poll() is not None), None)
+
+
+def _start_stages(procs: list[Child], home: Home, env: dict[str, str], stops: _Stops | None = None) -> Child | None:
     """Start the servers stage by stage: the warm builder (stage 0), then Dagster's webserver and
     daemon (1), then the dashboards (2), each stage once the previous one is ready or after
     :data:`READY_TIMEOUT_S`. A server is ready when it answers its health URL; the builder when its
@@ -222,21 +253,22 @@ def _start_stages(procs: list[Child], home: Home, env: dict[str, str]) -> Child 
     dashboards answered (~4 s) waited for it: ~8 s to the published snapshot instead of ~3. In this
     order, when the dashboards answer (where staff submit), the builder is warm and nothing else is
     still loading. Returns the child that exited meanwhile, if one did."""
+    stops = stops or _Stops()
     last = max(c.stage for c in procs)
     for stage in sorted({c.stage for c in procs}):
         batch = [c for c in procs if c.stage == stage]
         since = time.time()
         for c in batch:
-            c.proc = subprocess.Popen(c.argv, cwd=c.cwd, env=env, start_new_session=True)
+            stops.spawn(c, env)
         if stage == last:
             return None  # the supervisor's loop watches the last stage
         until = time.monotonic() + READY_TIMEOUT_S
         busy_since: float | None = None  # when the builder was first seen building
         waiting = [c for c in batch if c.name == "builder" or c.health_url]
         while waiting:
-            for c in procs:  # an earlier stage may die meanwhile too
-                if c.proc is not None and c.proc.poll() is not None:
-                    return c
+            dead = _exited(procs)  # an earlier stage may die meanwhile too
+            if dead is not None:
+                return dead
             now = time.monotonic()
             still = []
             for c in waiting:
@@ -272,28 +304,21 @@ def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with
     procs = children(home, port=port, dagster_port=dagster_port, with_dagster=with_dagster and not public, host=host,
                      secrets=secrets, public=public)
 
-    def on_term(signum, frame):  # noqa: ARG001
-        raise _Terminate()
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    stops = _Stops()
+    previous = {sig: signal.signal(sig, stops.handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = 0
     try:
         print(f"Starting the registry's servers for {home.root} ...", flush=True)
         print(f"Sign-in through the identity provider of {secrets}" if secrets else
               f"Single-user mode (no {auth_file(home)}): you are the local coordinator; listening on {host} only", flush=True)
-        dead = _start_stages(procs, home, env)
-        if dead is not None:
-            code = dead.proc.returncode
-            print(f"registry serve: {dead.name} exited with status {code}; stopping the other servers", file=sys.stderr, flush=True)
-            return code or 1
+        dead = _start_stages(procs, home, env, stops)
         started = time.monotonic()
         announced = False
-        while True:
+        while dead is None:
+            dead = _exited(procs)
+            if dead is not None:
+                break
             for c in procs:
-                code = c.proc.poll()
-                if code is not None:
-                    print(f"registry serve: {c.name} exited with status {code}; stopping the other servers", file=sys.stderr, flush=True)
-                    return code or 1
                 if c.health_url and not c.ready and _healthy(c.health_url):
                     c.ready = True
             waiting = [c for c in procs if c.health_url and not c.ready]
@@ -307,10 +332,14 @@ def serve(home: Home, *, port: int | None = None, dagster_port: int = 3000, with
                         print(f"{what}: {c.address}{late}", flush=True)
                 print("\nPress Ctrl-C to stop.", flush=True)
             time.sleep(0.3 if not announced else 1.0)
+        code = dead.proc.returncode
+        print(f"registry serve: {dead.name} exited with status {code}; stopping the other servers", file=sys.stderr, flush=True)
+        status = code or 1
     except (KeyboardInterrupt, _Terminate):
         print("\nStopping the registry's servers ...", file=sys.stderr, flush=True)
         status = 0
     finally:
         _stop(procs)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return status

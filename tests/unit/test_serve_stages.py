@@ -220,3 +220,54 @@ def test_the_builder_state_is_read_from_its_own_fresh_heartbeat(stage_home):
     assert builder_state(stage_home, os.getpid() + 1, since) is None  # another process's
     # left by an earlier process that had the same pid (a restarted container): not this one's
     assert builder_state(stage_home, os.getpid(), time.time() + 5) is None
+
+
+def test_a_stop_while_a_server_is_being_started_still_finds_that_server(stage_home, tmp_path, monkeypatch):
+    """SIGTERM arriving while ``Popen`` starts a child (here: sent by the child's start itself) stops
+    the start only once the child is recorded, so the stop that follows reaches it. Raised at once,
+    it left the child running with no supervisor."""
+    import signal
+    import subprocess
+
+    real = subprocess.Popen
+
+    def popen_then_sigterm(*a, **kw):
+        p = real(*a, **kw)
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered before Popen returns to serve
+        return p
+
+    c = _children(stage_home, tmp_path)
+    procs = list(c.values())
+    monkeypatch.setattr(serve.subprocess, "Popen", popen_then_sigterm)
+    stops = serve._Stops()
+    previous = signal.signal(signal.SIGTERM, stops.handler)
+    try:
+        with pytest.raises(serve._Terminate):
+            serve._start_stages(procs, stage_home, dict(os.environ), stops)
+        assert c["builder"].proc is not None and c["builder"].proc.poll() is None  # started, and known
+        serve._stop(procs)
+        assert c["builder"].proc.poll() is not None
+        assert c["dashboards"].proc is None  # nothing was started after the stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        _kill(procs)
+
+
+@pytest.mark.parametrize("when", ["while starting", "once serving"])
+def test_a_server_that_dies_stops_them_all_with_its_status(stage_home, tmp_path, monkeypatch, capsys, when):
+    """`registry serve` exits with the dead server's status (1 if it had none) and stops the others,
+    whether the server died during the staged start or after every server answered."""
+    c = _children(stage_home, tmp_path)
+    if when == "while starting":
+        c["Dagster UI"].argv[-1] = "30"  # the builder dies while Dagster's webserver loads
+    procs = list(c.values())
+    monkeypatch.setattr(serve, "children", lambda *a, **kw: procs)
+    monkeypatch.setenv("FAKE_EXIT_AFTER_S", "0.5" if when == "while starting" else "4")
+    try:
+        assert serve.serve(stage_home, port=measure.free_port()) == 5
+        assert all(p.proc is None or p.proc.poll() is not None for p in procs)  # none left running
+        err = capsys.readouterr().err
+        assert "builder exited with status 5; stopping the other servers" in err
+        assert (c["dashboards"].proc is None) == (when == "while starting")
+    finally:
+        _kill(procs)

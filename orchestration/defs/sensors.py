@@ -29,14 +29,13 @@ from dagster import (
 
 from orchestration.config import Home
 from orchestration.defs.assets import PID_START_TAG, PID_TAG
-from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB
+from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB, WATERMARK_TAG
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
 from orchestration.registry.fsutil import pid_alive
 from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse.holders import watcher_active
 
-WATERMARK_TAG = "registry/landing_watermark"
 RETRY_AFTER_S = 20
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,

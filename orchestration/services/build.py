@@ -16,9 +16,10 @@ from dagster import DagsterInstance
 
 from orchestration.config import Home
 from orchestration.definitions import build_defs
-from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB
+from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB, WATERMARK_TAG
 from orchestration.defs.assets import run_pid_tags
-from orchestration.defs.sensors import WATERMARK_TAG, fail_stale_runs
+from orchestration.defs.checks import DBT_DATA_TESTS
+from orchestration.defs.sensors import fail_stale_runs
 from orchestration.registry import audit
 from orchestration.registry.landing import landing_watermark
 from orchestration.services.dagster_home import prepare_dagster_home
@@ -77,14 +78,23 @@ def _run_config(home: Home) -> dict[str, Any]:
 
 
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False,
-              trigger: str = "cli", instance: DagsterInstance | None = None, early: Any = None) -> BuildSummary:
-    """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance."""
+              trigger: str = "cli", instance: DagsterInstance | None = None, early: Any = None,
+              data_tests: bool = True, give_way: bool = False) -> BuildSummary:
+    """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance.
+
+    The warm builder passes ``data_tests=False`` (the run leaves out the check ``dbt_data_tests``: it
+    runs the tests of the changed cases itself when idle, :func:`run_data_tests`) and ``give_way``
+    (the publish leaves its Parquet set for later if a newer submission has landed meanwhile)."""
     t0 = time.perf_counter()
     log_path = home.dbt_dir / "logs" / "last_build.log"
     with _run_session(home, log_path, instance) as instance:
         # a build killed before this one left its run STARTED: mark it failed
         fail_stale_runs(instance)
         job = build_defs().resolve_job_def(BUILD_JOB)
+        if not data_tests:
+            graph = job.asset_layer.asset_graph
+            job = job.get_subset(asset_selection=set(graph.get_all_asset_keys()),
+                                 asset_check_selection={c for c in graph.asset_check_keys if c.name != DBT_DATA_TESTS})
         # a manual build covers everything landed so far: tag it so the sensor does not redo it
         watermark = landing_watermark(home)
         tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}
@@ -97,6 +107,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
                 **_run_config(home),
                 "ops": {
                     "registry_dbt_models": {"config": {"full_refresh": full_refresh}},
+                    **({"published_snapshot": {"config": {"give_way": True}}} if give_way else {}),
                     # what the caller ingested before the run (see orchestration/cli/main.py cmd_build)
                     **({"raw_tables": {"config": {
                         "early_batches": early.batches, "early_records": early.records,
@@ -208,19 +219,21 @@ class DataTestsSummary:
         return self.__dict__.copy()
 
 
-def run_data_tests(home: Home, *, instance: DagsterInstance | None = None) -> DataTestsSummary:
+def run_data_tests(home: Home, *, instance: DagsterInstance | None = None, changed_only: bool = False,
+                   trigger: str = "cli") -> DataTestsSummary:
     """Every dbt data test over every row of the warehouse, as the daily ``registry_data_tests``
     schedule runs them (builds test only the cases they changed): one Dagster run, in this process.
-    The run itself writes the audit line and records the run in the warehouse
-    (``orchestration/defs/checks.py``)."""
+    ``changed_only`` (the warm builder, after its builds): the rows of the cases changed since the last
+    passing run, when that is safe, as a build's own check does. The run itself writes the audit line
+    and records the run in the warehouse (``orchestration/defs/checks.py``)."""
     t0 = time.perf_counter()
     with _run_session(home, home.dbt_dir / "logs" / "last_data_tests.log", instance) as instance:
         fail_stale_runs(instance)  # a run killed before this one would stay STARTED and block the daemon's queue
         result = build_defs().resolve_job_def(DATA_TESTS_JOB).execute_in_process(
             instance=instance,
             raise_on_error=False,
-            tags={"registry/trigger": "cli", **run_pid_tags()},
-            run_config=_run_config(home),
+            tags={"registry/trigger": trigger, **run_pid_tags()},
+            run_config={**_run_config(home), "ops": {"full_data_tests": {"config": {"changed_only": changed_only}}}},
         )
     summary = DataTestsSummary(success=result.success, run_id=result.run_id, seconds=time.perf_counter() - t0)
     if result.success:

@@ -40,9 +40,16 @@ set, old or new, never a mix and never a half-written file; the Parquet set lags
 the seconds it takes to write (``docs/operations.md``). The first publish, and a publish after a
 consent withdrawal (the previous set still holds the withdrawn case), write their set before the
 switch instead, beside the DuckDB work, on ``PARQUET_WORKERS`` threads. A publish killed between the
-two switches leaves its version showing the previous set; the next publish sees that the set is not
-the version's own and writes every file again. Sets no kept version shows are pruned with the
-versions. A hash collision (2^-64 per changed table) is the only way a changed table could be taken
+two switches leaves its version showing the previous set. Sets no kept version shows are pruned with
+the versions.
+
+Each set records the fingerprints of its tables (``.fingerprints.json`` inside it), so a new set
+links every table that equals the one in the set the current version *shows*, its own or an older
+one. That lets the warm builder give way to a new case (``give_way``): when a newer submission has
+landed by the time the DuckDB file is switched, the version keeps showing the previous set and the
+next build starts at once; :func:`complete_parquet` writes the current version's own set once the
+builder is idle (at a million cases the set of one new case took ~6 s, which delayed the next case
+by as much). A hash collision (2^-64 per changed table) is the only way a changed table could be taken
 for unchanged.
 """
 
@@ -56,7 +63,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import duckdb
 
@@ -96,6 +103,7 @@ class PublishResult:
     tables: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     switched_seconds: float = 0.0  # until readers saw the new DuckDB file (its Parquet set may follow)
+    parquet_deferred: bool = False  # a newer case was waiting: the version shows the previous set for now
 
 
 def published_tables(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -> list[str]:
@@ -230,6 +238,34 @@ def _parquet_set(version_dir: Path | None) -> tuple[Path | None, bool]:
     return target, target.name == version_dir.name
 
 
+SET_FINGERPRINTS = ".fingerprints.json"
+
+
+def _set_fingerprints(parquet_set: Path | None, own_fps: dict[str, Any] | None) -> dict[str, Any]:
+    """The fingerprints of the tables in ``parquet_set``: recorded in the set, else (a set written
+    before they were recorded) its version's own ``own_fps`` when the set is that version's."""
+    if parquet_set is None:
+        return {}
+    try:
+        return json.loads((parquet_set / SET_FINGERPRINTS).read_text())
+    except (OSError, ValueError):
+        return own_fps or {}
+
+
+def _linkable(tables: list[str], fps: dict[str, Any], shown: Path | None, shown_fps: dict[str, Any]) -> set[str]:
+    """The tables whose Parquet file can be linked from the set ``shown``: the same fingerprint."""
+    if shown is None:
+        return set()
+    return {t for t in tables if shown_fps.get(t) == fps[t] and (shown / f"{t}.parquet").exists()}
+
+
+def _seal_set(staging: Path, final: Path, fps: dict[str, Any], tables: list[str]) -> None:
+    """Record the set's fingerprints and rename it into place."""
+    (staging / SET_FINGERPRINTS).write_text(json.dumps({t: fps[t] for t in tables}))
+    os.rename(staging, final)
+    fsync_dir(final.parent)
+
+
 def _point_parquet_at(link: Path, target: Path) -> None:
     """Make ``link`` (a version's ``parquet``) a relative symbolic link to ``target``, atomically."""
     tmp = link.with_name(f".parquet.{os.getpid()}.tmp")
@@ -342,10 +378,14 @@ REFRESH_AFTER_SHARE = 0.10
 PARQUET_WORKERS = 2
 
 
+def _copy_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "snap.main") -> None:
+    con.execute(f'COPY {schema}."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+
+
 def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "main") -> None:
     cur = con.cursor()  # its own connection to the same database instance
     try:
-        cur.execute(f'COPY {schema}."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+        _copy_parquet(cur, table, folder, schema)
     finally:
         cur.close()
 
@@ -367,7 +407,11 @@ def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[
         con.close()
 
 
-def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
+def publish(home: Home, *, manifest_path: Path | None = None, give_way: Callable[[], bool] | None = None) -> PublishResult:
+    """Publish the warehouse's analyst-facing tables as a new version and switch readers to it.
+    ``give_way``, asked once the DuckDB file is switched: true when the caller has newer work (the
+    warm builder: a newer submission has landed); then the version's own Parquet set is left to
+    :func:`complete_parquet`."""
     t0 = time.perf_counter()
     home.ensure()
     clean_stale_staging(home)
@@ -386,7 +430,7 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
     copied = copier.submit(shutil.copyfile, prev_dir / DB_NAME, spare) if prev_dir is not None else None
     copier.shutdown(wait=False)
     try:
-        return _publish(home, version, staging, final, manifest, prev_dir, prev_meta, prev_fps, copied, spare, t0)
+        return _publish(home, version, staging, final, manifest, prev_dir, prev_meta, prev_fps, copied, spare, t0, give_way)
     finally:
         if copied is not None:
             copied.exception()  # never leave the copy running, whatever happened
@@ -394,7 +438,8 @@ def publish(home: Home, *, manifest_path: Path | None = None) -> PublishResult:
 
 
 def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dict[str, Any], prev_dir: Path | None,
-             prev_meta: dict[str, Any], prev_fps: dict[str, Any], copied: Any, spare: Path, t0: float) -> PublishResult:
+             prev_meta: dict[str, Any], prev_fps: dict[str, Any], copied: Any, spare: Path, t0: float,
+             give_way: Callable[[], bool] | None) -> PublishResult:
     target = staging / DB_NAME
     sets = parquet_sets(home)
     sets.mkdir(parents=True, exist_ok=True)
@@ -413,8 +458,9 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         counts = {t: fps[t][0] for t in tables}
         unchanged = {t for t in tables if prev_dir is not None and prev_fps.get(t) == fps[t]}
         changed = [t for t in tables if t not in unchanged]
-        # Parquet files reused by link: those of unchanged tables in the previous version's own set
-        linkable = {t for t in unchanged if prev_set_own and (prev_set / f"{t}.parquet").exists()}  # type: ignore[operator]
+        # Parquet files reused by link: those of the set the current version shows (its own or an
+        # older one) whose table is unchanged since that set
+        linkable = _linkable(tables, fps, prev_set, _set_fingerprints(prev_set, prev_fps if prev_set_own else None))
         prev_seq = prev_meta.get("changes_seq") if isinstance(prev_meta.get("changes_seq"), int) else None
         seq, n_changed = _changed_cases(con, prev_seq)
         erases = _erases_a_case(con, home, n_changed)
@@ -498,8 +544,7 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         _point_parquet_at(staging / "parquet", prev_set)  # type: ignore[arg-type]  # the previous set, meanwhile
     else:
         _point_parquet_at(staging / "parquet", set_final)  # first the link, so that prune() keeps the set
-        os.rename(set_staging, set_final)
-        fsync_dir(sets)
+        _seal_set(set_staging, set_final, fps, tables)
     (staging / "data_dictionary.md").write_text(render_dictionary(rows, version), encoding="utf-8")
     meta: dict[str, Any] = {
         "version": version, "published_at": utcnow().isoformat(), "tables": counts, "reused": sorted(reused),
@@ -516,15 +561,62 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     os.replace(tmp_link, home.published_current)  # the atomic switch
     fsync_dir(home.published)
     switched = time.perf_counter() - t0
-    if parquet_later:
+    deferred = parquet_later and give_way is not None and give_way()
+    if deferred:
+        shutil.rmtree(set_staging, ignore_errors=True)  # only links so far; complete_parquet writes the set
+    elif parquet_later:
         crash_point("publish.before_parquet")
         _write_parquet_set_from_snapshot(final / DB_NAME, set_staging, to_write)
-        os.rename(set_staging, set_final)
-        fsync_dir(sets)
+        _seal_set(set_staging, set_final, fps, tables)
         _point_parquet_at(final / "parquet", set_final)  # the Parquet set's own atomic switch
     prune(home)
-    audit.event(home, "publish", version=version, tables=counts)
-    return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3))
+    audit.event(home, "publish", version=version, tables=counts, **({"parquet": "deferred"} if deferred else {}))
+    return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3), parquet_deferred=deferred)
+
+
+def parquet_pending(home: Home) -> bool:
+    """Whether the current version still shows an older Parquet set than its own."""
+    cur, _ = _previous(home)
+    return cur is not None and not _parquet_set(cur)[1]
+
+
+def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) -> str | None:
+    """Write the current version's own Parquet set when it still shows an older one (its publish gave
+    way to a newer case, or was killed between its two switches), and switch its ``parquet`` to it.
+    Tables equal to the shown set's are linked; the others are written from the version's (immutable)
+    DuckDB file, largest first, and ``give_way`` is asked before each: when it is true the work stops
+    and the version keeps showing the older set. Returns the version completed, else None. Call it
+    holding the warehouse lock (publishes are serialised by it; each cleans the other's staging)."""
+    cur, meta = _previous(home)
+    if cur is None:
+        return None
+    shown, own = _parquet_set(cur)
+    fps: dict[str, Any] = meta.get("fingerprints") or {}
+    tables = sorted(t for t in (meta.get("tables") or {}) if t in fps)
+    if own or not tables:
+        return None
+    sets = parquet_sets(home)
+    staging, final = sets / f".{cur.name}.tmp", sets / cur.name
+    shutil.rmtree(staging, ignore_errors=True)
+    if not final.exists():
+        staging.mkdir(parents=True)
+        linkable = _linkable(tables, fps, shown, _set_fingerprints(shown, None))
+        for t in linkable:
+            _link_or_copy(shown / f"{t}.parquet", staging / f"{t}.parquet")  # type: ignore[operator]
+        con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
+        try:
+            con.execute(f"ATTACH {_q(cur / DB_NAME)} AS snap (READ_ONLY)")
+            for t in _by_size([t for t in tables if t not in linkable], {t: fps[t][0] for t in tables}, fps):
+                if give_way is not None and give_way():
+                    shutil.rmtree(staging, ignore_errors=True)
+                    return None
+                _copy_parquet(con, t, staging)
+        finally:
+            con.close()
+        _seal_set(staging, final, fps, tables)
+    _point_parquet_at(cur / "parquet", final)
+    prune(home)
+    return cur.name
 
 
 def prune(home: Home, keep: int = KEEP_VERSIONS) -> int:

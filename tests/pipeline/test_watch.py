@@ -59,6 +59,13 @@ def _visible(home, case_id: str) -> bool:
         con.close()
 
 
+def _building(home) -> bool:
+    try:
+        return bool(json.loads(heartbeat_file(home).read_text()).get("building"))
+    except (OSError, ValueError):
+        return True
+
+
 def _watch_builds(home) -> list[dict]:
     return [e for e in audit.read(home) if e.get("event") == "build" and e.get("trigger") == "watch"]
 
@@ -79,8 +86,15 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
             assert proc.poll() is None, proc.stdout.read()
             assert time.monotonic() < deadline, "W-2 was never published"
             time.sleep(0.2)
-        while len(_watch_builds(home)) < 2:  # the data tests run after publishing: let that build end
+        while len(_watch_builds(home)) < 2:  # let that build end
             assert time.monotonic() < deadline, "the second build never ended"
+            time.sleep(0.2)
+        # once idle, the builder runs the data tests its builds left out: the cases they changed
+        # (a run of registry_data_tests: waited for to its end, a SIGTERM would interrupt it)
+        while not [e for e in audit.read(home) if e.get("event") == "data_tests"
+                   and e.get("at", "") > _watch_builds(home)[-1]["at"]] or _building(home):
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the data tests never ran"
             time.sleep(0.2)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -94,6 +108,18 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
     assert len(runs) >= 2 and all(r.dagster_run.status.value == "SUCCESS" for r in runs)
     builds = _watch_builds(home)
     assert len(builds) == len(runs) and all(e["success"] for e in builds)
+    tests = [e for e in audit.read(home) if e.get("event") == "data_tests"]
+    assert tests and all(e["success"] for e in tests)
+    # the first test run on a warehouse reads every row; after a passing one, the changed cases
+    assert tests[0]["scope"] == "all rows" and all(e["scope"].startswith("cases changed after build") for e in tests[1:])
+    with DagsterInstance.from_config(str(home.dagster_home)) as instance:
+        test_runs = instance.get_run_records(filters=RunsFilter(job_name="registry_data_tests", tags={"registry/trigger": "watch"}))
+        build_checks = {e.check_name for r in runs for e in [
+            ev.dagster_event.event_specific_data for ev in instance.all_logs(r.dagster_run.run_id)
+            if ev.dagster_event is not None and ev.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]}
+    assert test_runs and all(r.dagster_run.status.value == "SUCCESS" for r in test_runs), [(r.dagster_run.status, r.create_timestamp) for r in test_runs]
+    assert "dbt_data_tests" not in build_checks  # left out of the warm builder's builds ...
+    assert "nothing_submitted_is_lost" in build_checks  # ... unlike the promise checks
 
 
 def test_finish_signal_lets_the_build_in_progress_end_well(home):

@@ -238,13 +238,32 @@ def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_r
     for t in tables:
         assert _parquet_rows(second / "parquet", t) == _parquet_rows(first_set, t)
 
-    # the next publish does not take the old set for the killed version's own: every file is written
+    # the next publish does not take the old set for the killed version's own: it links only what
+    # equals the old set's recorded fingerprints, and writes the rest (mart_small changed since)
     third = pub.publish(home, manifest_path=_manifest(home))
     assert (third.path / "parquet").resolve().name == third.version
     for t in tables:
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
-    assert _inode(home, "dim_cases") != os.stat(first_set / "dim_cases.parquet").st_ino
+    assert _inode(home, "dim_cases") == os.stat(first_set / "dim_cases.parquet").st_ino
+    assert _inode(home, "mart_small") != os.stat(first_set / "mart_small.parquet").st_ino
+
+    # a set without recorded fingerprints (written before they were) that is not the version's own:
+    # nothing is taken from it
+    own = (third.path / "parquet").resolve()
+    (own / pub.SET_FINGERPRINTS).unlink()
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 3 AS n")
+    monkeypatch.setattr(pub, "_write_parquet_set_from_snapshot", killed)
+    try:
+        pub.publish(home, manifest_path=_manifest(home))
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+    pub.publish(home, manifest_path=_manifest(home))
+    assert _inode(home, "dim_cases") != os.stat(own / "dim_cases.parquet").st_ino
+    for t in tables:
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
 
     # only the sets some kept version shows stay; staging leftovers are cleaned by the next publish
     for _ in range(pub.KEEP_VERSIONS + 1):
@@ -254,3 +273,56 @@ def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_r
     assert {p.name for p in pub.parquet_sets(home).iterdir()} == {(v / "parquet").resolve().name for v in versions}
     pub.prune(home, keep=1)  # what a withdrawal does
     assert [p.name for p in pub.parquet_sets(home).iterdir()] == [home.published_current.resolve().name]
+
+
+def _set_of(home: Home) -> str:
+    return os.path.basename(os.path.realpath(home.published_current.resolve() / "parquet"))
+
+
+def test_a_publish_that_gives_way_leaves_its_parquet_set_for_later(tmp_path):
+    """The warm builder's publish, when a newer case waits: readers get the new DuckDB file at once and
+    the previous (complete) Parquet set meanwhile; complete_parquet writes the version's own set later,
+    linking what equals the set shown; a publish after a deferred one links from the set shown too."""
+    home = Home(tmp_path / "home").ensure()
+    _warehouse(home, """
+        CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(5000) r(i);
+        CREATE TABLE fct_lab_results AS SELECT i % 5000 AS case_id, i * 0.5 AS value FROM range(20000) r(i);
+        CREATE TABLE mart_small AS SELECT 1 AS n;
+        CREATE TABLE stg_not_published AS SELECT 1 AS n;
+    """)
+    first = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: True)  # a first publish never defers
+    assert not first.parquet_deferred and _set_of(home) == first.version
+    inodes = {t: _inode(home, t) for t in ("dim_cases", "fct_lab_results", "mart_small")}
+
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
+    asked = []
+    second = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: asked.append(1) or True)
+    assert second.parquet_deferred and asked
+    assert _set_of(home) == first.version  # the older set, whole: its files, its values
+    db, pq = _published(home, "mart_small")
+    assert db == [(2,)] and pq == [(1,)]
+    assert not list(pub.parquet_sets(home).glob(".*.tmp"))  # nothing half-written left behind
+
+    # still giving way: nothing written
+    assert pub.complete_parquet(home, give_way=lambda: True) is None and _set_of(home) == first.version
+    assert pub.complete_parquet(home) == second.version
+    assert _set_of(home) == second.version
+    for t in ("dim_cases", "fct_lab_results", "mart_small"):
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+    assert _inode(home, "fct_lab_results") == inodes["fct_lab_results"]  # linked from the set shown before
+    assert _inode(home, "mart_small") != inodes["mart_small"]
+    assert pub.complete_parquet(home) is None  # its own set already
+
+    # a deferred publish, then a normal one: it links the unchanged tables from the set shown (older)
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 3 AS n")
+    third = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: True)
+    assert third.parquet_deferred and _set_of(home) == second.version
+    _warehouse(home, "UPDATE dim_cases SET age = age + 1 WHERE case_id = 3")
+    fourth = pub.publish(home, manifest_path=_manifest(home))
+    assert not fourth.parquet_deferred and _set_of(home) == fourth.version
+    assert _inode(home, "fct_lab_results") == inodes["fct_lab_results"]
+    assert _inode(home, "dim_cases") != inodes["dim_cases"]
+    for t in ("dim_cases", "fct_lab_results", "mart_small"):
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t

@@ -25,12 +25,13 @@ def _run_loop(home, monkeypatch, *, builds: int = 1):
 
     done: list[str] = []
 
-    def fake_build(h, *, trigger, instance):
+    def fake_build(h, *, trigger, instance, **kw):
         done.append(trigger)
         return SimpleNamespace(success=True, error=None, watermark=None, version="v", cases=1, seconds=0.0)
 
     monkeypatch.setattr(watch, "beat", recording_beat)
     monkeypatch.setattr(watch, "run_build", fake_build)
+    monkeypatch.setattr(watch, "run_data_tests", lambda h, **kw: SimpleNamespace(success=True, error=None))
     monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
     signals = SimpleNamespace(after_build=lambda: None)
     polls = []
@@ -59,3 +60,32 @@ def test_an_idle_builder_beats_ready_and_idle(home, monkeypatch):
     assert watch._loop(home, None, 0.001, lambda: n.append(1) or len(n) > 3, lambda line: None,
                        SimpleNamespace(after_build=lambda: None)) == 0
     assert beats and beats[0] == {}  # ready, not building: nothing has landed
+
+
+def test_a_case_that_lands_during_a_build_is_built_before_that_builds_tests(home, monkeypatch):
+    """The warm builder's builds leave dbt's data tests out and run them when no newer case waits:
+    a case that landed during a build is built first, then the tests run once (they cover the cases
+    changed since the last passing run, both builds' cases)."""
+    submit(home, [("first.json", json.dumps(record(case_id="B-1")).encode())])
+    order: list[str] = []
+
+    def fake_build(h, *, trigger, instance, data_tests, give_way):
+        assert not data_tests and give_way
+        order.append("build")
+        covered = watch.landing_watermark(home)  # as run_build: what had landed when the run started
+        if len(order) == 1:  # a second case lands while the first is built
+            submit(home, [("second.json", json.dumps(record(case_id="B-2")).encode())])
+        return SimpleNamespace(success=True, error=None, watermark=covered, version="v", cases=1, seconds=0.0)
+
+    def fake_tests(h, *, instance, changed_only, trigger):
+        assert changed_only and trigger == "watch"
+        order.append("tests")
+        return SimpleNamespace(success=True, error=None)
+
+    monkeypatch.setattr(watch, "run_build", fake_build)
+    monkeypatch.setattr(watch, "run_data_tests", fake_tests)
+    monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
+    n: list[int] = []
+    assert watch._loop(home, None, 0.001, lambda: n.append(1) or len(n) > 20, lambda line: None,
+                       SimpleNamespace(after_build=lambda: None)) == 0
+    assert order == ["build", "build", "tests"]

@@ -37,10 +37,8 @@ from orchestration.defs.dbt_inprocess import manifest as dbt_manifest
 from orchestration.defs.dbt_inprocess import mark_loaded as dbt_mark_loaded
 from orchestration.defs.dbt_inprocess import node_kind, tests_fingerprint
 from orchestration.defs.dbt_project import dbt_project, ensure_manifest
-from orchestration.defs.jobs import WATERMARK_TAG
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry.fsutil import crash_point, pid_start
-from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse import tested
 from orchestration.warehouse.holders import kill_stale_children
 from orchestration.warehouse.ingest import MEMORY_LIMIT, clear_pending, ingest
@@ -146,9 +144,9 @@ class DbtBuildConfig(Config):
 
 
 class PublishConfig(Config):
-    # the warm builder: once readers see the new DuckDB file, leave its Parquet set for later
-    # (publish.complete_parquet) if a newer submission has landed since the run started
-    give_way: bool = False
+    # the warm builder: the version's Parquet set, due after the switch, is left to an idle moment
+    # (publish.complete_parquet, which stops when a new case lands), so that the next case never waits for it
+    leave_parquet: bool = False
 
 
 def _dbt_crash_hook(event) -> None:
@@ -372,16 +370,10 @@ def build_assets() -> "tuple[AssetsDefinition, AssetsDefinition, AssetsDefinitio
     )
     def published_snapshot(context: AssetExecutionContext, config: PublishConfig, registry: RegistryHome) -> MaterializeResult:
         home = registry.home()
-        covered = context.run.tags.get(WATERMARK_TAG) or ""
-
-        def newer_landed() -> bool:
-            return (landing_watermark(home) or "") > covered
-
         with warehouse_lock(home):
-            res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json",
-                          give_way=newer_landed if config.give_way else None)
+            res = publish(home, manifest_path=home.dbt_dir / "target" / "manifest.json", leave_parquet=config.leave_parquet)
         context.log.info(f"published {res.version} in {res.seconds:.2f}s"
-                         + (" (its Parquet set deferred: a newer submission is waiting)" if res.parquet_deferred else ""))
+                         + (" (its Parquet set is left to the warm builder's next idle moment)" if res.parquet_deferred else ""))
         return MaterializeResult(
             metadata={
                 "version": res.version,

@@ -79,12 +79,12 @@ def _run_config(home: Home) -> dict[str, Any]:
 
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False,
               trigger: str = "cli", instance: DagsterInstance | None = None, early: Any = None,
-              data_tests: bool = True, give_way: bool = False) -> BuildSummary:
+              data_tests: bool = True, leave_parquet: bool = False) -> BuildSummary:
     """Ingest, ``dbt build`` and publish once, in this process, recorded on the home's Dagster instance.
 
     The warm builder passes ``data_tests=False`` (the run leaves out the check ``dbt_data_tests``: it
-    runs the tests of the changed cases itself when idle, :func:`run_data_tests`) and ``give_way``
-    (the publish leaves its Parquet set for later if a newer submission has landed meanwhile)."""
+    runs the tests of the changed cases itself when idle, :func:`run_data_tests`) and ``leave_parquet``
+    (the publish leaves the version's Parquet set to ``publish.complete_parquet``, run when idle)."""
     t0 = time.perf_counter()
     log_path = home.dbt_dir / "logs" / "last_build.log"
     with _run_session(home, log_path, instance) as instance:
@@ -107,7 +107,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
                 **_run_config(home),
                 "ops": {
                     "registry_dbt_models": {"config": {"full_refresh": full_refresh}},
-                    **({"published_snapshot": {"config": {"give_way": True}}} if give_way else {}),
+                    **({"published_snapshot": {"config": {"leave_parquet": True}}} if leave_parquet else {}),
                     # what the caller ingested before the run (see orchestration/cli/main.py cmd_build)
                     **({"raw_tables": {"config": {
                         "early_batches": early.batches, "early_records": early.records,

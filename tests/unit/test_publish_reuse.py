@@ -279,10 +279,11 @@ def _set_of(home: Home) -> str:
     return os.path.basename(os.path.realpath(home.published_current.resolve() / "parquet"))
 
 
-def test_a_publish_that_gives_way_leaves_its_parquet_set_for_later(tmp_path):
-    """The warm builder's publish, when a newer case waits: readers get the new DuckDB file at once and
-    the previous (complete) Parquet set meanwhile; complete_parquet writes the version's own set later,
-    linking what equals the set shown; a publish after a deferred one links from the set shown too."""
+def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
+    """The warm builder's publish: readers get the new DuckDB file at once and the previous (complete)
+    Parquet set meanwhile; complete_parquet writes the version's own set later, linking what equals the
+    set shown, and gives up as soon as it is asked to give way; a publish after one that left its set
+    links from the set shown too."""
     home = Home(tmp_path / "home").ensure()
     _warehouse(home, """
         CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(5000) r(i);
@@ -290,23 +291,29 @@ def test_a_publish_that_gives_way_leaves_its_parquet_set_for_later(tmp_path):
         CREATE TABLE mart_small AS SELECT 1 AS n;
         CREATE TABLE stg_not_published AS SELECT 1 AS n;
     """)
-    first = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: True)  # a first publish never defers
+    first = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)  # a first publish writes it
     assert not first.parquet_deferred and _set_of(home) == first.version
     inodes = {t: _inode(home, t) for t in ("dim_cases", "fct_lab_results", "mart_small")}
 
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
-    asked = []
-    second = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: asked.append(1) or True)
-    assert second.parquet_deferred and asked
+    second = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    assert second.parquet_deferred and pub.parquet_pending(home)
     assert _set_of(home) == first.version  # the older set, whole: its files, its values
     db, pq = _published(home, "mart_small")
     assert db == [(2,)] and pq == [(1,)]
     assert not list(pub.parquet_sets(home).glob(".*.tmp"))  # nothing half-written left behind
 
-    # still giving way: nothing written
+    # giving way before the first file: nothing written, nothing switched
     assert pub.complete_parquet(home, give_way=lambda: True) is None and _set_of(home) == first.version
-    assert pub.complete_parquet(home) == second.version
-    assert _set_of(home) == second.version
+    # a case lands while the first file is written: the next one is not started
+    _warehouse(home, "CREATE OR REPLACE TABLE dim_cases AS SELECT i AS case_id, i % 9 AS age FROM range(5000) r(i)")
+    third = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    asked: list[int] = []
+    assert pub.complete_parquet(home, give_way=lambda: asked.append(1) or len(asked) > 1) is None
+    assert len(asked) == 2 and _set_of(home) == first.version and not list(pub.parquet_sets(home).glob(".*.tmp"))
+    assert pub.complete_parquet(home, give_way=lambda: False) == third.version
+    assert not pub.parquet_pending(home)
+    assert _set_of(home) == third.version
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
@@ -316,13 +323,14 @@ def test_a_publish_that_gives_way_leaves_its_parquet_set_for_later(tmp_path):
 
     # a deferred publish, then a normal one: it links the unchanged tables from the set shown (older)
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 3 AS n")
-    third = pub.publish(home, manifest_path=_manifest(home), give_way=lambda: True)
-    assert third.parquet_deferred and _set_of(home) == second.version
+    fourth = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    assert fourth.parquet_deferred and _set_of(home) == third.version
+    dim_cases_before = _inode(home, "dim_cases")
     _warehouse(home, "UPDATE dim_cases SET age = age + 1 WHERE case_id = 3")
-    fourth = pub.publish(home, manifest_path=_manifest(home))
-    assert not fourth.parquet_deferred and _set_of(home) == fourth.version
+    fifth = pub.publish(home, manifest_path=_manifest(home))
+    assert not fifth.parquet_deferred and _set_of(home) == fifth.version
     assert _inode(home, "fct_lab_results") == inodes["fct_lab_results"]
-    assert _inode(home, "dim_cases") != inodes["dim_cases"]
+    assert _inode(home, "dim_cases") != dim_cases_before
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t

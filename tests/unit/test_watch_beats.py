@@ -69,8 +69,8 @@ def test_a_case_that_lands_during_a_build_is_built_before_that_builds_tests(home
     submit(home, [("first.json", json.dumps(record(case_id="B-1")).encode())])
     order: list[str] = []
 
-    def fake_build(h, *, trigger, instance, data_tests, give_way):
-        assert not data_tests and give_way
+    def fake_build(h, *, trigger, instance, data_tests, leave_parquet):
+        assert not data_tests and leave_parquet
         order.append("build")
         covered = watch.landing_watermark(home)  # as run_build: what had landed when the run started
         if len(order) == 1:  # a second case lands while the first is built

@@ -808,14 +808,18 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         t0 = time.perf_counter()
         run_child([reg, "submit", str(one)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit")
         info["submit_s"] = round(time.perf_counter() - t0, 3)
-        while not _visible(home, case_id):
-            if time.perf_counter() - t0 > SERVE_VISIBLE_TIMEOUT_S:
-                info["error"] = f"not visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
-                return None, info
-            if proc.poll() is not None:
-                raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
-            time.sleep(0.1)
-        return time.perf_counter() - t0, info
+        first = _until_visible(proc, home, case_id, t0, log_path)
+        if first is None:
+            info["error"] = f"not visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
+            return None, info
+        # the next case, submitted as soon as that one is visible: what the builder still does after
+        # a switch (its Parquet set, the data tests) must not hold it back
+        nxt = d / "next-new-case-serve.jsonl"
+        next_id = incremental_case(cohort, nxt)
+        t1 = time.perf_counter()
+        run_child([reg, "submit", str(nxt)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit the next case")
+        info["next_s"] = _until_visible(proc, home, next_id, t1, log_path)
+        return first, info
     finally:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -825,6 +829,17 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _until_visible(proc: subprocess.Popen, home: Path, case_id: str, t0: float, log_path: Path) -> float | None:
+    """Seconds from ``t0`` until the published snapshot has ``case_id`` (None: not within the timeout)."""
+    while not _visible(home, case_id):
+        if time.perf_counter() - t0 > SERVE_VISIBLE_TIMEOUT_S:
+            return None
+        if proc.poll() is not None:
+            raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
+        time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def bench_size(
@@ -950,6 +965,8 @@ def bench_size(
         details["serve"] = info
         ms.append(Measure("serve", "one new case -> visible, registry serve running", seconds=secs,
                           note=f"dashboards answered after {info.get('dashboards_ready_s')}s; submit {info.get('submit_s')}s" + (f"; {info['error']}" if info.get("error") else "")))
+        ms.append(Measure("serve_next", "the next new case -> visible (submitted as soon as the one before is), registry serve running",
+                          seconds=info.get("next_s")))
 
         registry_steps = [m for m in ms if m.key in ("submit", "build", "incremental", "snapshot_connect")]
         ms.append(Measure("peak_rss", "peak RSS, any registry step", seconds=None,
@@ -1006,7 +1023,7 @@ def apply_target(size: int, m: Measure) -> None:
     if m.key == "end_to_end":
         m.target = "≤ 5× bare load @100k and @1M"
         m.verdict = verdict((100_000, LARGE_SIZE), (m.ratio or 1e9) <= 5)
-    elif m.key == "serve":
+    elif m.key in ("serve", "serve_next"):
         m.target = "≤ 5 s @100k, ≤ 10 s @1M"
         m.verdict = verdict((100_000, LARGE_SIZE), m.seconds is not None and m.seconds <= visible_limit)
     elif m.key == "incremental":

@@ -17,7 +17,7 @@ SIZE = 200
 EXPECTED = {
     "generate", "bare_load", "submit", "build", "build.ingest", "build.dbt", "build.publish", "build.other",
     "end_to_end", "incremental", "incremental.submit", "incremental.build", "incremental.sql", "snapshot_connect",
-    "peak_rss",
+    "peak_rss", "serve", "serve_next",
 }
 # measured on their own process: each has a peak RSS
 WITH_RSS = {"generate", "bare_load", "submit", "build", "end_to_end", "incremental", "incremental.submit",

@@ -4,6 +4,8 @@ readers see is the warehouse that was just built."""
 
 import contextlib
 import json
+import threading
+from typing import Callable
 
 import duckdb
 from dagster import (
@@ -18,10 +20,11 @@ from dagster import (
     op,
 )
 
-from orchestration.defs.assets import tag_run_with_pid
+from orchestration.defs.assets import DbtCancelled, tag_run_with_pid
 from orchestration.defs.dbt_inprocess import invoke as dbt_invoke, tests_fingerprint
 from orchestration.defs.resources import RegistryHome
 from orchestration.registry import audit
+from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse import snapshot, tested
 from orchestration.warehouse.locks import warehouse_lock
 from orchestration.warehouse.promise import nothing_lost
@@ -89,11 +92,13 @@ def dbt_data_tests(context: AssetCheckExecutionContext, registry: RegistryHome) 
     return AssetCheckResult(passed=t.pop("passed"), severity=AssetCheckSeverity.ERROR, metadata=t)
 
 
-def run_dbt_data_tests(home, *, changed_only: bool) -> dict:
+def run_dbt_data_tests(home, *, changed_only: bool, give_way: Callable[[], bool] | None = None) -> dict:
     """dbt's data tests over the warehouse: the rows of the cases changed since the last passing run
     when that is safe (``orchestration/warehouse/tested.py``), else every row. The run is recorded,
     passed or not (an error while testing counts as a failure). Returns ``passed``, and ``tests``,
-    ``scope``, ``failed``, ``seconds`` (the check's metadata)."""
+    ``scope``, ``failed``, ``seconds`` (the check's metadata). ``give_way`` (the warm builder, testing
+    when idle): asked before each test; once it is true no further test starts, nothing is recorded
+    (the next run tests these cases too) and ``stopped`` is true."""
     with warehouse_lock(home):  # held throughout: what is recorded as tested is what was tested
         fingerprint = tests_fingerprint()
         published = published_watermark(home)
@@ -103,14 +108,26 @@ def run_dbt_data_tests(home, *, changed_only: bool) -> dict:
         args = ["test", "--exclude-resource-type", "unit_test", "--no-write-json"]
         if since is not None:
             args += ["--vars", json.dumps({"tests_changed_after": since})]
+        stopped = threading.Event()
+
+        def on_event(event) -> None:
+            if give_way is not None and getattr(getattr(event, "info", None), "name", "") == "NodeCompiling" \
+                    and (stopped.is_set() or give_way()):
+                stopped.set()
+                raise DbtCancelled("a newer submission came first")  # this test fails, no other starts
+
         try:
-            outcome = dbt_invoke(home, args)
+            outcome = dbt_invoke(home, args, on_event=on_event if give_way is not None else None)
         except BaseException:
             with contextlib.suppress(Exception):  # the error that stopped the tests is the one to report
                 tested.record(home, fingerprint, published, scope, passed=False)
             raise
+        if stopped.is_set():
+            return {"passed": False, "stopped": True, "tests": len(outcome.results), "scope": scope,
+                    "failed": "none", "seconds": round(outcome.seconds, 3)}
         tested.record(home, fingerprint, published, scope, passed=outcome.success)
     return {
+        "stopped": False,
         "passed": outcome.success,
         "tests": len(outcome.results),
         "scope": scope,
@@ -123,6 +140,9 @@ class DataTestsConfig(Config):
     # the rows of the cases changed since the last passing run, when that is safe (the warm builder,
     # which tests after its builds, when idle); else every row
     changed_only: bool = False
+    # the warm builder: stop (no further test starts, nothing recorded) once a submission newer than
+    # this landing watermark lands
+    give_way_after: str = ""
 
 
 @op(description="Every dbt data test over every row of the warehouse (the builds test the changed cases only).")
@@ -132,14 +152,22 @@ def full_data_tests(context: OpExecutionContext, config: DataTestsConfig, regist
     if not home.warehouse.exists():
         context.log.info("nothing built yet: no warehouse to test")
         return {"tests": 0, "scope": "nothing built yet"}
+    after = config.give_way_after
+
+    def newer_landed() -> bool:
+        return (landing_watermark(home) or "") > after
+
     try:
-        t = run_dbt_data_tests(home, changed_only=config.changed_only)
+        t = run_dbt_data_tests(home, changed_only=config.changed_only, give_way=newer_landed if after else None)
     except Exception as exc:
         audit.event(home, "data_tests", run_id=context.run_id, success=False, scope=tested.WHOLE, tests=0,
                     failed=(str(exc).strip().splitlines() or [type(exc).__name__])[0])
         raise
+    if t["stopped"]:
+        context.log.info(f"stopped after {t['tests']} tests: a newer submission came first; the next run tests these cases too")
+        return {"tests": t["tests"], "scope": t["scope"], "stopped": True}
     audit.event(home, "data_tests", run_id=context.run_id, success=t["passed"], scope=t["scope"],
                 tests=t["tests"], failed=None if t["passed"] else t["failed"])
     if not t["passed"]:
         raise Failure(description=f"data tests failed: {t['failed']}", metadata={k: v for k, v in t.items() if k != "passed"})
-    return {"tests": t["tests"], "scope": t["scope"]}
+    return {"tests": t["tests"], "scope": t["scope"], "stopped": False}

@@ -214,18 +214,21 @@ class DataTestsSummary:
     tests: int = 0
     scope: str = ""
     error: str | None = None
+    stopped: bool = False  # gave way to a newer submission before the end (nothing recorded)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
 
 
 def run_data_tests(home: Home, *, instance: DagsterInstance | None = None, changed_only: bool = False,
-                   trigger: str = "cli") -> DataTestsSummary:
+                   trigger: str = "cli", give_way_after: str | None = None) -> DataTestsSummary:
     """Every dbt data test over every row of the warehouse, as the daily ``registry_data_tests``
     schedule runs them (builds test only the cases they changed): one Dagster run, in this process.
     ``changed_only`` (the warm builder, after its builds): the rows of the cases changed since the last
-    passing run, when that is safe, as a build's own check does. The run itself writes the audit line
-    and records the run in the warehouse (``orchestration/defs/checks.py``)."""
+    passing run, when that is safe, as a build's own check does; ``give_way_after`` (a landing
+    watermark): no further test starts once a newer submission lands (``stopped``; nothing recorded).
+    The run itself writes the audit line and records the run in the warehouse
+    (``orchestration/defs/checks.py``)."""
     t0 = time.perf_counter()
     with _run_session(home, home.dbt_dir / "logs" / "last_data_tests.log", instance) as instance:
         fail_stale_runs(instance)  # a run killed before this one would stay STARTED and block the daemon's queue
@@ -233,12 +236,13 @@ def run_data_tests(home: Home, *, instance: DagsterInstance | None = None, chang
             instance=instance,
             raise_on_error=False,
             tags={"registry/trigger": trigger, **run_pid_tags()},
-            run_config={**_run_config(home), "ops": {"full_data_tests": {"config": {"changed_only": changed_only}}}},
+            run_config={**_run_config(home), "ops": {"full_data_tests": {"config": {
+                "changed_only": changed_only, "give_way_after": give_way_after or ""}}}},
         )
     summary = DataTestsSummary(success=result.success, run_id=result.run_id, seconds=time.perf_counter() - t0)
     if result.success:
         outcome = result.output_for_node("full_data_tests")
-        summary.tests, summary.scope = outcome["tests"], outcome["scope"]
+        summary.tests, summary.scope, summary.stopped = outcome["tests"], outcome["scope"], bool(outcome.get("stopped"))
     else:
         summary.error = _first_failure(result.all_events)
     return summary

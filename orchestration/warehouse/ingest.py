@@ -367,7 +367,10 @@ def _apply_withdrawals(con: duckdb.DuckDBPyConnection, ids: list[str]) -> int:
 
 def clear_pending(home: Home) -> int:
     """After a successful dbt build: the per-case models are up to date for every pending case. The
-    pending cases move to ``raw.case_changes`` under a new sequence number, for the publisher."""
+    pending cases move to ``raw.case_changes`` under a new sequence number, for the publisher and the
+    data tests (``tested.py``). The changes a published snapshot includes are dropped, except those
+    after the last passing test run (the warm builder tests when idle, after one or more builds):
+    without them its next test run would find a gap in the list and read every row again."""
     published = published_watermark(home)
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})
     try:
@@ -375,7 +378,9 @@ def clear_pending(home: Home) -> int:
         con.execute("BEGIN")
         n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
         if published is not None:
-            con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [published])
+            last = con.execute("SELECT passed, seq FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+            keep_after = min(published, int(last[1])) if last is not None and last[0] else published
+            con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [keep_after])
         if n:  # numbered after the newest change, also once the published ones are dropped
             con.execute("INSERT INTO raw.case_changes SELECT case_id, ? FROM raw.pending_cases",
                         [newest_change(con, published) + 1])

@@ -147,3 +147,36 @@ def test_builds_test_the_changed_cases_and_the_full_run_every_row(tmp_path):
     assert run_cli("submit", str(write_jsonl(tmp_path / "d.jsonl", [record(case_id="DT-NEW-2")])), home=home).returncode == 0
     rc, summary = _build(home)
     assert rc == 0 and _check_metadata(home, summary["run_id"])["scope"].startswith("cases changed after build"), summary
+
+
+def test_the_warm_builders_test_run_gives_way_to_a_new_case(tmp_path):
+    """The warm builder tests when idle and stops when a case lands: no further test starts, nothing is
+    recorded (the next run tests those cases too), no audit line; the run itself succeeds."""
+    from orchestration.services.build import run_data_tests
+
+    home = Home(tmp_path / "home").ensure()
+    cohort = write_jsonl(tmp_path / "cohort.jsonl", list(generate_records(25, seed=22)))
+    assert run_cli("submit", str(cohort), home=home).returncode == 0
+    rc, summary = _build(home)
+    assert rc == 0 and summary["success"], summary
+
+    def runs() -> int:
+        con = duckdb.connect(str(home.warehouse), read_only=True)
+        try:
+            return con.execute("SELECT count(*) FROM raw.data_test_runs").fetchone()[0]
+        finally:
+            con.close()
+
+    def audited() -> int:
+        return sum(1 for line in home.audit_log.read_text().splitlines() if '"event":"data_tests"' in line)
+
+    before, lines = runs(), audited()
+    watermark = summary["watermark"]
+    assert run_cli("submit", str(write_jsonl(tmp_path / "late.jsonl", [record(case_id="LATE-1")])), home=home).returncode == 0
+    t = run_data_tests(home, changed_only=True, trigger="watch", give_way_after=watermark)  # a newer case has landed
+    assert t.success and t.stopped, t
+    assert runs() == before and audited() == lines
+
+    t = run_data_tests(home, changed_only=True, trigger="watch", give_way_after="")  # nothing to give way to
+    assert t.success and not t.stopped and t.tests >= 20
+    assert runs() == before + 1 and audited() == lines + 1

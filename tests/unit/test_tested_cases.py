@@ -154,3 +154,34 @@ def test_the_daily_full_run_is_scheduled():
     schedule = build_defs().resolve_schedule_def("registry_data_tests_schedule")
     assert schedule.job_name == "registry_data_tests" and schedule.cron_schedule == DATA_TESTS_CRON
     assert schedule.execution_timezone == "UTC"
+
+
+def test_changes_not_yet_tested_are_kept_for_the_next_test_run(home, monkeypatch):
+    """The warm builder tests when idle, after one or more builds: the changes after the last passing
+    test run stay listed, though a snapshot includes them, so its next run tests just those cases; with
+    no passing run on record every row is tested anyway, and the published changes go."""
+    import orchestration.warehouse.ingest as ingest_mod
+
+    def build(seq_published: int, case: str) -> None:
+        _sql(home, f"INSERT INTO raw.pending_cases VALUES ('{case}')")
+        monkeypatch.setattr(ingest_mod, "published_watermark", lambda h: seq_published)
+        ingest_mod.clear_pending(home)
+
+    build(0, "A")  # change 1
+    assert tested.record(home, FP, 1, tested.WHOLE, passed=True) == 1
+    build(1, "B")  # change 2, published; not tested
+    build(2, "C")  # change 3: change 2 stays (not tested yet), change 1 goes (tested and published)
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT list(seq ORDER BY seq) FROM raw.case_changes").fetchone()[0] == [2, 3]
+    finally:
+        con.close()
+    assert tested.changed_after(home, FP, published=3) == 1  # the cases of changes 2 and 3, not every row
+
+    tested.record(home, FP, 3, "cases changed after build 1", passed=False)
+    build(3, "D")  # after a failing run every row is tested: the published changes go
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        assert con.execute("SELECT list(seq ORDER BY seq) FROM raw.case_changes").fetchone()[0] == [4]
+    finally:
+        con.close()

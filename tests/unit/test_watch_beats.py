@@ -31,7 +31,7 @@ def _run_loop(home, monkeypatch, *, builds: int = 1):
 
     monkeypatch.setattr(watch, "beat", recording_beat)
     monkeypatch.setattr(watch, "run_build", fake_build)
-    monkeypatch.setattr(watch, "run_data_tests", lambda h, **kw: SimpleNamespace(success=True, error=None))
+    monkeypatch.setattr(watch, "run_data_tests", lambda h, **kw: SimpleNamespace(success=True, error=None, stopped=False))
     monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
     signals = SimpleNamespace(after_build=lambda: None)
     polls = []
@@ -77,10 +77,10 @@ def test_a_case_that_lands_during_a_build_is_built_before_that_builds_tests(home
             submit(home, [("second.json", json.dumps(record(case_id="B-2")).encode())])
         return SimpleNamespace(success=True, error=None, watermark=covered, version="v", cases=1, seconds=0.0)
 
-    def fake_tests(h, *, instance, changed_only, trigger):
-        assert changed_only and trigger == "watch"
+    def fake_tests(h, *, instance, changed_only, trigger, give_way_after):
+        assert changed_only and trigger == "watch" and give_way_after == watch.landing_watermark(home)
         order.append("tests")
-        return SimpleNamespace(success=True, error=None)
+        return SimpleNamespace(success=True, error=None, stopped=False)
 
     monkeypatch.setattr(watch, "run_build", fake_build)
     monkeypatch.setattr(watch, "run_data_tests", fake_tests)

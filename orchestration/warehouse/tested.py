@@ -11,8 +11,9 @@ dbt files and versions it tested with. The next run tests only the cases changed
 The whole suite runs instead when that would not be safe: no test run on record (a new, restored or
 rebuilt warehouse), the last run failed (a failure is never forgotten: every later run tests every
 row until one passes), a different fingerprint (a changed reference table or model may fail rows of
-unchanged cases), or a list of changes with a gap (the publisher drops the changes a snapshot
-includes: a build whose tests never ran, killed after publishing, leaves one). Rows changed behind
+unchanged cases), or a list of changes with a gap (``clear_pending`` drops the changes a snapshot
+includes, but keeps those after the last passing run, so that the warm builder, which tests when
+idle, after one or more builds, leaves none; a run recorded without a build's changes can). Rows changed behind
 the pipeline's back are found by the daily full run (job ``registry_data_tests``) and
 ``registry build --data-tests``; ``--full-refresh`` builds test everything before publishing.
 """

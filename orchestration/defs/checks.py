@@ -34,7 +34,8 @@ from orchestration.warehouse.publish import published_watermark
 @asset_check(
     asset=AssetKey(["raw", "case_records"]),
     # after publishing: the check reads the whole audit log and landing index (~0.4 s at a million
-    # cases), which must not delay a new case; it never blocked publishing (it is not blocking)
+    # cases), which must not delay a new case; it never blocked publishing (it is not blocking). So it
+    # does not run when dbt or the publish fails: `registry verify` checks the same promise (and more)
     additional_deps=[AssetKey("published_snapshot")],
     description="accepted + duplicates + quarantined = submitted, every acceptance landed, every quarantine kept, "
     "and every record version of the batches ingested is in raw.case_records",
@@ -145,7 +146,8 @@ class DataTestsConfig(Config):
     give_way_after: str = ""
 
 
-@op(description="Every dbt data test over every row of the warehouse (the builds test the changed cases only).")
+@op(description="Every dbt data test over every row of the warehouse (the daily run, `registry build --data-tests`), "
+    "or, for the warm builder of `registry serve` (changed_only), over the cases changed since the last passing run.")
 def full_data_tests(context: OpExecutionContext, config: DataTestsConfig, registry: RegistryHome) -> dict:
     tag_run_with_pid(context)  # a run whose process is gone is failed by fail_stale_runs
     home = registry.home()

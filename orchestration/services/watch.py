@@ -46,7 +46,8 @@ from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark, watermark_dirs
 from orchestration.warehouse.holders import FINISH_SIGNAL, beat
 from orchestration.warehouse.locks import build_lock, warehouse_lock
-from orchestration.warehouse.publish import complete_parquet, parquet_pending
+from orchestration.warehouse import tested
+from orchestration.warehouse.publish import complete_parquet, parquet_pending, published_watermark
 
 POLL_S = 0.05
 RELIST_S = 1.0
@@ -174,9 +175,10 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
           signals: _Stop) -> int:
     built = _built_watermark(instance)
     failed_at: dict[str, float] = {}
-    # what builds leave for an idle moment (_follow_up); at the start, the Parquet set of a version
-    # whose builder stopped before writing it
-    parquet_due, tests_due = parquet_pending(home), False
+    # what builds leave for an idle moment (_follow_up); at the start, what an earlier builder left
+    with warehouse_lock(home):
+        parquet_due, tests_due = parquet_pending(home), tested.untested(home, published_watermark(home))
+    follow_up_after = 0.0  # after a failed follow-up: not again before this (monotonic) time
     last_beat = 0.0
     landing = _Landing(home)
     log(f"registry watch: warm and watching {home.root} (built up to {built or 'nothing yet'})")
@@ -187,13 +189,14 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
         if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
             due = False
         if not due:
-            if parquet_due or tests_due:
+            if (parquet_due or tests_due) and now >= follow_up_after:
                 beat(home, building=True)
                 try:
                     parquet_due, tests_due = _follow_up(home, instance, landing, mark, parquet_due, tests_due, log)
-                except Exception as exc:  # noqa: BLE001 - as a failed build: the next build makes it due again
-                    parquet_due = tests_due = False
-                    log(f"registry watch: follow-up failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+                except Exception as exc:  # noqa: BLE001 - retried, as a failed build is
+                    follow_up_after = time.monotonic() + RETRY_AFTER_S
+                    log(f"registry watch: follow-up failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                        f"retrying in {RETRY_AFTER_S:.0f}s")
                 finally:
                     signals.after_build()
                 beat(home)

@@ -12,7 +12,9 @@ of a large file lands, and the file's later chunks land during that build). Thei
 in the warehouse yet, and that is no loss: they are reported as ``landed_not_ingested`` and the next
 build takes them. Batch names sort in landing order and an ingest takes every batch landed before
 it, so a batch not ingested yet must be newer than every ingested one; an older batch missing from
-the warehouse fails the check."""
+the warehouse fails the check. (Names start with the UTC time of landing, as the sensor's and the
+warm builder's watermark assumes too: a system clock stepped back by more than the time between two
+submissions would make this check fail wrongly, never pass wrongly.)"""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def render_dictionary(rows: list[tuple[str, int, str, str, str, str]], version: 
         "# Calciphylaxis registry: data dictionary",
         "",
         f"Snapshot `{version}`. Generated from the dbt project's documentation at publish time.",
-        "Every table below is in the published DuckDB file and as Parquet beside it.",
+        "Every table below is in the published DuckDB file and as Parquet beside it (under `registry serve`, the Parquet set may be a few seconds older).",
         "Yes/no columns are tri-state: null means unknown, never no.",
         "",
     ]
@@ -486,13 +486,17 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         # already see the new snapshot, when there is a previous set to show meanwhile; otherwise
         # (the first publish, or a withdrawal: the previous set holds the withdrawn case) it is written
         # now, beside the DuckDB work, and switched with the snapshot.
-        parquet_later = prev_set is not None and not erases
-        set_staging.mkdir()
-        for t in linkable:
-            _link_or_copy(prev_set / f"{t}.parquet", set_staging / f"{t}.parquet")  # type: ignore[operator]
-        to_write = _by_size([t for t in tables if t not in linkable], counts, fps)
+        # (A set shown from a version's own folder, restored from a backup or older than Parquet sets,
+        # is not shown on: it goes with its version when that is pruned.)
+        parquet_later = prev_set is not None and not erases and prev_set.parent == Path(os.path.realpath(sets))
         writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
-        parquet_done = [] if parquet_later else [writer.submit(_write_parquet, con, t, set_staging) for t in to_write]
+        parquet_done = []
+        if not parquet_later:
+            set_staging.mkdir()
+            for t in linkable:
+                _link_or_copy(prev_set / f"{t}.parquet", set_staging / f"{t}.parquet")  # type: ignore[operator]
+            to_write = _by_size([t for t in tables if t not in linkable], counts, fps)
+            parquet_done = [writer.submit(_write_parquet, con, t, set_staging) for t in to_write]
         try:
             reused.extend(sorted(unchanged))
             if start_from_previous:
@@ -560,13 +564,9 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     fsync_dir(home.published)
     switched = time.perf_counter() - t0
     deferred = parquet_later and leave_parquet
-    if deferred:
-        shutil.rmtree(set_staging, ignore_errors=True)  # only links so far; complete_parquet writes the set
-    elif parquet_later:
+    if parquet_later and not deferred:
         crash_point("publish.before_parquet")
-        _write_parquet_set_from_snapshot(final / DB_NAME, set_staging, to_write)
-        _seal_set(set_staging, set_final, fps, tables)
-        _point_parquet_at(final / "parquet", set_final)  # the Parquet set's own atomic switch
+        complete_parquet(home)  # the version's own set (what equals the shown set is linked), then its switch
     prune(home)
     audit.event(home, "publish", version=version, tables=counts, **({"parquet": "deferred"} if deferred else {}))
     return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3), parquet_deferred=deferred)
@@ -582,12 +582,12 @@ def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) 
     """Write the current version's own Parquet set when it still shows an older one (its publish gave
     way to a newer case, or was killed between its two switches), and switch its ``parquet`` to it.
     Tables equal to the shown set's are linked; the others are written from the version's (immutable)
-    DuckDB file, largest first, one at a time, and ``give_way`` is asked before each: when it is true
-    the work stops and the version keeps showing the older set (at a million cases the largest file
-    takes ~1.8 s, the others under 1 s; interrupting DuckDB's ``COPY ... TO`` a Parquet file instead
-    left the copy waiting forever for its tasks, DuckDB 2.0.0). Returns the version completed, else
-    None. Call it holding the warehouse lock (publishes are serialised by it; each cleans the other's
-    staging)."""
+    DuckDB file on ``PARQUET_WORKERS`` threads; with ``give_way`` (the warm builder, when idle) one at a
+    time, largest first, and ``give_way`` is asked before each: when it is true the work stops and
+    the version keeps showing the older set (at a million cases the largest file takes ~1.8 s, the
+    others under 1 s; interrupting DuckDB's ``COPY ... TO`` a Parquet file instead left the copy
+    waiting forever for its tasks, DuckDB 2.0.0). Returns the version completed, else None. Call it
+    holding the warehouse lock (publishes are serialised by it; each cleans the other's staging)."""
     cur, meta = _previous(home)
     if cur is None:
         return None
@@ -604,16 +604,20 @@ def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) 
         linkable = _linkable(tables, fps, shown, _set_fingerprints(shown, None))
         for t in linkable:
             _link_or_copy(shown / f"{t}.parquet", staging / f"{t}.parquet")  # type: ignore[operator]
-        con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
-        try:
-            con.execute(f"ATTACH {_q(cur / DB_NAME)} AS snap (READ_ONLY)")
-            for t in _by_size([t for t in tables if t not in linkable], {t: fps[t][0] for t in tables}, fps):
-                if give_way is not None and give_way():
-                    shutil.rmtree(staging, ignore_errors=True)
-                    return None
-                _copy_parquet(con, t, staging)
-        finally:
-            con.close()
+        to_write = _by_size([t for t in tables if t not in linkable], {t: fps[t][0] for t in tables}, fps)
+        if give_way is None:
+            _write_parquet_set_from_snapshot(cur / DB_NAME, staging, to_write)
+        else:
+            con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
+            try:
+                con.execute(f"ATTACH {_q(cur / DB_NAME)} AS snap (READ_ONLY)")
+                for t in to_write:
+                    if give_way():
+                        shutil.rmtree(staging, ignore_errors=True)
+                        return None
+                    _copy_parquet(con, t, staging)
+            finally:
+                con.close()
         _seal_set(staging, final, fps, tables)
     _point_parquet_at(cur / "parquet", final)
     prune(home)

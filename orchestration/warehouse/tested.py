@@ -53,6 +53,24 @@ def changed_after(home: Home, fingerprint: str, published: int | None) -> int | 
         con.close()
 
 
+def untested(home: Home, published: int | None) -> bool:
+    """Whether a build changed cases after the last passing test run, or the last run failed (the warm
+    builder's tests at its start: builds it left untested before it stopped). The caller holds the
+    warehouse lock."""
+    if not home.warehouse.exists():
+        return False
+    con = duckdb.connect(str(home.warehouse), read_only=True)
+    try:
+        if not raw_tables_exist(con, "case_changes", "data_test_runs"):
+            return False
+        last = con.execute("SELECT passed, seq FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+        if last is None or not last[0]:
+            return True
+        return int(last[1]) < newest_change(con, published)
+    finally:
+        con.close()
+
+
 def record(home: Home, fingerprint: str, published: int | None, scope: str, *, passed: bool) -> int:
     """Record a test run that covered every change up to now; returns that build number."""
     con = duckdb.connect(str(home.warehouse), config={"memory_limit": MEMORY_LIMIT})

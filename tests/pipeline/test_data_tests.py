@@ -180,3 +180,22 @@ def test_the_warm_builders_test_run_gives_way_to_a_new_case(tmp_path):
     t = run_data_tests(home, changed_only=True, trigger="watch", give_way_after="")  # nothing to give way to
     assert t.success and not t.stopped and t.tests >= 20
     assert runs() == before + 1 and audited() == lines + 1
+
+
+def test_tests_left_by_several_warm_builds_read_just_their_cases(tmp_path):
+    """The warm builder's builds leave the data tests out; its test run after two of them reads the
+    cases both changed (their changes are kept although the snapshots include them), not every row."""
+    from orchestration.services.build import run_build, run_data_tests
+
+    home = Home(tmp_path / "home").ensure()
+    cohort = write_jsonl(tmp_path / "cohort.jsonl", list(generate_records(25, seed=23)))
+    assert run_cli("submit", str(cohort), home=home).returncode == 0
+    rc, summary = _build(home)  # tests every row, passes
+    assert rc == 0 and summary["success"], summary
+    for i in (1, 2):
+        assert run_cli("submit", str(write_jsonl(tmp_path / f"w{i}.jsonl", [record(case_id=f"WARM-{i}")])), home=home).returncode == 0
+        s = run_build(home, trigger="watch", data_tests=False, leave_parquet=True)
+        assert s.success, s.error
+    t = run_data_tests(home, changed_only=True, trigger="watch")
+    assert t.success and not t.stopped, t
+    assert t.scope.startswith("cases changed after build"), t.scope

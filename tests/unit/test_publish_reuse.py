@@ -8,6 +8,7 @@ import json
 import os
 
 import duckdb
+from pathlib import Path
 
 from orchestration.config import Home
 from orchestration.warehouse import publish as pub
@@ -331,6 +332,21 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
     assert not fifth.parquet_deferred and _set_of(home) == fifth.version
     assert _inode(home, "fct_lab_results") == inodes["fct_lab_results"]
     assert _inode(home, "dim_cases") != dim_cases_before
+    for t in ("dim_cases", "fct_lab_results", "mart_small"):
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+
+    # a version restored from a backup shows its own real folder: a publish does not leave its set
+    # for later (shown on from that folder, it would go when the restored version is pruned)
+    import shutil
+
+    cur = home.published_current.resolve()
+    real = Path(os.path.realpath(cur / "parquet"))
+    (cur / "parquet").unlink()
+    shutil.copytree(real, cur / "parquet")
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 4 AS n")
+    sixth = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    assert not sixth.parquet_deferred and _set_of(home) == sixth.version
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t

@@ -55,11 +55,6 @@ converted as (
 
 select
     *,
-    case
-        when ref_low is null and ref_high is null then null
-        when value < ref_low then 'low'
-        when value > ref_high then 'high'
-        else 'normal'
-    end as flag,
+    {{ lab_flag('value', 'ref_low', 'ref_high') }} as flag,
     row_number() over (partition by case_id, analyte order by day, lab_index) = 1 as is_baseline
 from converted

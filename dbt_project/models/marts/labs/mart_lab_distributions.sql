@@ -33,10 +33,7 @@ per_value as (
             case
                 when analyte = 'calcium_phosphate_product' then case when value > {{ caxp_high }} then 'high' else 'normal' end
                 -- as fct_lab_results.flag, from the value and its reference range
-                when ref_low is null and ref_high is null then null
-                when value < ref_low then 'low'
-                when value > ref_high then 'high'
-                else 'normal'
+                else {{ lab_flag('value', 'ref_low', 'ref_high') }}
             end as flag
         from counts
     )
@@ -53,12 +50,15 @@ ranked as (
 ),
 
 totals as (
+    -- n counts every baseline row (count(*)); the statistics, like avg and quantile_cont, only the
+    -- values that are not null (nv; the contract requires a value, so the two are equal in practice)
     select
         analyte,
         sum(n) as n,
-        sum(value * n) / sum(n) as mean,
+        sum(n) filter (where value is not null) as nv,
+        sum(value * n) / sum(n) filter (where value is not null) as mean,
         -- the values shifted by the smallest, so that equal values give exactly 0, as stddev_samp does
-        sum((value - lowest) * n) / sum(n) as shifted_mean,
+        sum((value - lowest) * n) / sum(n) filter (where value is not null) as shifted_mean,
         min(value) as min,
         max(value) as max,
         coalesce(sum(n_low), 0) as n_low,
@@ -69,7 +69,7 @@ totals as (
 
 positions as (
     -- quantile_cont's positions: h = (n - 1) p, between the values of rank floor(h) and ceil(h) (from 0)
-    select t.*, q.i, (t.n - 1)::double * q.p as h
+    select t.*, q.i, (t.nv - 1)::double * q.p as h
     from totals t
     cross join (values (1, 0.25), (2, 0.5), (3, 0.75)) as q(i, p)
 ),
@@ -95,7 +95,7 @@ spread as (
 summary as (
     select
         t.*,
-        case when t.n > 1 then sqrt(s.ss / (t.n - 1)) end as sd,
+        case when t.nv > 1 then sqrt(s.ss / (t.nv - 1)) end as sd,
         -- linear interpolation as quantile_cont does it: lo + (hi - lo) * d
         list(case when q.d = 0 then q.lo else q.lo + (q.hi - q.lo) * q.d end order by q.i) as quartiles
     from totals t

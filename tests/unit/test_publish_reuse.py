@@ -58,7 +58,8 @@ def _inode(home: Home, table: str) -> int:
     return os.stat(home.published_current.resolve() / "parquet" / f"{table}.parquet").st_ino
 
 
-def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
+def _three_tables(tmp_path) -> Home:
+    """A home whose warehouse has the three published tables (and one that is not published)."""
     home = Home(tmp_path / "home").ensure()
     _warehouse(home, """
         CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(5000) r(i);
@@ -66,6 +67,11 @@ def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
         CREATE TABLE mart_small AS SELECT 1 AS n;
         CREATE TABLE stg_not_published AS SELECT 1 AS n;
     """)
+    return home
+
+
+def test_unchanged_tables_are_linked_and_changed_ones_rewritten(tmp_path):
+    home = _three_tables(tmp_path)
     first = pub.publish(home, manifest_path=_manifest(home))
     tables = ["dim_cases", "fct_lab_results", "mart_small"]
     for t in tables:
@@ -199,6 +205,16 @@ def _parquet_rows(folder, table: str) -> list:
         con.close()
 
 
+def _publish_killed(home: Home, monkeypatch, killed) -> None:
+    """A publish killed (``killed``) while it writes the Parquet set, after the switch."""
+    monkeypatch.setattr(pub, "_write_parquet_set_from_snapshot", killed)
+    try:
+        pub.publish(home, manifest_path=_manifest(home))
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.undo()
+
+
 def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_repaired(tmp_path, monkeypatch):
     home = Home(tmp_path / "home").ensure()
     _warehouse(home, """
@@ -225,12 +241,7 @@ def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_r
         seen["mart_small"] = _parquet_rows(now / "parquet", "mart_small")
         raise KeyboardInterrupt("killed while writing the Parquet set")
 
-    monkeypatch.setattr(pub, "_write_parquet_set_from_snapshot", killed)
-    try:
-        pub.publish(home, manifest_path=_manifest(home))
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
+    _publish_killed(home, monkeypatch, killed)
     second = home.published_current.resolve()
     assert seen["current"] == second.name != first.version  # readers already saw the new DuckDB file ...
     assert seen["set"] == first_set and seen["mart_small"] == [(1,)]  # ... and the old Parquet set, whole
@@ -254,12 +265,7 @@ def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_r
     own = (third.path / "parquet").resolve()
     (own / pub.SET_FINGERPRINTS).unlink()
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 3 AS n")
-    monkeypatch.setattr(pub, "_write_parquet_set_from_snapshot", killed)
-    try:
-        pub.publish(home, manifest_path=_manifest(home))
-    except KeyboardInterrupt:
-        pass
-    monkeypatch.undo()
+    _publish_killed(home, monkeypatch, killed)
     pub.publish(home, manifest_path=_manifest(home))
     assert _inode(home, "dim_cases") != os.stat(own / "dim_cases.parquet").st_ino
     for t in tables:
@@ -285,13 +291,7 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
     Parquet set meanwhile; complete_parquet writes the version's own set later, linking what equals the
     set shown, and gives up as soon as it is asked to give way; a publish after one that left its set
     links from the set shown too."""
-    home = Home(tmp_path / "home").ensure()
-    _warehouse(home, """
-        CREATE TABLE dim_cases AS SELECT i AS case_id, i % 7 AS age FROM range(5000) r(i);
-        CREATE TABLE fct_lab_results AS SELECT i % 5000 AS case_id, i * 0.5 AS value FROM range(20000) r(i);
-        CREATE TABLE mart_small AS SELECT 1 AS n;
-        CREATE TABLE stg_not_published AS SELECT 1 AS n;
-    """)
+    home = _three_tables(tmp_path)
     first = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)  # a first publish writes it
     assert not first.parquet_deferred and _set_of(home) == first.version
     inodes = {t: _inode(home, t) for t in ("dim_cases", "fct_lab_results", "mart_small")}

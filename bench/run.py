@@ -45,8 +45,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -771,11 +769,9 @@ def _visible(home: Path, case_id: str) -> bool:
 
 
 def _dashboards_answer(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1.0) as r:  # noqa: S310 - localhost
-            return 200 <= r.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+    from orchestration.cli.serve import _healthy  # the supervisor's own check (imported here: the harness stays light)
+
+    return _healthy(f"http://127.0.0.1:{port}/_stcore/health")
 
 
 def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Path, timeout: float | None) -> tuple[float | None, dict[str, Any]]:

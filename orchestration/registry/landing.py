@@ -527,13 +527,14 @@ def submit_paths(home: Home, paths: Iterable[str], *, channel: str = "cli") -> l
 # --------------------------------------------------------------------------- read side (accepted records)
 
 
-def _index_files(home: Home) -> list[str]:
+def index_files(home: Home) -> list[str]:
+    """The landing index files (one per batch), in name order."""
     return [str(f) for f in sorted(home.landing_index.glob("*.parquet"))] if home.landing_index.exists() else []
 
 
 def landed_revisions(home: Home, case_id: str) -> list[tuple[int, str]]:
     """(revision, batch_id) of every accepted revision of a case, oldest first."""
-    files = _index_files(home)
+    files = index_files(home)
     if not files or not case_id:
         return []
     con = duckdb.connect(":memory:")

@@ -7,12 +7,13 @@ every build is visible in the Dagster UI. A pipeline lock serialises builds: the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, JobDefinition
 
 from orchestration.config import Home
 from orchestration.definitions import build_defs
@@ -77,6 +78,18 @@ def _run_config(home: Home) -> dict[str, Any]:
     }
 
 
+@functools.cache
+def build_job(*, data_tests: bool = True) -> JobDefinition:
+    """The ``registry_build`` job; without ``data_tests``, its subset without the check
+    ``dbt_data_tests`` (the warm builder's builds). Made once per process (``watch.prime`` warms it)."""
+    job = build_defs().resolve_job_def(BUILD_JOB)
+    if data_tests:
+        return job
+    graph = job.asset_layer.asset_graph
+    return job.get_subset(asset_selection=set(graph.get_all_asset_keys()),
+                          asset_check_selection={c for c in graph.asset_check_keys if c.name != DBT_DATA_TESTS})
+
+
 def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: bool = False,
               trigger: str = "cli", instance: DagsterInstance | None = None, early: Any = None,
               data_tests: bool = True, leave_parquet: bool = False) -> BuildSummary:
@@ -90,11 +103,7 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     with _run_session(home, log_path, instance) as instance:
         # a build killed before this one left its run STARTED: mark it failed
         fail_stale_runs(instance)
-        job = build_defs().resolve_job_def(BUILD_JOB)
-        if not data_tests:
-            graph = job.asset_layer.asset_graph
-            job = job.get_subset(asset_selection=set(graph.get_all_asset_keys()),
-                                 asset_check_selection={c for c in graph.asset_check_keys if c.name != DBT_DATA_TESTS})
+        job = build_job(data_tests=data_tests)
         # a manual build covers everything landed so far: tag it so the sensor does not redo it
         watermark = landing_watermark(home)
         tags = {"registry/trigger": trigger, **run_pid_tags(), **({WATERMARK_TAG: watermark} if watermark else {})}

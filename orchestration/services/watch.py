@@ -37,10 +37,9 @@ from typing import Callable
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from orchestration.config import Home
-from orchestration.definitions import build_defs
 from orchestration.defs import dbt_inprocess
 from orchestration.defs.jobs import BUILD_JOB, WATERMARK_TAG
-from orchestration.services.build import run_build, run_data_tests
+from orchestration.services.build import build_job, run_build, run_data_tests
 from orchestration.services.dagster_home import prepare_dagster_home
 from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark, watermark_dirs
@@ -99,7 +98,7 @@ def _built_watermark(instance: DagsterInstance) -> str | None:
 def prime(home: Home) -> None:
     """Pay the fixed costs now, before the first submission: the code location, the dbt project."""
     prepare_dagster_home(home)
-    build_defs().resolve_job_def(BUILD_JOB)
+    build_job(data_tests=False)  # the job its builds run
     dbt_inprocess.manifest(home)
     # dbt's first build in a process costs ~1-2 s more than the next ones (the adapter, its macros,
     # Jinja, the models' SQL): pay most of it now with a compile of every model (no table written;

@@ -30,7 +30,7 @@ from orchestration.registry import journal
 from orchestration.registry.withdrawals import withdrawn_case_ids
 from orchestration.warehouse.holders import recorded_child
 from orchestration.warehouse.locks import warehouse_lock
-from orchestration.warehouse.publish import newest_change, published_watermark
+from orchestration.warehouse.publish import last_test_run, newest_change, published_watermark
 
 
 def _struct(fields: dict[str, str]) -> str:
@@ -378,8 +378,8 @@ def clear_pending(home: Home) -> int:
         con.execute("BEGIN")
         n = con.execute("SELECT count(*) FROM raw.pending_cases").fetchone()[0]
         if published is not None:
-            last = con.execute("SELECT passed, seq FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
-            keep_after = min(published, int(last[1])) if last is not None and last[0] else published
+            last = last_test_run(con)
+            keep_after = min(published, last[1]) if last is not None and last[0] else published
             con.execute("DELETE FROM raw.case_changes WHERE seq <= ?", [keep_after])
         if n:  # numbered after the newest change, also once the published ones are dropped
             con.execute("INSERT INTO raw.case_changes SELECT case_id, ? FROM raw.pending_cases",

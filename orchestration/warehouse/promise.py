@@ -24,6 +24,7 @@ import duckdb
 
 from orchestration.config import Home
 from orchestration.registry import audit, journal
+from orchestration.registry.landing import index_files
 from orchestration.registry.quarantine import quarantine_entries
 from orchestration.registry.withdrawals import withdrawn_case_ids
 from orchestration.warehouse.locks import warehouse_lock
@@ -65,12 +66,12 @@ def _landed_and_raw(home: Home, withdrawn: list[str]) -> tuple[int, int, int]:
     try:
         newest = con.execute("SELECT max(batch_id) FROM raw.ingested_batches").fetchone()[0]
         landed = by_ingest = 0
-        files = sorted(home.landing_index.glob("*.parquet")) if home.landing_index.exists() else []
+        files = index_files(home)
         if files:
             landed, by_ingest = con.execute(
                 "SELECT count(DISTINCT (case_id, revision)), count(DISTINCT (case_id, revision)) FILTER (WHERE batch_id <= ?) "
                 "FROM read_parquet(?)",
-                [newest, [str(f) for f in files]],
+                [newest, files],
             ).fetchone()
         in_raw = con.execute(
             "SELECT count(*) FROM raw.case_records WHERE case_id NOT IN (SELECT unnest(?::VARCHAR[]))", [withdrawn]

@@ -313,6 +313,14 @@ def newest_change(con: duckdb.DuckDBPyConnection, published: int | None) -> int:
     return max(int(listed or 0), int(published or 0))
 
 
+def last_test_run(con: duckdb.DuckDBPyConnection) -> tuple[bool, int, str] | None:
+    """The newest data test run on record (``raw.data_test_runs``): whether it passed, the newest
+    build it covered, its fingerprint; None without one. Beside :func:`newest_change`, for
+    ``tested.py`` and ``ingest.clear_pending`` (which ``tested.py`` imports)."""
+    row = con.execute("SELECT passed, seq, fingerprint FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+    return None if row is None else (bool(row[0]), int(row[1]), row[2])
+
+
 def _changed_cases(con: duckdb.DuckDBPyConnection, since: int | None) -> tuple[int | None, int]:
     """Load the cases changed after sequence number ``since`` into the temporary table
     ``_changed``; returns (the newest sequence number, how many cases), or (None, 0) when the
@@ -394,14 +402,24 @@ def _by_size(tables: list[str], counts: dict[str, int], fps: dict[str, list[Any]
     return sorted(tables, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
 
 
-def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[str]) -> None:
-    """Write ``tables`` of a published DuckDB file (immutable, opened read-only) as Parquet into ``folder``."""
+def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[str],
+                                     give_way: Callable[[], bool] | None = None) -> bool:
+    """Write ``tables`` of a published DuckDB file (immutable, opened read-only) as Parquet into
+    ``folder``, on ``PARQUET_WORKERS`` threads; with ``give_way``, one at a time in the given order,
+    asking it before each: returns False (some not written) once it is true."""
     con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
     try:
         con.execute(f"ATTACH {_q(database)} AS snap (READ_ONLY)")
+        if give_way is not None:
+            for t in tables:
+                if give_way():
+                    return False
+                _copy_parquet(con, t, folder)
+            return True
         with ThreadPoolExecutor(max_workers=PARQUET_WORKERS) as writer:
             for f in [writer.submit(_write_parquet, con, t, folder, "snap.main") for t in tables]:
                 f.result()
+        return True
     finally:
         con.close()
 
@@ -456,9 +474,6 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         counts = {t: fps[t][0] for t in tables}
         unchanged = {t for t in tables if prev_dir is not None and prev_fps.get(t) == fps[t]}
         changed = [t for t in tables if t not in unchanged]
-        # Parquet files reused by link: those of the set the current version shows (its own or an
-        # older one) whose table is unchanged since that set
-        linkable = _linkable(tables, fps, prev_set, _set_fingerprints(prev_set, prev_fps if prev_set_own else None))
         prev_seq = prev_meta.get("changes_seq") if isinstance(prev_meta.get("changes_seq"), int) else None
         seq, n_changed = _changed_cases(con, prev_seq)
         erases = _erases_a_case(con, home, n_changed)
@@ -492,6 +507,10 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
         writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
         parquet_done = []
         if not parquet_later:
+            # Parquet files reused by link: those of the set the current version shows (its own or
+            # an older one) whose table is unchanged since that set (after the switch:
+            # complete_parquet does the same)
+            linkable = _linkable(tables, fps, prev_set, _set_fingerprints(prev_set, prev_fps if prev_set_own else None))
             set_staging.mkdir()
             for t in linkable:
                 _link_or_copy(prev_set / f"{t}.parquet", set_staging / f"{t}.parquet")  # type: ignore[operator]
@@ -566,7 +585,7 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     deferred = parquet_later and leave_parquet
     if parquet_later and not deferred:
         crash_point("publish.before_parquet")
-        complete_parquet(home)  # the version's own set (what equals the shown set is linked), then its switch
+        _complete_parquet(home, None)  # the version's own set (what equals the shown set is linked), then its switch
     prune(home)
     audit.event(home, "publish", version=version, tables=counts, **({"parquet": "deferred"} if deferred else {}))
     return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3), parquet_deferred=deferred)
@@ -588,6 +607,13 @@ def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) 
     others under 1 s; interrupting DuckDB's ``COPY ... TO`` a Parquet file instead left the copy
     waiting forever for its tasks, DuckDB 2.0.0). Returns the version completed, else None. Call it
     holding the warehouse lock (publishes are serialised by it; each cleans the other's staging)."""
+    done = _complete_parquet(home, give_way)
+    if done is not None:
+        prune(home)  # the set the version showed until now may be shown by none
+    return done
+
+
+def _complete_parquet(home: Home, give_way: Callable[[], bool] | None) -> str | None:
     cur, meta = _previous(home)
     if cur is None:
         return None
@@ -605,22 +631,11 @@ def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) 
         for t in linkable:
             _link_or_copy(shown / f"{t}.parquet", staging / f"{t}.parquet")  # type: ignore[operator]
         to_write = _by_size([t for t in tables if t not in linkable], {t: fps[t][0] for t in tables}, fps)
-        if give_way is None:
-            _write_parquet_set_from_snapshot(cur / DB_NAME, staging, to_write)
-        else:
-            con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
-            try:
-                con.execute(f"ATTACH {_q(cur / DB_NAME)} AS snap (READ_ONLY)")
-                for t in to_write:
-                    if give_way():
-                        shutil.rmtree(staging, ignore_errors=True)
-                        return None
-                    _copy_parquet(con, t, staging)
-            finally:
-                con.close()
+        if not _write_parquet_set_from_snapshot(cur / DB_NAME, staging, to_write, give_way):
+            shutil.rmtree(staging, ignore_errors=True)
+            return None
         _seal_set(staging, final, fps, tables)
     _point_parquet_at(cur / "parquet", final)
-    prune(home)
     return cur.name
 
 

@@ -24,7 +24,7 @@ import duckdb
 
 from orchestration.config import Home
 from orchestration.warehouse.ingest import MEMORY_LIMIT, ensure_schema
-from orchestration.warehouse.publish import newest_change, raw_tables_exist
+from orchestration.warehouse.publish import last_test_run, newest_change, raw_tables_exist
 
 WHOLE = "all rows"
 KEEP_RUNS = 1000  # the record of older runs is dropped
@@ -38,10 +38,10 @@ def changed_after(home: Home, fingerprint: str, published: int | None) -> int | 
     try:
         if not raw_tables_exist(con, "case_changes", "data_test_runs"):
             return None
-        last = con.execute("SELECT passed, seq, fingerprint FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+        last = last_test_run(con)
         if last is None or not last[0] or last[2] != fingerprint:
             return None
-        tested, newest = int(last[1]), newest_change(con, published)
+        tested, newest = last[1], newest_change(con, published)
         if tested == newest:
             return tested  # nothing changed since: only the tables that are not per case
         if tested > newest:
@@ -63,10 +63,10 @@ def untested(home: Home, published: int | None) -> bool:
     try:
         if not raw_tables_exist(con, "case_changes", "data_test_runs"):
             return False
-        last = con.execute("SELECT passed, seq FROM raw.data_test_runs ORDER BY run DESC LIMIT 1").fetchone()
+        last = last_test_run(con)
         if last is None or not last[0]:
             return True
-        return int(last[1]) < newest_change(con, published)
+        return last[1] < newest_change(con, published)
     finally:
         con.close()
 

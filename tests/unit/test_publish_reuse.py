@@ -234,7 +234,7 @@ def test_the_parquet_set_follows_the_switch_as_one_set_and_a_killed_publish_is_r
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
     seen = {}
 
-    def killed(database, folder, tables_):
+    def killed(database, folder, tables_, *_):
         now = home.published_current.resolve()
         seen["current"] = now.name
         seen["set"] = (now / "parquet").resolve()

@@ -189,7 +189,7 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
             due = False
         if not due:
             if (parquet_due or tests_due) and now >= follow_up_after:
-                beat(home, building=True)
+                beat(home, building=True, follow_up=True)  # `registry serve` need not wait for it
                 try:
                     parquet_due, tests_due = _follow_up(home, instance, landing, mark, parquet_due, tests_due, log)
                 except Exception as exc:  # noqa: BLE001 - retried, as a failed build is

@@ -76,11 +76,14 @@ def heartbeat_file(home: Home) -> Path:
     return home.locks / "watcher.json"
 
 
-def beat(home: Home, *, building: bool = False, ready: bool = True) -> None:
-    """The watcher's heartbeat: ``ready`` once Dagster, dbt and the dbt project are loaded."""
+def beat(home: Home, *, building: bool = False, ready: bool = True, follow_up: bool = False) -> None:
+    """The watcher's heartbeat: ``ready`` once Dagster, dbt and the dbt project are loaded;
+    ``follow_up`` while it does what its builds left for an idle moment (a Parquet set, data tests),
+    which gives way to any new case: busy for the landing sensor, idle for `registry serve`."""
     pid = os.getpid()
     atomic_write(heartbeat_file(home), json.dumps(
-        {"pid": pid, "pid_start": pid_start(pid), "at": time.time(), "building": building, "ready": ready}).encode(),
+        {"pid": pid, "pid_start": pid_start(pid), "at": time.time(), "building": building, "ready": ready,
+         "follow_up": follow_up}).encode(),
         tmp_dir=home.tmp)
 
 
@@ -102,7 +105,7 @@ def builder_state(home: Home, pid: int, since: float) -> str | None:
         return None
     if not hb.get("ready"):
         return "warming"
-    return "building" if hb.get("building") else "idle"
+    return "building" if hb.get("building") and not hb.get("follow_up") else "idle"
 
 
 def watcher_active(home: Home) -> bool:

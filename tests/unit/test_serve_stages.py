@@ -215,6 +215,8 @@ def test_the_builder_state_is_read_from_its_own_fresh_heartbeat(stage_home):
     assert builder_state(stage_home, os.getpid(), since) == "warming"
     beat(stage_home, building=True)
     assert builder_state(stage_home, os.getpid(), since) == "building"
+    beat(stage_home, building=True, follow_up=True)  # what builds left (it gives way): serve need not wait
+    assert builder_state(stage_home, os.getpid(), since) == "idle"
     beat(stage_home)
     assert builder_state(stage_home, os.getpid(), since) == "idle"
     assert builder_state(stage_home, os.getpid() + 1, since) is None  # another process's

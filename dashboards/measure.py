@@ -51,7 +51,9 @@ READY_JS = """(n) => {
   const app = document.querySelector("[data-testid='stApp']");
   if (!app || app.getAttribute('data-test-script-state') !== 'notRunning') return false;
   if (!document.querySelector("[data-testid='stMain'] h1")) return false;
-  return document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot .main-svg").length >= n;
+  // charts that have drawn (one Plotly chart has several .main-svg layers: count charts, not layers)
+  return [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
+    .filter((c) => c.querySelector(".js-plotly-plot .main-svg")).length >= n;
 }"""
 
 

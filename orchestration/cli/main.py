@@ -134,7 +134,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     early = ingest_in_background(home)  # while the next line imports Dagster and dbt
     with _pipeline_imports():
         from orchestration.services.build import run_build
-    summary = run_build(home, full_refresh=args.full_refresh, early=early.result())
+    summary = run_build(home, full_refresh=args.full_refresh, early=early)
     if args.format == "json":
         print(json.dumps(summary.as_dict(), default=str))
     else:

@@ -188,7 +188,8 @@ def ingest(home: Home, con: duckdb.DuckDBPyConnection | None = None) -> IngestRe
 
 class BackgroundIngest:
     """:func:`ingest` in a thread, started by ``registry build`` before it imports Dagster and dbt:
-    DuckDB releases the GIL, so those ~3 s of imports and the ingest of ~100k cases overlap.
+    DuckDB releases the GIL, so those ~3 s of imports, the build's other preparations (its Dagster
+    instance, its job, the dbt project; ``services/build.py``) and the ingest of ~100k cases overlap.
     Ingestion is idempotent: the run's own ingest step then finds nothing new (or only what landed
     meanwhile) and reports both. On any failure :meth:`result` is None, and the run's ingest step
     repeats the work and reports the error properly. It does nothing while a dbt child of an older
@@ -207,6 +208,9 @@ class BackgroundIngest:
                     self._result = ingest(self._home)
         except Exception:  # noqa: BLE001 - the run's ingest step repeats it and reports the error
             pass
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def result(self) -> IngestResult | None:
         self._thread.join()

@@ -4,6 +4,8 @@ submit -> build (Dagster: ingest, dbt build with tests, publish) -> sql."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import duckdb
 import pytest
@@ -120,3 +122,19 @@ def test_build_on_an_empty_home_adds_no_demo_data(home):
     p = run_cli("build", home=home)
     assert p.returncode == 0, p.stdout + p.stderr
     assert sql(home, "SELECT count(*) AS n FROM dim_cases") == [{"n": 0}]
+
+
+def test_the_warm_up_beside_the_early_ingest_leaves_the_warehouse_alone(home):
+    # `registry build` warms dbt up (its project, a `dbt ls`) while its early ingest holds the
+    # warehouse read-write in the same process: the warm-up must neither open the warehouse nor
+    # write dbt's artifacts (a later build's target would then describe an `ls`), nor print
+    code = (
+        "from pathlib import Path; from orchestration.config import Home; from orchestration.defs import dbt_inprocess; "
+        f"dbt_inprocess.warm_up(Home(Path({str(home.root)!r})).ensure(), more=lambda: True)"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout == ""
+    assert not home.warehouse.exists()
+    assert not (home.dbt_dir / "target" / "manifest.json").exists()
+    assert "Command `cli ls` succeeded" in (home.dbt_dir / "logs" / "dbt.log").read_text()  # it did run

@@ -31,7 +31,7 @@ from orchestration.config import Home
 from orchestration.defs.assets import PID_START_TAG, PID_TAG
 from orchestration.defs.jobs import BUILD_JOB, DATA_TESTS_JOB, WATERMARK_TAG
 from orchestration.defs.resources import RegistryHome
-from orchestration.registry import audit
+from orchestration.registry import audit, uploads
 from orchestration.registry.fsutil import pid_alive
 from orchestration.registry.landing import landing_watermark
 from orchestration.warehouse.holders import watcher_active
@@ -77,6 +77,8 @@ def evaluate(context: SensorEvaluationContext, home: Home):
         return SkipReason("the landing zone is empty")
     if context.cursor and context.cursor >= watermark:
         return SkipReason(f"up to date with {watermark}")
+    if uploads.in_progress(home):
+        return SkipReason("a file of several chunks is still landing; it is built once it has landed whole")
     records = context.instance.get_run_records(
         filters=RunsFilter(job_name=BUILD_JOB, tags={WATERMARK_TAG: watermark}), limit=20
     )

@@ -58,7 +58,7 @@ import orjson
 
 from orchestration.config import Home
 from orchestration.contract.validate import Error, FileSource, ParsedRecord, RawBlock, parse_submission, split_submission
-from orchestration.registry import audit, journal, judging
+from orchestration.registry import audit, journal, judging, uploads
 from orchestration.registry.judging import INTERNAL_ERROR, Converted, Verdict, content_hash, judge
 from orchestration.registry.fsutil import atomic_write, crash_point, part_name, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
@@ -243,11 +243,15 @@ def submit_iter(home: Home, files: Sequence[tuple[str, Any]], *, channel: str = 
     n_workers = _workers(files)
     pool = judging.WorkerPool(n_workers) if n_workers else None
     done = False
+    upload = uploads.Upload(home)  # automatic builds wait while a file of several chunks lands
     try:
         for chunk in _chunks(_judged(pool, _items(files, pool is not None), channel, user)):
+            if len(chunk) >= CHUNK_RECORDS:  # a full chunk: more may follow
+                upload.begin()
             yield _land_chunk(home, index, chunk, channel, allowed_sites, user)
         done = True
     finally:
+        upload.end()
         if pool is not None:
             pool.close(kill=not done)
         index.close()

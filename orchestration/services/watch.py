@@ -41,6 +41,7 @@ from orchestration.defs import dbt_inprocess
 from orchestration.defs.jobs import BUILD_JOB, WATERMARK_TAG
 from orchestration.services.build import build_job, run_build, run_data_tests
 from orchestration.services.dagster_home import prepare_dagster_home
+from orchestration.registry import uploads
 from orchestration.registry.journal import journal_dir
 from orchestration.registry.landing import landing_watermark, watermark_dirs
 from orchestration.warehouse.holders import FINISH_SIGNAL, beat
@@ -187,8 +188,10 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
         due = mark is not None and (built is None or mark > built)
         if due and mark in failed_at and now - failed_at[mark] < RETRY_AFTER_S:
             due = False
-        if not due:
-            if (parquet_due or tests_due) and now >= follow_up_after:
+        # a file of several chunks still landing: built once it has landed whole (registry/uploads.py)
+        held = (due or parquet_due or tests_due) and uploads.in_progress(home)
+        if not due or held:
+            if (parquet_due or tests_due) and now >= follow_up_after and not held:
                 beat(home, building=True, follow_up=True)  # `registry serve` need not wait for it
                 try:
                     parquet_due, tests_due = _follow_up(home, instance, landing, mark, parquet_due, tests_due, log)

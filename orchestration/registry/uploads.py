@@ -6,7 +6,7 @@ landing sensor build as soon as something new has landed, so without this they w
 upload's first chunk, while the submitter still judges and lands the rest on the same two cores, and
 build again for the rest: measured (issue 16, the 100k cohort submitted to ``registry serve`` on an
 empty home), the first 10k cases visible after 5.4 s, all of them after 13.0 s, the submission slowed
-from ~3.3 s to 5.3 s by the build beside it.
+from ~3.4 s to 5.3 s by the build beside it; with the wait, all of them after 10.5-10.7 s.
 
 So a submission marks itself as an upload in progress (one small file under ``locks/uploads/``:
 pid, the process's start time, when it began) before it lands its first full chunk, and removes

@@ -15,7 +15,7 @@ import pytest
 from dagster import DagsterInstance, RunsFilter, SkipReason, build_sensor_context
 
 from orchestration.defs import sensors
-from orchestration.registry import audit
+from orchestration.registry import audit, uploads
 from orchestration.registry.landing import submit
 from orchestration.warehouse import snapshot
 from orchestration.warehouse.holders import beat, heartbeat_file, watcher_active
@@ -47,6 +47,11 @@ def test_sensor_stands_aside_only_for_a_live_fresh_watcher(home):
     assert not watcher_active(home)  # a gone process never holds the sensor back
     heartbeat_file(home).write_text("{not json")
     assert not watcher_active(home)
+    upload = uploads.Upload(home)  # a file of several chunks still landing (this live process)
+    upload.begin()
+    assert "still landing" in _sensor_skip(home)
+    upload.end()
+    assert _sensor_skip(home) is None
 
 
 def _visible(home, case_id: str) -> bool:
@@ -70,6 +75,16 @@ def _watch_builds(home) -> list[dict]:
     return [e for e in audit.read(home) if e.get("event") == "build" and e.get("trigger") == "watch"]
 
 
+def _wait_for_idle_tests(home, proc, deadline: float) -> None:
+    """Until the data tests of the newest build have run (a run of registry_data_tests when the
+    builder is idle: waited for to its end, a SIGTERM would interrupt it)."""
+    while not [e for e in audit.read(home) if e.get("event") == "data_tests"
+               and e.get("at", "") > _watch_builds(home)[-1]["at"]] or _building(home):
+        assert proc.poll() is None, proc.stdout.read()
+        assert time.monotonic() < deadline, "the data tests never ran"
+        time.sleep(0.2)
+
+
 def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
     submit(home, [("first.json", json.dumps(record(case_id="W-1")).encode())])
     proc = subprocess.Popen([sys.executable, "-m", "orchestration.cli", "watch"], env=env_for(home),
@@ -90,12 +105,23 @@ def test_watcher_builds_what_lands_and_stops_on_sigterm(home):
             assert time.monotonic() < deadline, "the second build never ended"
             time.sleep(0.2)
         # once idle, the builder runs the data tests its builds left out: the cases they changed
-        # (a run of registry_data_tests: waited for to its end, a SIGTERM would interrupt it)
-        while not [e for e in audit.read(home) if e.get("event") == "data_tests"
-                   and e.get("at", "") > _watch_builds(home)[-1]["at"]] or _building(home):
+        _wait_for_idle_tests(home, proc, deadline)
+        # while a file of several chunks is still landing, nothing is built; once it has landed, it is
+        upload = uploads.Upload(home)
+        upload.begin()
+        n_builds = len(_watch_builds(home))
+        submit(home, [("third.json", json.dumps(record(case_id="W-3")).encode())])
+        time.sleep(3)  # the builder looks every 50 ms
+        assert not _visible(home, "W-3") and not _building(home) and len(_watch_builds(home)) == n_builds
+        upload.end()
+        while not _visible(home, "W-3"):
             assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the data tests never ran"
+            assert time.monotonic() < deadline, "W-3 was never published"
             time.sleep(0.2)
+        while len(_watch_builds(home)) < n_builds + 1:
+            assert time.monotonic() < deadline, "the third build never ended"
+            time.sleep(0.2)
+        _wait_for_idle_tests(home, proc, deadline)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)

@@ -29,6 +29,7 @@ suite: the targets are reported, never enforced.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import inspect
 import json
@@ -48,7 +49,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SIZES = (10_000, 100_000)
@@ -751,21 +752,30 @@ def _watcher_ready(home: Path, since: float) -> bool:
     return bool(hb.get("ready")) and float(hb.get("at", 0)) >= since - 1
 
 
-def _visible(home: Path, case_id: str) -> bool:
+def _in_snapshot(home: Path, where: str = "", params: list[Any] | None = None) -> int:
+    """The published snapshot's count of ``dim_cases`` rows (``where``), 0 without a snapshot."""
     import duckdb  # the harness's own process; only to read the published snapshot like a reader
 
     cur = home / "published" / "current"
     if not cur.exists():
-        return False
+        return 0
     db = Path(os.path.realpath(cur)) / "registry.duckdb"
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"ATTACH '{str(db).replace(chr(39), chr(39) * 2)}' AS s (READ_ONLY)")
-        return con.execute("SELECT count(*) FROM s.main.dim_cases WHERE case_id = ?", [case_id]).fetchone()[0] == 1
+        return con.execute(f"SELECT count(*) FROM s.main.dim_cases {where}", params or []).fetchone()[0]
     except duckdb.Error:
-        return False
+        return 0
     finally:
         con.close()
+
+
+def _visible(home: Path, case_id: str) -> bool:
+    return _in_snapshot(home, "WHERE case_id = ?", [case_id]) == 1
+
+
+def _count(home: Path) -> int:
+    return _in_snapshot(home)
 
 
 def _dashboards_answer(port: int) -> bool:
@@ -774,14 +784,11 @@ def _dashboards_answer(port: int) -> bool:
     return _healthy(f"http://127.0.0.1:{port}/_stcore/health")
 
 
-def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Path, timeout: float | None) -> tuple[float | None, dict[str, Any]]:
-    """Start ``registry serve``, wait until its dashboards answer (where registry staff submit; the
-    sensor daemon and the warm builder are not waited for: what a user sees decides), submit one new
-    case and time until the published snapshot has it. The servers are stopped (their process group)
-    afterwards. ``info`` records when each part was ready (seconds after the start)."""
-    one = d / "one-new-case-serve.jsonl"
-    case_id = incremental_case(cohort, one)
-    log_path = d / "serve.log"
+@contextlib.contextmanager
+def _serving(reg: str, env: dict[str, str], log_path: Path) -> Iterator[tuple[subprocess.Popen, dict[str, Any]]]:
+    """``registry serve`` on free ports, until its dashboards answer (where registry staff submit;
+    the sensor daemon and the warm builder are not waited for: what a user sees decides); stopped
+    (its process group) afterwards. ``info`` records when it answered and what was ready then."""
     started = time.time()
     port = _free_port()
     with open(log_path, "wb") as out:
@@ -789,7 +796,8 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
             [reg, "serve", "--port", str(port), "--dagster-port", str(_free_port())],
             env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
-    info: dict[str, Any] = {"case_id": case_id, "log": str(log_path)}
+    home = Path(env["REGISTRY_HOME"])
+    info: dict[str, Any] = {"log": str(log_path)}
     try:
         t_ready = time.perf_counter()
         while not _dashboards_answer(port):
@@ -801,6 +809,26 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         info["dashboards_ready_s"] = round(time.perf_counter() - t_ready, 2)
         info["builder_ready_at_submit"] = _watcher_ready(home, started)
         info["daemon_ready_at_submit"] = _daemon_ready(home, started)
+        yield proc, info
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Path, timeout: float | None) -> tuple[float | None, dict[str, Any]]:
+    """With ``registry serve`` running, submit one new case and time until the published snapshot
+    has it; then the next one, submitted as soon as the first is visible."""
+    one = d / "one-new-case-serve.jsonl"
+    case_id = incremental_case(cohort, one)
+    log_path = d / "serve.log"
+    with _serving(reg, env, log_path) as (proc, info):
+        info["case_id"] = case_id
         t0 = time.perf_counter()
         run_child([reg, "submit", str(one)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit")
         info["submit_s"] = round(time.perf_counter() - t0, 3)
@@ -816,15 +844,36 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         run_child([reg, "submit", str(nxt)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit the next case")
         info["next_s"] = _until_visible(proc, home, next_id, t1, log_path)
         return first, info
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+
+
+def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, timeout: float | None) -> tuple[ChildResult, float | None, dict[str, Any]]:
+    """The end-to-end measure with ``registry serve`` running instead of ``registry build``: a fresh
+    home, the servers started, the whole cohort submitted once the dashboards answer; timed until
+    the published snapshot has all ``n`` cases (the warm builder builds it, nobody runs a build)."""
+    home = d / "home-serve"
+    env = {**env, "REGISTRY_HOME": str(home)}
+    run_child([reg, "prepare"], env=env, stdout_devnull=True, timeout=timeout).check("serve upload: prepare")
+    log_path = d / "serve-upload.log"
+    with _serving(reg, env, log_path) as (proc, info):
+        t0 = time.perf_counter()
+        r = run_child([reg, "submit", str(cohort)], env=env, stdout_devnull=True, timeout=timeout).check("serve upload: submit")
+        info["submit_s"] = round(r.seconds, 3)
+        seen: list[tuple[float, int]] = []  # (seconds, cases) each time the snapshot's count changed
+        while True:
+            c = _count(home)
+            if c and (not seen or seen[-1][1] != c):
+                seen.append((round(time.perf_counter() - t0, 2), c))
+            if c >= n:
+                break
+            if time.perf_counter() - t0 > SERVE_VISIBLE_TIMEOUT_S:
+                info["error"] = f"{c} of {n} cases visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
+                info["visible"] = seen
+                return r, None, info
+            if proc.poll() is not None:
+                raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
+            time.sleep(0.05)
+        info["visible"] = seen
+        return r, time.perf_counter() - t0, info
 
 
 def _until_visible(proc: subprocess.Popen, home: Path, case_id: str, t0: float, log_path: Path) -> float | None:
@@ -964,6 +1013,14 @@ def bench_size(
         ms.append(Measure("serve_next", "the next new case -> visible (submitted as soon as the one before is), registry serve running",
                           seconds=info.get("next_s")))
 
+        log(f"{size:,} cases: the whole cohort submitted to registry serve on a fresh home")
+        _, secs, info = serve_upload(reg, env, cohort, size, d, timeout)
+        details["serve_upload"] = info
+        ms.append(Measure("serve_upload", "submit -> every case visible, registry serve running (fresh home, no build command)",
+                          seconds=secs,
+                          note=f"submit {info.get('submit_s')}s; dashboards answered after {info.get('dashboards_ready_s')}s"
+                          + (f"; {info['error']}" if info.get("error") else "")))
+
         registry_steps = [m for m in ms if m.key in ("submit", "build", "incremental", "snapshot_connect")]
         ms.append(Measure("peak_rss", "peak RSS, any registry step", seconds=None,
                           max_rss_mb=_max(*(m.max_rss_mb for m in registry_steps)),
@@ -1016,7 +1073,10 @@ def apply_target(size: int, m: Measure) -> None:
         return "ok" if passed else "over"
 
     visible_limit = 10.0 if size >= LARGE_SIZE else 5.0
-    if m.key == "end_to_end":
+    if m.key == "serve_upload":  # the end-to-end target, read with the daemon running
+        m.target = "(the end-to-end target, read with `registry serve`) ≤ 5× bare load @100k and @1M"
+        m.verdict = verdict((100_000, LARGE_SIZE), m.seconds is not None and (m.ratio or 1e9) <= 5)
+    elif m.key == "end_to_end":
         m.target = "≤ 5× bare load @100k and @1M"
         m.verdict = verdict((100_000, LARGE_SIZE), (m.ratio or 1e9) <= 5)
     elif m.key in ("serve", "serve_next"):
@@ -1065,7 +1125,7 @@ def markdown(results: list[dict[str, Any]], mach: dict[str, Any]) -> str:
         for size, m in targets:
             if m["key"] == "peak_rss":
                 got = f"{_fmt(_max(m['max_rss_mb'], m['tree_rss_mb']), 0)} MB"
-            elif m["key"] == "end_to_end":
+            elif m["key"] in ("end_to_end", "serve_upload") and m["seconds"] is not None:
                 got = f"{_fmt(m['seconds'])} s = {_fmt(m['ratio'], 1)}× bare"
             elif m["seconds"] is None:
                 got = "never"

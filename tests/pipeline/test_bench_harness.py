@@ -17,7 +17,7 @@ SIZE = 200
 EXPECTED = {
     "generate", "bare_load", "submit", "build", "build.ingest", "build.dbt", "build.publish", "build.other",
     "end_to_end", "incremental", "incremental.submit", "incremental.build", "incremental.sql", "snapshot_connect",
-    "peak_rss", "serve", "serve_next",
+    "peak_rss", "serve", "serve_next", "serve_upload",
 }
 # measured on their own process: each has a peak RSS
 WITH_RSS = {"generate", "bare_load", "submit", "build", "end_to_end", "incremental", "incremental.submit",
@@ -73,6 +73,8 @@ def test_details_and_markdown(doc):
     assert details["pages"]["pages"]
     # `registry serve` opens its dashboards last: when they answer, the warm builder is ready (cli/serve.py)
     assert details["serve"]["builder_ready_at_submit"] is True, details["serve"]
+    # the whole cohort, submitted to `registry serve` on a fresh home, became visible: every case
+    assert details["serve_upload"]["visible"][-1][1] == SIZE, details["serve_upload"]
     md = doc["markdown"]
     assert md.splitlines()[2].startswith("| size | measure | seconds | × bare load | CPU s |")
     for m in res["measures"].values():

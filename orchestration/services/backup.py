@@ -134,7 +134,8 @@ def backup(home: Home, dest: Path, *, with_warehouse: bool = False) -> BackupRes
                     _place(src, data / "warehouse" / name, link=False)
             if home.published_current.exists():
                 version = Path(os.path.realpath(home.published_current))
-                shutil.copytree(version, data / "published" / "versions" / version.name)
+                # its Parquet set may not be written yet (the warm builder's first publish): then without it
+                shutil.copytree(version, data / "published" / "versions" / version.name, ignore_dangling_symlinks=True)
                 os.symlink(Path("versions") / version.name, data / "published" / "current")
 
     # 1. the immutable batches, without a lock

@@ -288,12 +288,20 @@ def _set_of(home: Home) -> str:
 
 def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
     """The warm builder's publish: readers get the new DuckDB file at once and the previous (complete)
-    Parquet set meanwhile; complete_parquet writes the version's own set later, linking what equals the
+    Parquet set meanwhile (none on a first publish); complete_parquet writes the version's own set later, linking what equals the
     set shown, and gives up as soon as it is asked to give way; a publish after one that left its set
     links from the set shown too."""
     home = _three_tables(tmp_path)
-    first = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)  # a first publish writes it
-    assert not first.parquet_deferred and _set_of(home) == first.version
+    first = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    # a first publish has no set to show meanwhile: its link points at its own set, written later;
+    # until then readers find no Parquet file (as before the first publish), never part of a set
+    assert first.parquet_deferred and pub.parquet_pending(home) and _set_of(home) == first.version
+    assert not (home.published_current.resolve() / "parquet").exists()
+    pub.prune(home)  # keeps the set the link waits for
+    assert pub.complete_parquet(home) == first.version and not pub.parquet_pending(home)
+    for t in ("dim_cases", "fct_lab_results", "mart_small"):
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
     inodes = {t: _inode(home, t) for t in ("dim_cases", "fct_lab_results", "mart_small")}
 
     _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
@@ -350,3 +358,16 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
+
+
+def test_a_backup_with_the_warehouse_before_the_first_set_is_written(tmp_path):
+    # the warm builder's first publish leaves its version's Parquet link pointing at a set not written
+    # yet: a backup with the warehouse copies the version without it (restored, it is rebuilt)
+    from orchestration.services.backup import backup
+
+    home = _three_tables(tmp_path)
+    first = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    assert first.parquet_deferred
+    backup(home, tmp_path / "bk", with_warehouse=True)
+    copied = next((tmp_path / "bk").rglob(f"versions/{first.version}"))
+    assert (copied / DB_NAME).is_file() and not (copied / "parquet").exists()

@@ -72,7 +72,9 @@ class Upload:
 
 
 def in_progress(home: Home, *, hold_s: float = HOLD_S) -> bool:
-    """Whether a live upload began less than ``hold_s`` seconds ago (marks of dead processes are removed)."""
+    """Whether a live upload began less than ``hold_s`` seconds ago. Marks that hold nothing back any
+    more (their process is gone, or they are older than :data:`HOLD_S`: an upload abandoned by a
+    long-lived process, the dashboards' server) are removed."""
     try:
         marks = list(_folder(home).iterdir())
     except FileNotFoundError:
@@ -88,9 +90,10 @@ def in_progress(home: Home, *, hold_s: float = HOLD_S) -> bool:
             continue
         except (OSError, ValueError, KeyError, TypeError):  # not ours, or unreadable: it holds nothing
             continue
-        if not pid_alive(pid, start):
-            path.unlink(missing_ok=True)
-            continue
-        if now - began < hold_s:
+        alive = pid_alive(pid, start)
+        if alive and now - began < hold_s:
             return True
+        if not alive or now - began >= HOLD_S:  # it holds nothing back any more
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
     return False

@@ -23,6 +23,12 @@ def test_a_live_upload_holds_until_it_ends(home):
     up.begin()  # once per upload
     assert len(_marks(home)) == 1 and uploads.in_progress(home)
     assert not uploads.in_progress(home, hold_s=0)  # held no longer than hold_s from its start
+    assert len(_marks(home)) == 1  # (but still there: HOLD_S has not passed)
+    up.end()
+    up.begin()
+    (mark,) = _marks(home)
+    mark.write_text(json.dumps({**json.loads(mark.read_bytes()), "began": 0}))  # abandoned long ago by a live process
+    assert not uploads.in_progress(home) and _marks(home) == []
     up.end()
     assert not uploads.in_progress(home) and _marks(home) == []
 

@@ -14,8 +14,9 @@ the mark when it ends, however it ends. While a live upload's mark is there, aut
 the warm builder's idle work) wait, for at most :data:`HOLD_S` seconds from the upload's start (a
 million records take ~30 s): a case submitted meanwhile by someone else waits for the upload too,
 but no longer than that. A mark left by a process that died is ignored and removed. ``registry
-build`` never waits: it builds what has landed, as asked. Single records and small files (one chunk)
-leave no mark.
+build`` never waits: it builds what has landed, as asked. Single records and files of fewer than
+:data:`~orchestration.registry.landing.CHUNK_RECORDS` records leave no mark (a file of exactly that many
+leaves one for the moment it takes to find there is no more).
 """
 
 from __future__ import annotations
@@ -90,10 +91,10 @@ def in_progress(home: Home, *, hold_s: float = HOLD_S) -> bool:
             continue
         except (OSError, ValueError, KeyError, TypeError):  # not ours, or unreadable: it holds nothing
             continue
-        alive = pid_alive(pid, start)
-        if alive and now - began < hold_s:
+        alive, age = pid_alive(pid, start), now - began  # (a clock stepped back: a negative age holds nothing)
+        if alive and 0 <= age < hold_s:
             return True
-        if not alive or now - began >= HOLD_S:  # it holds nothing back any more
+        if not alive or not 0 <= age < HOLD_S:  # it holds nothing back any more
             with contextlib.suppress(OSError):
                 path.unlink(missing_ok=True)
     return False

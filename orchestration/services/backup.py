@@ -35,6 +35,7 @@ from orchestration.config import Home
 from orchestration.registry import audit, journal
 from orchestration.registry.fsutil import atomic_write, utcnow
 from orchestration.warehouse.locks import warehouse_lock
+from orchestration.warehouse.publish import shows_own_parquet
 
 FORMAT = "calciphylaxis-registry-backup/1"
 MANIFEST = "manifest.json"
@@ -134,8 +135,13 @@ def backup(home: Home, dest: Path, *, with_warehouse: bool = False) -> BackupRes
                     _place(src, data / "warehouse" / name, link=False)
             if home.published_current.exists():
                 version = Path(os.path.realpath(home.published_current))
-                # its Parquet set may not be written yet (the warm builder's first publish): then without it
-                shutil.copytree(version, data / "published" / "versions" / version.name, ignore_dangling_symlinks=True)
+                # its Parquet files only when they are its own: a version whose set is still due (the warm
+                # builder writes it when idle) would otherwise be restored with an older set as its own,
+                # or fail on a link to a set not written yet. (Not copytree's ignore_dangling_symlinks: it
+                # tests a relative link from the current directory, so it skips every set.)
+                own = shows_own_parquet(version)
+                shutil.copytree(version, data / "published" / "versions" / version.name,
+                                ignore=lambda d, names: [] if own or Path(d) != version else [n for n in names if n == "parquet"])
                 os.symlink(Path("versions") / version.name, data / "published" / "current")
 
     # 1. the immutable batches, without a lock

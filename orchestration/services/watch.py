@@ -47,7 +47,7 @@ from orchestration.registry.landing import landing_watermark, watermark_dirs
 from orchestration.warehouse.holders import FINISH_SIGNAL, beat
 from orchestration.warehouse.locks import build_lock, warehouse_lock
 from orchestration.warehouse import tested
-from orchestration.warehouse.publish import complete_parquet, parquet_pending, published_watermark
+from orchestration.warehouse.publish import complete_parquet, parquet_pending, parquet_shown, published_watermark
 
 POLL_S = 0.05
 RELIST_S = 1.0
@@ -252,7 +252,9 @@ def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark:
 
     if parquet_due:
         with build_lock(home), warehouse_lock(home):
-            version = complete_parquet(home, give_way=newer)
+            # while no set is shown at all (a new home's first versions), it is written whole: giving
+            # way to every case would leave readers without Parquet files for as long as cases keep coming
+            version = complete_parquet(home, give_way=newer if parquet_shown(home) else None)
         if newer():
             return True, tests_due
         if version is not None:

@@ -601,6 +601,18 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
     return PublishResult(version, final, counts, time.perf_counter() - t0, round(switched, 3), parquet_deferred=deferred)
 
 
+def shows_own_parquet(version_dir: Path) -> bool:
+    """Whether a version's ``parquet`` shows its own set (not an older one, nor one not written yet)."""
+    return _parquet_set(version_dir)[1]
+
+
+def parquet_shown(home: Home) -> bool:
+    """Whether the current version shows a Parquet set at all (not yet: a new home's first versions
+    under the warm builder, until its first idle moment)."""
+    cur, _ = _previous(home)
+    return cur is not None and _parquet_set(cur)[0] is not None
+
+
 def parquet_pending(home: Home) -> bool:
     """Whether the current version still shows an older Parquet set than its own."""
     cur, _ = _previous(home)

@@ -360,7 +360,7 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
         assert db == pq == _expected(home, t), t
 
 
-def test_a_backup_with_the_warehouse_before_the_first_set_is_written(tmp_path):
+def test_a_backup_with_the_warehouse_copies_a_versions_own_parquet_set_only(tmp_path):
     # the warm builder's first publish leaves its version's Parquet link pointing at a set not written
     # yet: a backup with the warehouse copies the version without it (restored, it is rebuilt)
     from orchestration.services.backup import backup
@@ -371,3 +371,16 @@ def test_a_backup_with_the_warehouse_before_the_first_set_is_written(tmp_path):
     backup(home, tmp_path / "bk", with_warehouse=True)
     copied = next((tmp_path / "bk").rglob(f"versions/{first.version}"))
     assert (copied / DB_NAME).is_file() and not (copied / "parquet").exists()
+    # nor the older set a version shows until its own is written (restored, it would pass for its own)
+    pub.complete_parquet(home)
+    _warehouse(home, "CREATE OR REPLACE TABLE mart_small AS SELECT 2 AS n")
+    second = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    assert second.parquet_deferred and _set_of(home) == first.version
+    backup(home, tmp_path / "bk2", with_warehouse=True)
+    copied = next((tmp_path / "bk2").rglob(f"versions/{second.version}"))
+    assert (copied / DB_NAME).is_file() and not (copied / "parquet").exists()
+    # its own set, once written, goes with it
+    pub.complete_parquet(home)
+    backup(home, tmp_path / "bk3", with_warehouse=True)
+    copied = next((tmp_path / "bk3").rglob(f"versions/{second.version}"))
+    assert (copied / "parquet" / "mart_small.parquet").is_file()

@@ -30,6 +30,11 @@ def test_a_live_upload_holds_until_it_ends(home):
     mark.write_text(json.dumps({**json.loads(mark.read_bytes()), "began": 0}))  # abandoned long ago by a live process
     assert not uploads.in_progress(home) and _marks(home) == []
     up.end()
+    up.begin()
+    (mark,) = _marks(home)
+    mark.write_text(json.dumps({**json.loads(mark.read_bytes()), "began": 4e9}))  # the clock stepped back
+    assert not uploads.in_progress(home)
+    up.end()
     assert not uploads.in_progress(home) and _marks(home) == []
 
 

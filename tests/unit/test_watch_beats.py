@@ -89,3 +89,31 @@ def test_a_case_that_lands_during_a_build_is_built_before_that_builds_tests(home
     assert watch._loop(home, None, 0.001, lambda: n.append(1) or len(n) > 20, lambda line: None,
                        SimpleNamespace(after_build=lambda: None)) == 0
     assert order == ["build", "build", "tests"]
+
+
+def test_nothing_is_built_or_followed_up_while_a_file_of_several_chunks_lands(home, monkeypatch):
+    from orchestration.registry import uploads
+
+    submit(home, [("first.json", json.dumps(record(case_id="B-1")).encode())])
+    upload = uploads.Upload(home)  # this live process is still landing a big file
+    upload.begin()
+    done: list[str] = []
+
+    def fake_build(h, *, trigger, instance, **kw):
+        done.append("build")
+        return SimpleNamespace(success=True, error=None, watermark=watch.landing_watermark(h), version="v", cases=1, seconds=0.0)
+
+    monkeypatch.setattr(watch, "run_build", fake_build)
+    monkeypatch.setattr(watch, "run_data_tests", lambda h, **kw: done.append("tests") or SimpleNamespace(success=True, error=None, stopped=False))
+    monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
+    turns: list[int] = []
+
+    def stop():
+        turns.append(1)
+        if len(turns) == 30:
+            assert done == []  # 30 turns with the upload under way: nothing
+            upload.end()
+        return len(turns) > 60
+
+    assert watch._loop(home, None, 0.001, stop, lambda line: None, SimpleNamespace(after_build=lambda: None)) == 0
+    assert done == ["build", "tests"]  # once it has landed: built, then its tests

@@ -859,26 +859,28 @@ def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, t
         r = run_child([reg, "submit", str(cohort)], env=env, stdout_devnull=True, timeout=timeout).check("serve upload: submit")
         info["submit_s"] = round(r.seconds, 3)
         seen: list[tuple[float, int]] = []  # (seconds, cases) each time the snapshot's count changed
-        while True:
+
+        def all_visible() -> bool:
             c = _count(home)
             if c and (not seen or seen[-1][1] != c):
                 seen.append((round(time.perf_counter() - t0, 2), c))
-            if c >= n:
-                break
-            if time.perf_counter() - t0 > SERVE_VISIBLE_TIMEOUT_S:
-                info["error"] = f"{c} of {n} cases visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
-                info["visible"] = seen
-                return r, None, info
-            if proc.poll() is not None:
-                raise BenchError(f"registry serve exited with status {proc.returncode}: see {log_path}")
-            time.sleep(0.05)
+            return c >= n
+
+        secs = _until(proc, all_visible, t0, log_path)
         info["visible"] = seen
-        return r, time.perf_counter() - t0, info
+        if secs is None:
+            info["error"] = f"{seen[-1][1] if seen else 0} of {n} cases visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
+        return r, secs, info
 
 
 def _until_visible(proc: subprocess.Popen, home: Path, case_id: str, t0: float, log_path: Path) -> float | None:
     """Seconds from ``t0`` until the published snapshot has ``case_id`` (None: not within the timeout)."""
-    while not _visible(home, case_id):
+    return _until(proc, lambda: _visible(home, case_id), t0, log_path)
+
+
+def _until(proc: subprocess.Popen, done: Callable[[], bool], t0: float, log_path: Path) -> float | None:
+    """Seconds from ``t0`` until ``done()`` (polled every 0.05 s; None: not within the timeout)."""
+    while not done():
         if time.perf_counter() - t0 > SERVE_VISIBLE_TIMEOUT_S:
             return None
         if proc.poll() is not None:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
-import io
 import hashlib
+import io
 import threading
 import time
 from dataclasses import dataclass, field

@@ -29,7 +29,7 @@ import uuid
 from pathlib import Path
 
 from orchestration.config import Home
-from orchestration.registry.fsutil import part_name, pid_alive, pid_start
+from orchestration.registry.fsutil import atomic_write, pid_alive, pid_start
 
 #: the longest automatic builds wait for one upload, from its start (seconds)
 HOLD_S = 120.0
@@ -47,21 +47,14 @@ class Upload:
         self._path: Path | None = None
 
     def begin(self) -> None:
-        """Mark the upload (best effort: without a mark, e.g. on a full disk, builds just do not wait;
-        the mark need not survive a crash, so it is renamed into place but not synced)."""
+        """Mark the upload (best effort: without a mark, e.g. on a full disk, builds just do not wait)."""
         if self._path is not None:
             return
-        folder = _folder(self._home)
-        path = folder / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        path = _folder(self._home) / f"{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
         mark = {"pid": os.getpid(), "start": pid_start(os.getpid()), "began": time.time()}
-        tmp = self._home.tmp / part_name(path.name)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(json.dumps(mark).encode())
-            os.replace(tmp, path)
+            atomic_write(path, json.dumps(mark).encode(), tmp_dir=self._home.tmp)
         except OSError:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             return
         self._path = path
 

@@ -774,10 +774,6 @@ def _visible(home: Path, case_id: str) -> bool:
     return _in_snapshot(home, "WHERE case_id = ?", [case_id]) == 1
 
 
-def _count(home: Path) -> int:
-    return _in_snapshot(home)
-
-
 def _dashboards_answer(port: int) -> bool:
     from orchestration.cli.serve import _healthy  # the supervisor's own check (imported here: the harness stays light)
 
@@ -846,7 +842,7 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         return first, info
 
 
-def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, timeout: float | None) -> tuple[ChildResult, float | None, dict[str, Any]]:
+def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, timeout: float | None) -> tuple[float | None, dict[str, Any]]:
     """The end-to-end measure with ``registry serve`` running instead of ``registry build``: a fresh
     home, the servers started, the whole cohort submitted once the dashboards answer; timed until
     the published snapshot has all ``n`` cases (the warm builder builds it, nobody runs a build)."""
@@ -861,7 +857,7 @@ def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, t
         seen: list[tuple[float, int]] = []  # (seconds, cases) each time the snapshot's count changed
 
         def all_visible() -> bool:
-            c = _count(home)
+            c = _in_snapshot(home)
             if c and (not seen or seen[-1][1] != c):
                 seen.append((round(time.perf_counter() - t0, 2), c))
             return c >= n
@@ -870,7 +866,7 @@ def serve_upload(reg: str, env: dict[str, str], cohort: Path, n: int, d: Path, t
         info["visible"] = seen
         if secs is None:
             info["error"] = f"{seen[-1][1] if seen else 0} of {n} cases visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
-        return r, secs, info
+        return secs, info
 
 
 def _until_visible(proc: subprocess.Popen, home: Path, case_id: str, t0: float, log_path: Path) -> float | None:
@@ -1016,7 +1012,7 @@ def bench_size(
                           seconds=info.get("next_s")))
 
         log(f"{size:,} cases: the whole cohort submitted to registry serve on a fresh home")
-        _, secs, info = serve_upload(reg, env, cohort, size, d, timeout)
+        secs, info = serve_upload(reg, env, cohort, size, d, timeout)
         details["serve_upload"] = info
         ms.append(Measure("serve_upload", "submit -> every case visible, registry serve running (fresh home, no build command)",
                           seconds=secs,

@@ -73,6 +73,16 @@ def _run_session(home: Home, log_path, instance: DagsterInstance | None):
             yield inst
 
 
+@contextlib.contextmanager
+def _waited_for(early: BackgroundIngest | None):
+    """Around a block: at its end, however it ends, the early ingest has ended too."""
+    try:
+        yield
+    finally:
+        if early is not None:
+            early.result()
+
+
 def _run_config(home: Home) -> dict[str, Any]:
     return {
         "resources": {"registry": {"config": {"root": str(home.root)}}},
@@ -106,20 +116,9 @@ def run_build(home: Home, *, asset_selection: list | None = None, full_refresh: 
     that the ingest's DuckDB work, on both cores, leaves room for; measured at 100k, interleaved:
     build 10.0-10.2 -> 9.5-9.8 s; at a million cases no gain). Whatever happens, the ingest is waited
     for before this returns or raises: it must never be left writing the warehouse."""
-    try:
-        return _run_build(home, asset_selection=asset_selection, full_refresh=full_refresh, trigger=trigger,
-                          instance=instance, early=early, data_tests=data_tests, leave_parquet=leave_parquet)
-    finally:
-        if early is not None:
-            early.result()
-
-
-def _run_build(home: Home, *, asset_selection: list | None, full_refresh: bool, trigger: str,
-               instance: DagsterInstance | None, early: BackgroundIngest | None, data_tests: bool,
-               leave_parquet: bool) -> BuildSummary:
     t0 = time.perf_counter()
     log_path = home.dbt_dir / "logs" / "last_build.log"
-    with _run_session(home, log_path, instance) as instance:
+    with _waited_for(early), _run_session(home, log_path, instance) as instance:
         # a build killed before this one left its run STARTED: mark it failed
         fail_stale_runs(instance)
         job = build_job(data_tests=data_tests)

@@ -7,8 +7,9 @@ It is counted at one consistent moment: under the warehouse lock (no ingest or p
 and the landing lock (a submission writes its files and its audit lines under it), after the
 landing zone's crash recovery, as every reader of the landing zone does.
 
-Submissions keep landing while a build runs (the warm builder starts a build when the first chunk
-of a large file lands, and the file's later chunks land during that build). Their batches are not
+Submissions keep landing while a build runs (a case submitted during the build, or the later chunks
+of a large file: `registry build` does not wait for an upload, and automatic builds wait for one for
+at most 120 s, ``orchestration/registry/uploads.py``). Their batches are not
 in the warehouse yet, and that is no loss: they are reported as ``landed_not_ingested`` and the next
 build takes them. Batch names sort in landing order and an ingest takes every batch landed before
 it, so a batch not ingested yet must be newer than every ingested one; an older batch missing from

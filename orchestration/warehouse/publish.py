@@ -253,11 +253,18 @@ def _set_fingerprints(parquet_set: Path | None, own_fps: dict[str, Any] | None) 
         return own_fps or {}
 
 
-def _linkable(tables: list[str], fps: dict[str, Any], shown: Path | None, shown_fps: dict[str, Any]) -> set[str]:
-    """The tables whose Parquet file can be linked from the set ``shown``: the same fingerprint."""
-    if shown is None:
-        return set()
-    return {t for t in tables if shown_fps.get(t) == fps[t] and (shown / f"{t}.parquet").exists()}
+def _stage_set(staging: Path, tables: list[str], fps: dict[str, Any], shown: Path | None,
+               shown_own_fps: dict[str, Any] | None) -> list[str]:
+    """Begin a version's Parquet set in ``staging``: the files of the set ``shown`` (its own or an
+    older one) whose table has the same fingerprint are hard-linked; returns the tables still to
+    write, largest first. ``shown_own_fps``: see :func:`_set_fingerprints`."""
+    staging.mkdir(parents=True)
+    shown_fps = _set_fingerprints(shown, shown_own_fps)
+    linkable = set() if shown is None else {
+        t for t in tables if shown_fps.get(t) == fps[t] and (shown / f"{t}.parquet").exists()}
+    for t in linkable:
+        _link_or_copy(shown / f"{t}.parquet", staging / f"{t}.parquet")  # type: ignore[operator]
+    return _by_size([t for t in tables if t not in linkable], fps)
 
 
 def _seal_set(staging: Path, final: Path, fps: dict[str, Any], tables: list[str]) -> None:
@@ -399,9 +406,9 @@ def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, sch
         cur.close()
 
 
-def _by_size(tables: list[str], counts: dict[str, int], fps: dict[str, list[Any]]) -> list[str]:
+def _by_size(tables: list[str], fps: dict[str, list[Any]]) -> list[str]:
     """Largest first, cells as the measure of work, so that the writer threads end together."""
-    return sorted(tables, key=lambda t: -counts[t] * (fps[t][2].count(",") + 1))
+    return sorted(tables, key=lambda t: -fps[t][0] * (fps[t][2].count(",") + 1))  # rows × columns
 
 
 def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[str],
@@ -516,15 +523,8 @@ def _publish(home: Home, version: str, staging: Path, final: Path, manifest: dic
             leave_parquet and prev_set is None)
         writer = ThreadPoolExecutor(max_workers=PARQUET_WORKERS)
         parquet_done = []
-        if not parquet_later:
-            # Parquet files reused by link: those of the set the current version shows (its own or
-            # an older one) whose table is unchanged since that set (after the switch:
-            # complete_parquet does the same)
-            linkable = _linkable(tables, fps, prev_set, _set_fingerprints(prev_set, prev_fps if prev_set_own else None))
-            set_staging.mkdir()
-            for t in linkable:
-                _link_or_copy(prev_set / f"{t}.parquet", set_staging / f"{t}.parquet")  # type: ignore[operator]
-            to_write = _by_size([t for t in tables if t not in linkable], counts, fps)
+        if not parquet_later:  # (after the switch, complete_parquet stages the set the same way)
+            to_write = _stage_set(set_staging, tables, fps, prev_set, prev_fps if prev_set_own else None)
             parquet_done = [writer.submit(_write_parquet, con, t, set_staging) for t in to_write]
         try:
             reused.extend(sorted(unchanged))
@@ -614,9 +614,9 @@ def parquet_shown(home: Home) -> bool:
 
 
 def parquet_pending(home: Home) -> bool:
-    """Whether the current version still shows an older Parquet set than its own."""
+    """Whether the current version still shows an older Parquet set than its own (or none yet)."""
     cur, _ = _previous(home)
-    return cur is not None and not _parquet_set(cur)[1]
+    return cur is not None and not shows_own_parquet(cur)
 
 
 def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) -> str | None:
@@ -648,11 +648,7 @@ def _complete_parquet(home: Home, give_way: Callable[[], bool] | None) -> str | 
     staging, final = sets / f".{cur.name}.tmp", sets / cur.name
     shutil.rmtree(staging, ignore_errors=True)
     if not final.exists():
-        staging.mkdir(parents=True)
-        linkable = _linkable(tables, fps, shown, _set_fingerprints(shown, None))
-        for t in linkable:
-            _link_or_copy(shown / f"{t}.parquet", staging / f"{t}.parquet")  # type: ignore[operator]
-        to_write = _by_size([t for t in tables if t not in linkable], {t: fps[t][0] for t in tables}, fps)
+        to_write = _stage_set(staging, tables, fps, shown, None)
         if not _write_parquet_set_from_snapshot(cur / DB_NAME, staging, to_write, give_way):
             shutil.rmtree(staging, ignore_errors=True)
             return None

@@ -238,8 +238,8 @@ def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark:
 
     1. the current version's own Parquet set, which the builds leave for now
        (``publish.complete_parquet``; until then the version shows the previous, complete set; at a
-       million cases the set of one new case takes ~4-6 s, and it stops before the next file when
-       a case lands);
+       million cases the set of one new case takes ~4-6 s; it is written by a process of its own,
+       stopped at once when a case lands: ``warehouse/parquet_child.py``);
     2. dbt's data tests of the cases changed since the last passing run (a run of
        ``registry_data_tests``, with its audit line), which starts no further test once a case lands:
        the builds leave out their ``dbt_data_tests`` check, which would hold the next case back by its

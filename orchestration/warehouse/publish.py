@@ -60,6 +60,9 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,6 +75,7 @@ from orchestration.config import DBT_PROJECT_DIR, Home
 from orchestration.registry import audit
 from orchestration.registry.fsutil import crash_point, fsync_dir, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
+from orchestration.warehouse.parquet_child import copy_parquet, quote as _q
 from orchestration.warehouse.snapshot import DB_NAME
 
 KEEP_VERSIONS = 4
@@ -120,10 +124,6 @@ def published_tables(con: duckdb.DuckDBPyConnection, manifest: dict[str, Any]) -
     ).fetchall()
     names = [r[0] for r in rows]
     return [n for n in names if n in wanted]
-
-
-def _q(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 def dictionary_rows(manifest: dict[str, Any] | None, con: duckdb.DuckDBPyConnection, tables: list[str]) -> list[tuple[str, int, str, str, str, str]]:
@@ -394,14 +394,15 @@ REFRESH_AFTER_SHARE = 0.10
 PARQUET_WORKERS = 2
 
 
-def _copy_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "snap.main") -> None:
-    con.execute(f'COPY {schema}."{table}" TO {_q(folder / (table + ".parquet"))} (FORMAT parquet, COMPRESSION zstd)')
+#: How often the warm builder's idle Parquet writing asks whether a case has landed; its writer
+#: process is then stopped at once (``parquet_child.py``).
+GIVE_WAY_POLL_S = 0.02
 
 
 def _write_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "main") -> None:
     cur = con.cursor()  # its own connection to the same database instance
     try:
-        _copy_parquet(cur, table, folder, schema)
+        copy_parquet(cur, table, folder, schema)
     finally:
         cur.close()
 
@@ -414,23 +415,48 @@ def _by_size(tables: list[str], fps: dict[str, list[Any]]) -> list[str]:
 def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[str],
                                      give_way: Callable[[], bool] | None = None) -> bool:
     """Write ``tables`` of a published DuckDB file (immutable, opened read-only) as Parquet into
-    ``folder``, on ``PARQUET_WORKERS`` threads; with ``give_way``, one at a time in the given order,
-    asking it before each: returns False (some not written) once it is true."""
+    ``folder``, on ``PARQUET_WORKERS`` threads; with ``give_way``, in the given order by a process of
+    its own (:func:`_write_in_child`), stopped as soon as ``give_way()`` is true: then returns False
+    (some not written, or half-written: the caller removes ``folder``)."""
+    if give_way is not None:
+        return _write_in_child(database, folder, tables, give_way)
     con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
     try:
         con.execute(f"ATTACH {_q(database)} AS snap (READ_ONLY)")
-        if give_way is not None:
-            for t in tables:
-                if give_way():
-                    return False
-                _copy_parquet(con, t, folder)
-            return True
         with ThreadPoolExecutor(max_workers=PARQUET_WORKERS) as writer:
             for f in [writer.submit(_write_parquet, con, t, folder, "snap.main") for t in tables]:
                 f.result()
         return True
     finally:
         con.close()
+
+
+def _write_in_child(database: Path, folder: Path, tables: list[str], give_way: Callable[[], bool]) -> bool:
+    """``tables`` written by ``python -m orchestration.warehouse.parquet_child``; ``give_way()`` is
+    asked before it starts and every :data:`GIVE_WAY_POLL_S` while it runs, and the process is killed
+    as soon as it is true (returns False). Before, a case that landed during a file waited for it:
+    ~1-2 s at a million cases. A failure of the writer raises its last line."""
+    if give_way():
+        return False
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestration.warehouse.parquet_child", "--parent", str(os.getpid()),
+             str(database), str(folder), *tables],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None:
+                if give_way():
+                    return False
+                time.sleep(GIVE_WAY_POLL_S)
+        finally:
+            if proc.poll() is None:  # given way, or interrupted: never leave it writing
+                proc.kill()
+                proc.wait()
+        if proc.returncode != 0:
+            err.seek(0)
+            lines = err.read().decode("utf-8", "replace").strip().splitlines()
+            raise RuntimeError(f"writing the Parquet files failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+    return True
 
 
 def publish(home: Home, *, manifest_path: Path | None = None, leave_parquet: bool = False) -> PublishResult:
@@ -624,11 +650,10 @@ def complete_parquet(home: Home, *, give_way: Callable[[], bool] | None = None) 
     way to a newer case, or was killed between its two switches), and switch its ``parquet`` to it.
     Tables equal to the shown set's are linked; the others are written from the version's (immutable)
     DuckDB file on ``PARQUET_WORKERS`` threads; with ``give_way`` (the warm builder, when idle) one at a
-    time, largest first, and ``give_way`` is asked before each: when it is true the work stops and
-    the version keeps showing the older set (at a million cases the largest file takes ~1.8 s, the
-    others under 1 s; interrupting DuckDB's ``COPY ... TO`` a Parquet file instead left the copy
-    waiting forever for its tasks, DuckDB 2.0.0). Returns the version completed, else None. Call it
-    holding the warehouse lock (publishes are serialised by it; each cleans the other's staging)."""
+    time, largest first, by a process of its own that is stopped as soon as ``give_way`` is true
+    (``parquet_child.py``; it is asked every :data:`GIVE_WAY_POLL_S`): the version then keeps showing
+    the older set. Returns the version completed, else None. Call it holding the warehouse lock
+    (publishes are serialised by it; each cleans the other's staging)."""
     done = _complete_parquet(home, give_way)
     if done is not None:
         prune(home)  # the set the version showed until now may be shown by none

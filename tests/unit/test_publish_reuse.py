@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import duckdb
 from pathlib import Path
@@ -358,6 +360,72 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
+
+
+def _parquet_writers() -> list[int]:
+    """The Parquet writer processes this process has started and not reaped."""
+    out = []
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except FileNotFoundError:
+                continue
+            if b"orchestration.warehouse.parquet_child" in cmd:
+                out.append(int(pid))
+    return out
+
+
+def test_the_idle_parquet_writer_stops_at_once_when_a_case_lands(tmp_path):
+    """The warm builder writes a version's set in a process of its own, asking every few ms whether a
+    case has landed: the case no longer waits for the file being written. Stopped, the writer is
+    gone (killed and reaped), nothing half-written is left and the version shows the older set."""
+    home = _three_tables(tmp_path)
+    first = pub.publish(home, manifest_path=_manifest(home))
+    _warehouse(home, "CREATE OR REPLACE TABLE dim_cases AS SELECT i AS case_id, i % 11 AS age FROM range(5000) r(i)")
+    second = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
+    seen: list[list[int]] = []
+
+    def landed() -> bool:  # a case lands once the writer runs
+        seen.append(_parquet_writers())
+        return bool(seen[-1])
+
+    assert pub.complete_parquet(home, give_way=landed) is None
+    assert seen[0] == [] and seen[-1]  # asked before the writer started, and while it ran
+    assert _parquet_writers() == []
+    assert not list(pub.parquet_sets(home).glob(".*.tmp")) and _set_of(home) == first.version
+    assert pub.parquet_pending(home)
+    # the next idle moment writes it whole, the same tables as the DuckDB file
+    assert pub.complete_parquet(home, give_way=lambda: False) == second.version and _set_of(home) == second.version
+    for t in ("dim_cases", "fct_lab_results", "mart_small"):
+        db, pq = _published(home, t)
+        assert db == pq == _expected(home, t), t
+
+
+def test_a_failing_parquet_writer_says_why_in_one_line(tmp_path):
+    home = _three_tables(tmp_path)
+    pub.publish(home, manifest_path=_manifest(home))
+    db = home.published_current.resolve() / DB_NAME
+    out = tmp_path / "set"
+    out.mkdir()
+    try:
+        pub._write_parquet_set_from_snapshot(db, out, ["no_such_table"], give_way=lambda: False)
+    except RuntimeError as exc:
+        assert "\n" not in str(exc) and "no_such_table" in str(exc) and "Traceback" not in str(exc)
+    else:
+        raise AssertionError("a missing table was written")
+    assert _parquet_writers() == []
+
+
+def test_the_parquet_writer_ends_when_its_parent_is_gone(tmp_path):
+    """Started by a builder that died meanwhile (its parent is no longer the given pid), it writes nothing."""
+    home = _three_tables(tmp_path)
+    pub.publish(home, manifest_path=_manifest(home))
+    out = tmp_path / "set"
+    out.mkdir()
+    r = subprocess.run([sys.executable, "-m", "orchestration.warehouse.parquet_child", "--parent", str(os.getpid() + 10**6),
+                        str(home.published_current.resolve() / DB_NAME), str(out), "dim_cases"], capture_output=True)
+    assert r.returncode == 2 and not list(out.iterdir())
 
 
 def test_a_backup_with_the_warehouse_copies_a_versions_own_parquet_set_only(tmp_path):

@@ -194,7 +194,7 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
             if (parquet_due or tests_due) and now >= follow_up_after and not held:
                 beat(home, building=True, follow_up=True)  # `registry serve` need not wait for it
                 try:
-                    parquet_due, tests_due = _follow_up(home, instance, landing, mark, parquet_due, tests_due, log)
+                    parquet_due, tests_due = _follow_up(home, instance, landing, mark, parquet_due, tests_due, log, stop)
                 except Exception as exc:  # noqa: BLE001 - retried, as a failed build is
                     follow_up_after = time.monotonic() + RETRY_AFTER_S
                     log(f"registry watch: follow-up failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -232,7 +232,7 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
 
 
 def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark: str | None, parquet_due: bool,
-               tests_due: bool, log: Callable[[str], None]) -> tuple[bool, bool]:
+               tests_due: bool, log: Callable[[str], None], stop: Callable[[], bool] = lambda: False) -> tuple[bool, bool]:
     """What the builds left for an idle moment, each skipped as soon as a newer submission lands (it
     is built first; this is done at the next idle moment):
 
@@ -245,7 +245,8 @@ def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark:
        the builds leave out their ``dbt_data_tests`` check, which would hold the next case back by its
        length (measured, one new case: ~1.3 s at 100k, ~2.5 s at a million).
 
-    Returns what is still due (parquet, tests)."""
+    The Parquet set also gives way to ``stop()`` (`registry serve` stopping: the builder then ends
+    at once instead of after the set). Returns what is still due (parquet, tests)."""
 
     def newer() -> bool:
         return (landing.watermark() or "") > (mark or "")
@@ -254,8 +255,8 @@ def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark:
         with build_lock(home), warehouse_lock(home):
             # while no set is shown at all (a new home's first versions), it is written whole: giving
             # way to every case would leave readers without Parquet files for as long as cases keep coming
-            version = complete_parquet(home, give_way=newer if parquet_shown(home) else None)
-        if newer():
+            version = complete_parquet(home, give_way=(lambda: newer() or stop()) if parquet_shown(home) else None)
+        if newer() or stop():
             return True, tests_due
         if version is not None:
             log(f"registry watch: wrote the Parquet set of {version}")

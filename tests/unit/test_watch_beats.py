@@ -117,3 +117,28 @@ def test_nothing_is_built_or_followed_up_while_a_file_of_several_chunks_lands(ho
 
     assert watch._loop(home, None, 0.001, stop, lambda line: None, SimpleNamespace(after_build=lambda: None)) == 0
     assert done == ["build", "tests"]  # once it has landed: built, then its tests
+
+
+def test_a_stop_request_stops_the_parquet_writing_at_once(home, monkeypatch):
+    """`registry serve` stopping while the builder writes a Parquet set when idle: the writing gives
+    way as it does to a new case, so the builder ends at once instead of after the set."""
+    monkeypatch.setattr(watch, "_built_watermark", lambda instance: None)
+    monkeypatch.setattr(watch, "parquet_pending", lambda h: True)
+    monkeypatch.setattr(watch, "parquet_shown", lambda h: True)
+    monkeypatch.setattr(watch.tested, "untested", lambda h, w: False)
+    monkeypatch.setattr(watch, "run_data_tests", None)  # nothing to test: never called
+    writing: list[int] = []
+    gave_way: list[int] = []
+
+    def endless_writer(h, *, give_way):
+        while not give_way():
+            writing.append(1)
+            if len(writing) > 2000:
+                raise AssertionError("the Parquet writing did not give way to the stop")
+        gave_way.append(len(writing))
+        return None
+
+    monkeypatch.setattr(watch, "complete_parquet", endless_writer)
+    assert watch._loop(home, None, 0.001, lambda: len(writing) > 5, lambda line: None,
+                       SimpleNamespace(after_build=lambda: None)) == 0
+    assert gave_way == [6]  # the first time it was asked after the stop request

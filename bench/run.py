@@ -714,6 +714,8 @@ def incremental_case(cohort: Path, dest: Path) -> str:
 
 SERVE_READY_TIMEOUT_S = 300.0
 SERVE_VISIBLE_TIMEOUT_S = 600.0
+#: the next cases with `registry serve`, each submitted as soon as the one before is visible (the slowest is reported)
+SERVE_NEXT_CASES = 3
 
 
 def _free_port() -> int:
@@ -832,13 +834,21 @@ def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Pa
         if first is None:
             info["error"] = f"not visible after {SERVE_VISIBLE_TIMEOUT_S:.0f}s"
             return None, info
-        # the next case, submitted as soon as that one is visible: what the builder still does after
-        # a switch (its Parquet set, the data tests) must not hold it back
-        nxt = d / "next-new-case-serve.jsonl"
-        next_id = incremental_case(cohort, nxt)
-        t1 = time.perf_counter()
-        run_child([reg, "submit", str(nxt)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit the next case")
-        info["next_s"] = _until_visible(proc, home, next_id, t1, log_path)
+        # the next cases, each submitted as soon as the one before is visible: what the builder still
+        # does after a switch (its Parquet set, the data tests) must not hold them back. Several, and
+        # the slowest reported: one case lands during a Parquet file or not by chance (tenth session:
+        # 5.1 s for one such case at a million, 6.9-9.4 s for the unlucky ones)
+        info["next_all"] = []
+        for i in range(SERVE_NEXT_CASES):
+            nxt = d / f"next-new-case-serve-{i + 1}.jsonl"
+            next_id = incremental_case(cohort, nxt)
+            t1 = time.perf_counter()
+            run_child([reg, "submit", str(nxt)], env=env, stdout_devnull=True, timeout=timeout).check("serve: submit the next case")
+            secs = _until_visible(proc, home, next_id, t1, log_path)
+            info["next_all"].append(None if secs is None else round(secs, 3))
+            if secs is None:
+                break
+        info["next_s"] = None if None in info["next_all"] else max(info["next_all"])
         return first, info
 
 
@@ -1009,7 +1019,8 @@ def bench_size(
         ms.append(Measure("serve", "one new case -> visible, registry serve running", seconds=secs,
                           note=f"dashboards answered after {info.get('dashboards_ready_s')}s; submit {info.get('submit_s')}s" + (f"; {info['error']}" if info.get("error") else "")))
         ms.append(Measure("serve_next", "the next new case -> visible (submitted as soon as the one before is), registry serve running",
-                          seconds=info.get("next_s")))
+                          seconds=info.get("next_s"),
+                          note=f"the slowest of {SERVE_NEXT_CASES} cases one after another: {info.get('next_all')}"))
 
         log(f"{size:,} cases: the whole cohort submitted to registry serve on a fresh home")
         secs, info = serve_upload(reg, env, cohort, size, d, timeout)

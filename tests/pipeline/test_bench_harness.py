@@ -73,6 +73,10 @@ def test_details_and_markdown(doc):
     assert details["pages"]["pages"]
     # `registry serve` opens its dashboards last: when they answer, the warm builder is ready (cli/serve.py)
     assert details["serve"]["builder_ready_at_submit"] is True, details["serve"]
+    # the next cases, one after another: each became visible, and the slowest is the measure
+    nxt = details["serve"]["next_all"]
+    assert len(nxt) == bench.SERVE_NEXT_CASES and all(s and s > 0 for s in nxt), nxt
+    assert res["measures"]["serve_next"]["seconds"] == pytest.approx(max(nxt), abs=1e-3)
     # the whole cohort, submitted to `registry serve` on a fresh home, became visible: every case
     assert details["serve_upload"].get("visible") and details["serve_upload"]["visible"][-1][1] == SIZE, details["serve_upload"]
     md = doc["markdown"]

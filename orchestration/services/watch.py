@@ -253,13 +253,14 @@ def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark:
 
     if parquet_due:
         with build_lock(home), warehouse_lock(home):
-            # while no set is shown at all (a new home's first versions), it is written whole: giving
-            # way to every case would leave readers without Parquet files for as long as cases keep coming
-            version = complete_parquet(home, give_way=(lambda: newer() or stop()) if parquet_shown(home) else None)
-        if newer() or stop():
-            return True, tests_due
+            # while no set is shown at all (a new home's first versions), it is written whole (giving way
+            # only to a stop): giving way to every case would leave readers without Parquet files for as
+            # long as cases keep coming
+            version = complete_parquet(home, give_way=(lambda: newer() or stop()) if parquet_shown(home) else stop)
         if version is not None:
             log(f"registry watch: wrote the Parquet set of {version}")
+        if newer() or stop():
+            return version is None, tests_due
     if tests_due and not newer():
         t = run_data_tests(home, instance=instance, changed_only=True, trigger="watch", give_way_after=mark or "")
         if t.success and t.stopped:

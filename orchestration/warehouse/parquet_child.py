@@ -12,8 +12,8 @@ process if so; the set's staging folder, with whatever was half-written, is then
 
 Only ``duckdb`` and the standard library are imported (the process starts in ~0.1 s). It reads the
 version's DuckDB file read-only (published files never change) and writes into a staging folder no
-reader sees. It exits on its own once its parent is gone (:func:`_exit_when_orphaned`), so a killed
-builder never leaves it writing."""
+reader sees (DuckDB's temporary files, if it spills, go beside it). It exits on its own once its
+parent is gone (:func:`_exit_when_orphaned`), so a killed builder never leaves it writing."""
 
 from __future__ import annotations
 
@@ -42,28 +42,37 @@ def copy_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schem
 def _exit_when_orphaned(parent: int, every_s: float = 0.2) -> None:
     """End this process once ``parent`` is no longer its parent (it died: the child was re-parented),
     checked at once and then every ``every_s``."""
-    if os.getppid() != parent:
+    def gone() -> bool:
+        if os.getppid() == parent:
+            return False
+        print("the builder that started this writer is gone", file=sys.stderr, flush=True)
+        return True
+
+    if gone():
         os._exit(2)
 
     def watch() -> None:
-        while True:
-            if os.getppid() != parent:
-                os._exit(2)
+        while not gone():
             time.sleep(every_s)
+        os._exit(2)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 
 
+USAGE = "usage: python -m orchestration.warehouse.parquet_child --parent PID --spill DIR DATABASE FOLDER TABLE..."
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``--parent PID DATABASE FOLDER TABLE...``: write the tables, in the order given."""
+    """``--parent PID --spill DIR DATABASE FOLDER TABLE...``: write the tables, in the order given;
+    DuckDB's temporary files, if it spills, go to ``DIR`` (the caller removes it)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 5 or args[0] != "--parent":
-        print("usage: python -m orchestration.warehouse.parquet_child --parent PID DATABASE FOLDER TABLE...", file=sys.stderr)
+    if len(args) < 7 or args[0] != "--parent" or args[2] != "--spill":
+        print(USAGE, file=sys.stderr)
         return 64
     _exit_when_orphaned(int(args[1]))
-    database, folder, tables = args[2], Path(args[3]), args[4:]
+    spill, database, folder, tables = args[3], args[4], Path(args[5]), args[6:]
     try:
-        con = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT})
+        con = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
         try:
             con.execute(f"ATTACH {quote(database)} AS snap (READ_ONLY)")
             for t in tables:

@@ -431,31 +431,49 @@ def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[
         con.close()
 
 
+#: the directory holding the ``orchestration`` package: the writer process imports this very code,
+#: whatever the caller's current directory or import path
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
 def _write_in_child(database: Path, folder: Path, tables: list[str], give_way: Callable[[], bool]) -> bool:
     """``tables`` written by ``python -m orchestration.warehouse.parquet_child``; ``give_way()`` is
     asked before it starts and every :data:`GIVE_WAY_POLL_S` while it runs, and the process is killed
     as soon as it is true (returns False). Before, a case that landed during a file waited for it:
-    ~1-2 s at a million cases. A failure of the writer raises its last line."""
+    ~1-2 s at a million cases. The writer runs in a session of its own (a Ctrl-C or a signal to the
+    builder's process group does not reach it: the builder stops it) and spills, if it must, into
+    ``<folder>.spill.tmp`` beside ``folder`` (removed here; a killed builder's is removed with the
+    other staging folders). A failure of the writer raises its one-line reason."""
     if give_way():
         return False
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.warehouse.parquet_child", "--parent", str(os.getpid()),
-             str(database), str(folder), *tables],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            while proc.poll() is None:
-                if give_way():
+    spill = folder.with_name(folder.name.removesuffix(".tmp") + ".spill.tmp")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(x for x in (_PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if x))
+    try:
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                # -P: the current directory is not put before the package root on the import path
+                [sys.executable, "-P", "-m", "orchestration.warehouse.parquet_child", "--parent", str(os.getpid()),
+                 "--spill", os.path.abspath(spill), os.path.abspath(database), os.path.abspath(folder), *tables],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env, start_new_session=True)
+            try:
+                while proc.poll() is None:
+                    if give_way():
+                        return False
+                    time.sleep(GIVE_WAY_POLL_S)
+            finally:
+                if proc.poll() is None:  # given way, or interrupted: never leave it writing
+                    proc.kill()
+                    proc.wait()
+            if proc.returncode != 0:
+                if give_way():  # it was stopped from outside while the builder was giving way anyway
                     return False
-                time.sleep(GIVE_WAY_POLL_S)
-        finally:
-            if proc.poll() is None:  # given way, or interrupted: never leave it writing
-                proc.kill()
-                proc.wait()
-        if proc.returncode != 0:
-            err.seek(0)
-            lines = err.read().decode("utf-8", "replace").strip().splitlines()
-            raise RuntimeError(f"writing the Parquet files failed: {lines[-1] if lines else f'exit status {proc.returncode}'}")
+                err.seek(0)
+                lines = err.read().decode("utf-8", "replace").strip().splitlines()
+                rc = proc.returncode
+                why = lines[-1] if lines else (f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}")
+                raise RuntimeError(f"writing the Parquet files failed: {why}")
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return True
 
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import duckdb
 from pathlib import Path
@@ -362,70 +364,115 @@ def test_a_publish_can_leave_its_parquet_set_for_later(tmp_path):
         assert db == pq == _expected(home, t), t
 
 
-def _parquet_writers() -> list[int]:
-    """The Parquet writer processes this process has started and not reaped."""
-    out = []
-    for task in Path("/proc/self/task").iterdir():
-        for pid in (task / "children").read_text().split():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except FileNotFoundError:
-                continue
-            if b"orchestration.warehouse.parquet_child" in cmd:
-                out.append(int(pid))
-    return out
+def _recorded_writers(monkeypatch) -> list[subprocess.Popen]:
+    """The Parquet writer processes started from now on (publish starts them with ``subprocess.Popen``)."""
+    started: list[subprocess.Popen] = []
+    real = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        p = real(*args, **kwargs)
+        started.append(p)
+        return p
+
+    monkeypatch.setattr(pub.subprocess, "Popen", popen)
+    return started
 
 
-def test_the_idle_parquet_writer_stops_at_once_when_a_case_lands(tmp_path):
+def test_the_idle_parquet_writer_stops_at_once_when_a_case_lands(tmp_path, monkeypatch):
     """The warm builder writes a version's set in a process of its own, asking every few ms whether a
     case has landed: the case no longer waits for the file being written. Stopped, the writer is
-    gone (killed and reaped), nothing half-written is left and the version shows the older set."""
+    killed and reaped, nothing half-written is left and the version shows the older set."""
     home = _three_tables(tmp_path)
     first = pub.publish(home, manifest_path=_manifest(home))
     _warehouse(home, "CREATE OR REPLACE TABLE dim_cases AS SELECT i AS case_id, i % 11 AS age FROM range(5000) r(i)")
     second = pub.publish(home, manifest_path=_manifest(home), leave_parquet=True)
-    seen: list[list[int]] = []
+    started = _recorded_writers(monkeypatch)
+    asked: list[int] = []
 
-    def landed() -> bool:  # a case lands once the writer runs
-        seen.append(_parquet_writers())
-        return bool(seen[-1])
+    def landed() -> bool:  # a case lands once the writer has been started (it is still starting up)
+        asked.append(len(started))
+        return bool(started)
 
     assert pub.complete_parquet(home, give_way=landed) is None
-    assert seen[0] == [] and seen[-1]  # asked before the writer started, and while it ran
-    assert _parquet_writers() == []
-    assert not list(pub.parquet_sets(home).glob(".*.tmp")) and _set_of(home) == first.version
-    assert pub.parquet_pending(home)
+    assert asked == [0, 1]  # asked before the writer started, then at once while it ran
+    assert len(started) == 1 and started[0].returncode == -signal.SIGKILL  # killed, and reaped
+    assert not [p for p in pub.parquet_sets(home).iterdir() if p.name.endswith(".tmp")]  # nor its spill folder
+    assert _set_of(home) == first.version and pub.parquet_pending(home)
     # the next idle moment writes it whole, the same tables as the DuckDB file
     assert pub.complete_parquet(home, give_way=lambda: False) == second.version and _set_of(home) == second.version
+    assert len(started) == 2 and started[1].returncode == 0
     for t in ("dim_cases", "fct_lab_results", "mart_small"):
         db, pq = _published(home, t)
         assert db == pq == _expected(home, t), t
 
 
-def test_a_failing_parquet_writer_says_why_in_one_line(tmp_path):
+def test_a_failing_parquet_writer_says_why_in_one_line(tmp_path, monkeypatch):
     home = _three_tables(tmp_path)
     pub.publish(home, manifest_path=_manifest(home))
     db = home.published_current.resolve() / DB_NAME
     out = tmp_path / "set"
     out.mkdir()
+    started = _recorded_writers(monkeypatch)
     try:
         pub._write_parquet_set_from_snapshot(db, out, ["no_such_table"], give_way=lambda: False)
     except RuntimeError as exc:
         assert "\n" not in str(exc) and "no_such_table" in str(exc) and "Traceback" not in str(exc)
     else:
         raise AssertionError("a missing table was written")
-    assert _parquet_writers() == []
+    assert [p.returncode for p in started] == [1]
 
 
-def test_the_parquet_writer_ends_when_its_parent_is_gone(tmp_path):
-    """Started by a builder that died meanwhile (its parent is no longer the given pid), it writes nothing."""
+def test_a_writer_stopped_from_outside_while_the_builder_gives_way_is_no_failure(tmp_path, monkeypatch):
+    """A Ctrl-C or `registry serve`'s stop can end the writer a moment before the builder asks
+    whether to give way: that is the stop, not a failure to report."""
+    home = _three_tables(tmp_path)
+    pub.publish(home, manifest_path=_manifest(home))
+    out = tmp_path / "set"
+    out.mkdir()
+    started = _recorded_writers(monkeypatch)
+    stopping: list[int] = []
+
+    def give_way() -> bool:
+        if started and not stopping:  # the stop reaches the writer first ...
+            started[0].send_signal(signal.SIGTERM)
+            started[0].wait()
+            stopping.append(1)
+            return False
+        return bool(stopping)  # ... and the builder sees it at its next question
+
+    assert pub._write_parquet_set_from_snapshot(home.published_current.resolve() / DB_NAME, out, ["dim_cases"], give_way) is False
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended and not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_the_parquet_writer_ends_when_its_builder_is_gone(tmp_path):
+    """Started by a builder that died meanwhile, it writes nothing; a builder that dies while it
+    writes leaves it running for at most a moment."""
     home = _three_tables(tmp_path)
     pub.publish(home, manifest_path=_manifest(home))
     out = tmp_path / "set"
     out.mkdir()
     r = subprocess.run([sys.executable, "-m", "orchestration.warehouse.parquet_child", "--parent", str(os.getpid() + 10**6),
-                        str(home.published_current.resolve() / DB_NAME), str(out), "dim_cases"], capture_output=True)
-    assert r.returncode == 2 and not list(out.iterdir())
+                        "--spill", str(tmp_path / "spill"), str(home.published_current.resolve() / DB_NAME), str(out),
+                        "dim_cases"], capture_output=True, text=True)
+    assert r.returncode == 2 and not list(out.iterdir()) and "gone" in r.stderr
+    # a "builder" that starts a process watching it (as the writer does) and dies at once
+    watched = ("import os, sys, time; from orchestration.warehouse import parquet_child as c; "
+               "c._exit_when_orphaned(os.getppid(), every_s=0.05); print(os.getpid(), flush=True); time.sleep(60)")
+    builder = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', sys.argv[1]], stdout=subprocess.PIPE, "
+               "stderr=subprocess.DEVNULL); print(p.stdout.readline().decode().strip())")
+    r = subprocess.run([sys.executable, "-c", builder, watched], capture_output=True, text=True, timeout=60)
+    pid = int(r.stdout.strip())
+    deadline = time.monotonic() + 10
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(pid)
 
 
 def test_a_backup_with_the_warehouse_copies_a_versions_own_parquet_set_only(tmp_path):

@@ -821,7 +821,8 @@ def _serving(reg: str, env: dict[str, str], log_path: Path) -> Iterator[tuple[su
 
 def serve_latency(reg: str, env: dict[str, str], home: Path, cohort: Path, d: Path, timeout: float | None) -> tuple[float | None, dict[str, Any]]:
     """With ``registry serve`` running, submit one new case and time until the published snapshot
-    has it; then the next one, submitted as soon as the first is visible."""
+    has it; then :data:`SERVE_NEXT_CASES` more, each submitted as soon as the one before is visible
+    (``next_all``; ``next_s`` is the slowest)."""
     one = d / "one-new-case-serve.jsonl"
     case_id = incremental_case(cohort, one)
     log_path = d / "serve.log"

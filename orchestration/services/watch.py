@@ -232,7 +232,7 @@ def _loop(home: Home, instance: DagsterInstance, poll_s: float, stop: Callable[[
 
 
 def _follow_up(home: Home, instance: DagsterInstance, landing: "_Landing", mark: str | None, parquet_due: bool,
-               tests_due: bool, log: Callable[[str], None], stop: Callable[[], bool] = lambda: False) -> tuple[bool, bool]:
+               tests_due: bool, log: Callable[[str], None], stop: Callable[[], bool]) -> tuple[bool, bool]:
     """What the builds left for an idle moment, each skipped as soon as a newer submission lands (it
     is built first; this is done at the next idle moment):
 

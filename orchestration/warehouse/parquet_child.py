@@ -25,13 +25,25 @@ from pathlib import Path
 
 import duckdb
 
-#: the writer's DuckDB memory, as the in-process writers of ``publish.py`` have
+#: the DuckDB memory of a reader of a published version (this writer, ``publish.py``'s in-process one)
 MEMORY_LIMIT = "1GB"
 
 
 def quote(path: Path | str) -> str:
     """A path as an SQL string literal."""
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def attach_snapshot(database: Path | str, **config: str) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the published file ``database`` attached read-only as ``snap``: how
+    both this writer and ``publish.py``'s in-process one read a version (``config``: more settings)."""
+    con = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, **config})
+    try:
+        con.execute(f"ATTACH {quote(database)} AS snap (READ_ONLY)")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def copy_parquet(con: duckdb.DuckDBPyConnection, table: str, folder: Path, schema: str = "snap.main") -> None:
@@ -72,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     _exit_when_orphaned(int(args[1]))
     spill, database, folder, tables = args[3], args[4], Path(args[5]), args[6:]
     try:
-        con = duckdb.connect(":memory:", config={"memory_limit": MEMORY_LIMIT, "temp_directory": spill})
+        con = attach_snapshot(database, temp_directory=spill)
         try:
-            con.execute(f"ATTACH {quote(database)} AS snap (READ_ONLY)")
             for t in tables:
                 copy_parquet(con, t, folder)
         finally:

@@ -75,7 +75,7 @@ from orchestration.config import DBT_PROJECT_DIR, Home
 from orchestration.registry import audit
 from orchestration.registry.fsutil import crash_point, fsync_dir, stamp, utcnow
 from orchestration.registry.withdrawals import withdrawn_case_ids
-from orchestration.warehouse.parquet_child import copy_parquet, quote as _q
+from orchestration.warehouse.parquet_child import attach_snapshot, copy_parquet, quote as _q
 from orchestration.warehouse.snapshot import DB_NAME
 
 KEEP_VERSIONS = 4
@@ -420,9 +420,8 @@ def _write_parquet_set_from_snapshot(database: Path, folder: Path, tables: list[
     (some not written, or half-written: the caller removes ``folder``)."""
     if give_way is not None:
         return _write_in_child(database, folder, tables, give_way)
-    con = duckdb.connect(":memory:", config={"memory_limit": "1GB"})
+    con = attach_snapshot(database)
     try:
-        con.execute(f"ATTACH {_q(database)} AS snap (READ_ONLY)")
         with ThreadPoolExecutor(max_workers=PARQUET_WORKERS) as writer:
             for f in [writer.submit(_write_parquet, con, t, folder, "snap.main") for t in tables]:
                 f.result()

@@ -144,7 +144,7 @@ def warm_up(home: Home, *, more: Callable[[], bool] = lambda: True) -> None:
 # own work each) were all queued before int_cases_current, the head of the build's longest chain
 # (int_cases_current -> int_labs_normalized -> dim_cases -> mart_survival -> mart_mortality), became
 # ready, and it waited ~1 s behind them; the fct_* tables then went before int_labs_normalized, which
-# dim_cases and every mart wait for (issue 16, 100k first build on 2 threads: 7.9-8.6 s of nodes for
+# dim_cases and every mart wait for (issue 16, 100k first build on 2 slow Intel threads: 7.9-8.6 s of nodes for
 # ~13.6 thread-seconds of work). In this process dbt's job queue (``dbt.graph.queue.GraphQueue``)
 # instead hands out a node only when a thread is free, and then the ready node with the heaviest
 # chain of work still behind it: its score (lower starts first, as in dbt) is minus the estimated

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from orchestration.config import DBT_PROJECT_DIR, REFERENCE_DIR, Home
-from orchestration.defs.dbt_project import newest_source, home_profiles_dir, profile_threads
+from orchestration.defs.dbt_project import newest_source, home_profiles_dir
 from orchestration.registry.fsutil import atomic_write
 
 _LOCK = threading.RLock()
@@ -138,82 +138,11 @@ def warm_up(home: Home, *, more: Callable[[], bool] = lambda: True) -> None:
             invoke(home, ["ls", "--select", "stg_case_records", "--no-write-json"])
 
 
-# ----------------------------------------------------------------------------- the order of the nodes
-# dbt hands every ready node to its thread pool at once, and the pool starts them first come, first
-# served: at the start of a first build, the seven seeds and six staging views (~0.1-0.25 s of dbt's
-# own work each) were all queued before int_cases_current, the head of the build's longest chain
-# (int_cases_current -> int_labs_normalized -> dim_cases -> mart_survival -> mart_mortality), became
-# ready, and it waited ~1 s behind them; the fct_* tables then went before int_labs_normalized, which
-# dim_cases and every mart wait for (issue 16, 100k first build on 2 slow Intel threads: 7.9-8.6 s of nodes for
-# ~13.6 thread-seconds of work). In this process dbt's job queue (``dbt.graph.queue.GraphQueue``)
-# instead hands out a node only when a thread is free, and then the ready node with the heaviest
-# chain of work still behind it: its score (lower starts first, as in dbt) is minus the estimated
-# cost of the longest path from it to the end of the graph. What runs, and what waits for what,
-# are dbt's own; only the order among ready nodes changes.
-
-# the estimated cost of a node, relative: a table or incremental model 1, anything else (a view, a
-# seed, a test) 0.2, dbt's own work for one node (~0.1-0.25 s at any size)
-_TABLE_WEIGHT, _OTHER_WEIGHT = 1.0, 0.2
-
-
-def node_weight(node: Any) -> float:
-    if node is not None and node_kind(node) == "model":
-        if getattr(getattr(node, "config", None), "materialized", None) in ("table", "incremental"):
-            return _TABLE_WEIGHT
-    return _OTHER_WEIGHT
-
-
-def critical_path_scores(graph: Any, weight: Callable[[str], float]) -> dict[str, float]:
-    """For each node of a dbt job graph (a networkx DiGraph, parent -> child): minus the weight of
-    the heaviest path from it to a node with no children, itself included."""
-    import networkx as nx  # dbt's own graph library
-
-    rest: dict[str, float] = {}
-    for n in reversed(list(nx.topological_sort(graph))):
-        rest[n] = weight(n) + max((rest[c] for c in graph.successors(n)), default=0.0)
-    return {n: -v for n, v in rest.items()}
-
-
-_QUEUE = {"threads": 0}  # the job queue's limit of nodes handed out at once (0: dbt's own queue)
-
-
-def _order_ready_nodes(threads: int) -> None:
-    """dbt's job queue in this process: at most ``threads`` nodes handed out at once, longest chain
-    first (:func:`critical_path_scores`; dbt's own scores if ours fail on a graph it does not expect)."""
-    from dbt.graph.queue import GraphQueue
-
-    _QUEUE["threads"] = threads
-    if getattr(GraphQueue, "_registry_ordered", False):
-        return
-    depth_first, get = GraphQueue._get_scores, GraphQueue.get
-
-    def _get_scores(self, graph):
-        try:
-            nodes = self.manifest.nodes
-            return critical_path_scores(graph, lambda uid: node_weight(nodes.get(uid)))
-        except Exception:  # noqa: BLE001 - an unexpected graph: dbt's own order is correct, only slower
-            return depth_first(self, graph)
-
-    def _get(self, block: bool = True, timeout: float | None = None):
-        # only dbt's main loop calls get(); a node in progress always ends in mark_done(), which
-        # notifies some_task_done under the same lock
-        limit = _QUEUE["threads"]
-        if limit > 0 and block and timeout is None:
-            with self.lock:
-                while len(self.in_progress) >= limit:
-                    self.some_task_done.wait()
-        return get(self, block, timeout)
-
-    GraphQueue._get_scores, GraphQueue.get = _get_scores, _get
-    GraphQueue._registry_ordered = True
-
-
 def invoke(home: Home, args: list[str], *, on_event: Callable[[Any], None] | None = None) -> DbtOutcome:
     """Run one dbt command (``build``, ``run``, ``test`` ...) in this process on ``home``'s warehouse."""
     from dbt.cli.main import dbtRunner  # heavy, see manifest()
 
     with _LOCK:
-        _order_ready_nodes(profile_threads())
         man = manifest(home)
         t0 = time.perf_counter()
         try:

@@ -54,13 +54,6 @@ def ensure_manifest() -> Path:
     return manifest
 
 
-@functools.cache
-def profile_threads() -> int:
-    """The number of threads of the project's profile (dbt runs that many nodes at once)."""
-    profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
-    return int(profiles[PROFILE]["outputs"][profiles[PROFILE]["target"]].get("threads", 1))
-
-
 def home_profiles_dir(home: Home) -> Path:
     """A ``profiles.yml`` for this home: the project's profile with the home's warehouse path."""
     profiles = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())

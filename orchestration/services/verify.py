@@ -78,13 +78,18 @@ def verify(home: Home, *, warehouse: bool = True) -> VerifyReport:
         rep.problems.append(f"{home.root}: no registry home here")
         return rep
     home.ensure()
-    withdrawn = withdrawn_case_ids(home)
-    withdrawn_l = {w.lower() for w in withdrawn}
+    withdrawn: set[str] = set()
+    withdrawn_l: set[str] = set()
 
     def is_withdrawn(case_id: Any) -> bool:
         return isinstance(case_id, str) and (case_id in withdrawn or case_id.lower() in withdrawn_l)
 
     with journal.landing_lock(home):
+        # the tombstones are read under the lock a withdrawal purges the landing zone under: read
+        # before it, a withdrawal in between left a case purged from the landing zone but not yet
+        # known as withdrawn here (reported as lost)
+        withdrawn |= withdrawn_case_ids(home)
+        withdrawn_l |= {w.lower() for w in withdrawn}
         rep.notes += journal.recover(home)
         for b in sorted(journal.pending_batches(home)):
             pr.add("journal", f"journal: submission {b} is interrupted and could not be recovered")

@@ -78,3 +78,36 @@ def test_submitters_build_withdrawal_and_readers_at_once(tmp_path):
             assert e["case_id"] != victim or e["payload"] is None, e
     counts = audit.submission_counts(home)
     assert counts["submitted"] == counts["accepted"] + counts["duplicate"] + counts["quarantined"]
+
+
+def test_verify_during_a_withdrawal_sees_it_whole(tmp_path, monkeypatch):
+    """A withdrawal that purges the landing zone while `verify` waits for the landing lock, and has
+    not yet redacted the audit log (it does that after the lock) when `verify` reads it: `verify`
+    knows the case as withdrawn, not as lost (a reader of the test above once reported it as lost:
+    the tombstones were read before the lock)."""
+    import contextlib
+
+    from orchestration.registry import journal, withdrawals
+    from orchestration.registry.withdrawals import purge
+
+    home = Home(tmp_path / "home").ensure()
+    base = cohort(tmp_path / "base.jsonl", 20, seed=21, prefix="BASE")
+    submit(home, [(base.name, base.read_bytes())])
+    victim = json.loads(base.read_text().splitlines()[5])["case_id"]
+    real, raced = journal.landing_lock, []
+
+    @contextlib.contextmanager
+    def withdrawn_meanwhile(h):
+        if not raced:  # verify's turn: the withdrawal gets the lock first, its audit part comes later
+            raced.append(victim)
+            with monkeypatch.context() as m:
+                m.setattr(withdrawals, "_redact_audit", lambda *a: 0)
+                m.setattr(withdrawals.audit, "event", lambda *a, **k: None)
+                purge(h, victim, "consent withdrawn")
+        with real(h):
+            yield
+
+    monkeypatch.setattr(journal, "landing_lock", withdrawn_meanwhile)
+    rep = verify(home, warehouse=False)
+    assert raced == [victim]
+    assert rep.ok, rep.problems

@@ -148,6 +148,9 @@ def purge(home: Home, case_id: str, reason: str) -> Purge:
         quarantined = _purge_quarantine(home, case_id)
         tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
         atomic_write(home.withdrawals / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
-    purged_events = _redact_audit(home, case_id)
-    audit.event(home, "withdrawal", case_id=case_id, reason=reason)
+        # the audit's part too, before the landing lock is released: a reader that takes it (a backup,
+        # `registry verify`) sees the withdrawal whole or not at all, never a tombstone beside the case's
+        # unredacted audit lines (the locks in the order submitters and backups take them: landing, audit)
+        purged_events = _redact_audit(home, case_id)
+        audit.event(home, "withdrawal", case_id=case_id, reason=reason)
     return Purge(case_id, landing, quarantined, purged_events)

@@ -11,7 +11,7 @@ import pytest
 
 from orchestration.config import Home
 from orchestration.registry.landing import submit
-from orchestration.services.backup import BackupError, backup, restore
+from orchestration.services.backup import DATA, BackupError, backup, restore
 from orchestration.services.withdraw import withdraw
 from orchestration.warehouse import snapshot
 from tests.pipeline.crashkit import assert_consistent, cohort, registry, start
@@ -120,3 +120,44 @@ def test_online_backup_during_submits_and_a_build(original, tmp_path):
     assert build.returncode == 0, build.stderr.read()
     assert_consistent(home)
     _ = (subprocess, duckdb)
+
+
+def test_a_backup_during_a_withdrawal_holds_it_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A backup whose locked phase comes while a withdrawal is under way: the backup holds the
+    withdrawal whole (tombstone, the case's audit lines redacted, the `withdrawal` event) or not at
+    all, never a tombstone beside the case's unredacted audit lines (which name the file and record
+    it came from). The backup is started just before the withdrawal redacts the audit log and given
+    3 s: the withdrawal held only the landing lock's part then, so the backup used to finish in
+    between."""
+    import threading
+
+    from orchestration.registry import withdrawals
+
+    home = Home(tmp_path / "home").ensure()
+    f = cohort(tmp_path / "cohort.jsonl", 20, seed=23, prefix="WD")
+    submit(home, [(f.name, f.read_bytes())])
+    victim = json.loads(f.read_text().splitlines()[3])["case_id"]
+    real_redact, done = withdrawals._redact_audit, {}
+
+    def redact_with_a_backup_racing(h, case_id):
+        t = threading.Thread(target=lambda: done.update(result=backup(h, tmp_path / "bk")), daemon=True)
+        t.start()
+        t.join(3)
+        done["thread"] = t
+        return real_redact(h, case_id)
+
+    monkeypatch.setattr(withdrawals, "_redact_audit", redact_with_a_backup_racing)
+    withdrawals.purge(home, victim, "consent withdrawn")
+    done["thread"].join(60)
+    assert "result" in done, "the backup did not finish"
+    data = tmp_path / "bk" / DATA
+    tombstones = [json.loads(p.read_text())["case_id"] for p in (data / "withdrawals").glob("*.json")] if (data / "withdrawals").exists() else []
+    events = [json.loads(line) for line in (data / "audit" / "audit.jsonl").read_text().splitlines()] \
+        if (data / "audit" / "audit.jsonl").exists() else []
+    mine = [e for e in events if e.get("case_id") == victim]
+    landed = "".join(p.read_text() for p in (data / "landing" / "batches").glob("*.jsonl"))
+    assert tombstones == [victim]  # started once the tombstone was written, the backup holds it
+    assert victim not in landed
+    assert any(e["event"] == "withdrawal" for e in mine), mine
+    assert all(e.get("withdrawn") or e["event"] == "withdrawal" for e in mine), mine
+    assert not [e for e in mine if "file" in e or "record" in e], mine

@@ -30,7 +30,7 @@ from pathlib import Path
 import orjson
 
 from orchestration.config import Home
-from orchestration.registry import audit
+from orchestration.registry import audit, withdrawals
 from orchestration.registry.fsutil import atomic_write, crash_point, file_lock, fsync_dir, remove_dead_parts
 
 
@@ -118,6 +118,8 @@ def recover(home: Home) -> list[str]:
                 audit.append_bytes(home, b"".join(missing))
             commit(home, batch_id)
             out.append(f"completed interrupted submission {batch_id} ({len(missing)} audit lines appended)")
+    # a consent withdrawal's purge, cut short by a crash, is finished likewise (registry/withdrawals.py)
+    out += withdrawals.finish_interrupted(home)
     return out
 
 

@@ -5,6 +5,15 @@ This module owns ``$REGISTRY_HOME/withdrawals/`` (one tombstone per withdrawal: 
 time). Ingestion deletes tombstoned cases from the warehouse and the landing writer refuses their
 resubmission; :mod:`orchestration.services.withdraw` runs the whole use case (purge, rebuild,
 remove older snapshots).
+
+A purge (:func:`orchestration.registry.erasure.purge`, which takes the landing lock: this module sits
+below the journal, whose recovery calls it) is all or nothing across crashes, as a submission is
+(``journal.py``): under the landing lock it first writes a mark (``withdrawals/<stamp>.pending``: case id, reason), then the tombstone,
+then purges the landing zone and the quarantine, redacts the audit log, writes the ``withdrawal``
+event, and removes the mark. Every step can be done again, so whoever takes the landing lock next
+(a submission, a build's ingest, a backup, ``registry verify``: :func:`journal.recover`) finishes a
+purge a crash cut short (:func:`finish_interrupted`): never a case purged from the landing zone
+without its tombstone, nor a tombstone beside the case's unredacted audit lines.
 """
 
 from __future__ import annotations
@@ -15,8 +24,8 @@ import duckdb
 import orjson
 
 from orchestration.config import Home
-from orchestration.registry import audit, journal
-from orchestration.registry.fsutil import atomic_write, file_lock, stamp, utcnow
+from orchestration.registry import audit
+from orchestration.registry.fsutil import atomic_write, crash_point, file_lock, fsync_dir
 
 
 @dataclass
@@ -115,42 +124,65 @@ def _purge_quarantine(home: Home, case_id: str) -> int:
 _KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
 
 
-def _redact_audit(home: Home, case_id: str) -> int:
-    """Reduce the case's audit events to case id, revision, status and time, marked withdrawn."""
+def _redact_audit(home: Home, case_id: str) -> tuple[int, bool]:
+    """Reduce the case's audit events to case id, revision, status and time, marked withdrawn.
+    Returns how many were reduced (again: a line already reduced counts) and whether the log holds the
+    case's ``withdrawal`` event already (a purge finished after a crash writes it only once)."""
     if not home.audit_log.exists():
-        return 0
+        return 0, False
     needle = orjson.dumps(case_id)
     with file_lock(home.locks / "audit.lock"):
-        out, redacted = [], 0
+        out, redacted, has_event = [], 0, False
         with open(home.audit_log, "rb") as f:
             for line in f:
                 if needle in line:
                     e = orjson.loads(line)
-                    if e.get("case_id") == case_id and e.get("event") != "withdrawal":
+                    if e.get("case_id") == case_id and e.get("event") == "withdrawal":
+                        has_event = True
+                    elif e.get("case_id") == case_id:
                         e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
                         line = orjson.dumps(e) + b"\n"
                         redacted += 1
                 out.append(line)
         atomic_write(home.audit_log, b"".join(out), tmp_dir=home.tmp)
-    return redacted
+    return redacted, has_event
 
 
-def purge(home: Home, case_id: str, reason: str) -> Purge:
-    """Erase a case from the landing zone, the quarantine (payloads included) and the audit's details;
-    leave its tombstone and a ``withdrawal`` audit event. The warehouse and snapshots are the
-    pipeline's to clean (the next build deletes the case)."""
-    home.ensure()
-    if not reason.strip():
-        raise ValueError("a reason is required")
-    with journal.landing_lock(home):
-        journal.recover(home)  # an interrupted submission is completed or undone before the purge
-        landing = _purge_landing(home, case_id)
-        quarantined = _purge_quarantine(home, case_id)
-        tomb = {"case_id": case_id, "reason": reason, "at": utcnow().isoformat()}
-        atomic_write(home.withdrawals / f"{stamp()}.json", orjson.dumps(tomb), tmp_dir=home.tmp)
-        # the audit's part too, before the landing lock is released: a reader that takes it (a backup,
-        # `registry verify`) sees the withdrawal whole or not at all, never a tombstone beside the case's
-        # unredacted audit lines (the locks in the order submitters and backups take them: landing, audit)
-        purged_events = _redact_audit(home, case_id)
-        audit.event(home, "withdrawal", case_id=case_id, reason=reason)
+#: the suffix of a purge's mark (``withdrawals/<stamp>.pending``), removed once the purge is whole
+PENDING = ".pending"
+
+
+def carry_out(home: Home, name: str, body: bytes) -> Purge:
+    """The steps of a purge (:func:`orchestration.registry.erasure.purge`), from its mark on, under the
+    landing lock; each can be done again."""
+    tomb = orjson.loads(body)
+    case_id = tomb["case_id"]
+    tombstone = home.withdrawals / f"{name}.json"
+    if not tombstone.exists():
+        atomic_write(tombstone, body, tmp_dir=home.tmp)
+    crash_point("withdraw.after_tombstone")
+    landing = _purge_landing(home, case_id)
+    crash_point("withdraw.after_landing")
+    quarantined = _purge_quarantine(home, case_id)
+    # the audit's part too, before the landing lock is released: a reader that takes it (a backup,
+    # `registry verify`) sees the withdrawal whole or not at all, never a tombstone beside the case's
+    # unredacted audit lines (the locks in the order submitters and backups take them: landing, audit)
+    purged_events, has_event = _redact_audit(home, case_id)
+    crash_point("withdraw.after_redaction")
+    if not has_event:
+        audit.event(home, "withdrawal", case_id=case_id, reason=tomb["reason"])
+    (home.withdrawals / f"{name}{PENDING}").unlink()
+    fsync_dir(home.withdrawals)
     return Purge(case_id, landing, quarantined, purged_events)
+
+
+def finish_interrupted(home: Home) -> list[str]:
+    """Finish every purge a crash cut short (its mark is still there), oldest first; one line for each.
+    Called by :func:`journal.recover`, under the landing lock."""
+    out = []
+    if not home.withdrawals.exists():
+        return out
+    for mark in sorted(home.withdrawals.glob(f"*{PENDING}")):
+        p = carry_out(home, mark.name[: -len(PENDING)], mark.read_bytes())
+        out.append(f"completed the interrupted withdrawal of {p.case_id} ({p.landing_records_purged} landed records purged)")
+    return out

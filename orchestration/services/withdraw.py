@@ -3,7 +3,7 @@
 ``withdraw(home, case_id, reason)``:
 
 1. purges the case from the landing zone, the quarantine and the audit's details and leaves its
-   tombstone (:func:`orchestration.registry.withdrawals.purge`; the only edit ever made to the
+   tombstone (:func:`orchestration.registry.erasure.purge`; the only edit ever made to the
    landing zone: erasure overrides immutability), so the case is never ingested again and a
    resubmission is refused;
 2. runs the pipeline: ingestion deletes the case from every raw table, dbt rebuilds the marts, a new
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestration.config import Home
-from orchestration.registry import withdrawals
+from orchestration.registry import erasure
 from orchestration.services.build import run_build
 from orchestration.warehouse.compact import compact
 from orchestration.warehouse.publish import prune
@@ -32,7 +32,7 @@ class WithdrawResult:
 
 
 def withdraw(home: Home, case_id: str, reason: str, *, build: bool = True) -> WithdrawResult:
-    p = withdrawals.purge(home, case_id, reason)
+    p = erasure.purge(home, case_id, reason)
     result = WithdrawResult(case_id, p.landing_records_purged, p.quarantine_entries_purged, p.audit_events_purged)
     if build:
         summary = run_build(home)

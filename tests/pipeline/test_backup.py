@@ -131,7 +131,7 @@ def test_a_backup_during_a_withdrawal_holds_it_whole_or_not_at_all(tmp_path, mon
     between."""
     import threading
 
-    from orchestration.registry import withdrawals
+    from orchestration.registry import erasure, withdrawals
 
     home = Home(tmp_path / "home").ensure()
     f = cohort(tmp_path / "cohort.jsonl", 20, seed=23, prefix="WD")
@@ -147,7 +147,7 @@ def test_a_backup_during_a_withdrawal_holds_it_whole_or_not_at_all(tmp_path, mon
         return real_redact(h, case_id)
 
     monkeypatch.setattr(withdrawals, "_redact_audit", redact_with_a_backup_racing)
-    withdrawals.purge(home, victim, "consent withdrawn")
+    erasure.purge(home, victim, "consent withdrawn")
     done["thread"].join(60)
     assert "result" in done, "the backup did not finish"
     data = tmp_path / "bk" / DATA

@@ -88,7 +88,7 @@ def test_verify_during_a_withdrawal_sees_it_whole(tmp_path, monkeypatch):
     import contextlib
 
     from orchestration.registry import journal, withdrawals
-    from orchestration.registry.withdrawals import purge
+    from orchestration.registry.erasure import purge
 
     home = Home(tmp_path / "home").ensure()
     base = cohort(tmp_path / "base.jsonl", 20, seed=21, prefix="BASE")
@@ -101,7 +101,7 @@ def test_verify_during_a_withdrawal_sees_it_whole(tmp_path, monkeypatch):
         if not raced:  # verify's turn: the withdrawal gets the lock first, its audit part comes later
             raced.append(victim)
             with monkeypatch.context() as m:
-                m.setattr(withdrawals, "_redact_audit", lambda *a: 0)
+                m.setattr(withdrawals, "_redact_audit", lambda *a: (0, False))
                 m.setattr(withdrawals.audit, "event", lambda *a, **k: None)
                 purge(h, victim, "consent withdrawn")
         with real(h):

@@ -144,3 +144,38 @@ def test_withdrawal_finds_a_batch_whose_index_was_lost(tmp_path):
     assert res.landing_records_purged == 1
     for p in home.landing_batches.glob("*.jsonl"):
         assert b'"CRASH-001"' not in p.read_bytes()
+
+
+# every named point of a withdrawal's purge, in write order (orchestration/registry/withdrawals.py)
+WITHDRAW_POINTS = ["withdraw.after_mark", "withdraw.after_tombstone", "withdraw.after_landing", "withdraw.after_redaction"]
+
+
+@pytest.mark.parametrize("point", WITHDRAW_POINTS)
+def test_withdrawal_killed_at_a_named_point_is_finished_by_the_next_command(point, tmp_path):
+    """`registry withdraw` killed between two of its writes: the next command that takes the landing
+    lock (here `registry verify`) finishes the purge, so the home never keeps a purged case without its
+    tombstone, nor a tombstone beside the case's landed records or unredacted audit lines; the
+    `withdrawal` event is written once."""
+    home = Home(tmp_path / "home").ensure()
+    f = _file(tmp_path)
+    submit(home, [(f.name, f.read_bytes())])
+    died = registry(home, "withdraw", "CRASH-007", "--reason", "consent withdrawn", "--no-build", crash_at=point)
+    assert died.returncode == 137, died.stderr
+    assert list(home.withdrawals.glob("*.pending"))  # cut short: its mark is still there
+
+    checked = registry(home, "verify")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert not list(home.withdrawals.glob("*.pending"))
+    tombstones = [orjson.loads(p.read_bytes())["case_id"] for p in home.withdrawals.glob("*.json")]
+    assert tombstones == ["CRASH-007"]
+    needle = b'"CRASH-007"'
+    for d in (home.landing_batches, home.landing_index, home.quarantine_batches, home.quarantine_payloads):
+        for p in d.glob("*.jsonl"):
+            assert needle not in p.read_bytes(), p
+    mine = [e for e in audit.read(home) if e.get("case_id") == "CRASH-007"]
+    assert [e["event"] for e in mine].count("withdrawal") == 1, mine
+    assert all(e.get("withdrawn") for e in mine if e["event"] != "withdrawal"), mine
+    assert_consistent(home, warehouse=False)
+    # a resubmission is refused, as after a withdrawal that was never interrupted
+    again = submit(home, [("again.jsonl", (json.dumps(record(case_id="CRASH-007")) + "\n").encode())])
+    assert again[0].status == "quarantined" and "withdrawn" in again[0].errors[0].message

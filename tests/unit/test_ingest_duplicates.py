@@ -58,7 +58,7 @@ def test_a_case_is_pending_once_and_clearing_numbers_it_once(tmp_path):
     """Two versions of a case in one ingest, another version in a later one and a withdrawal of a
     pending case list each case once; clearing moves each to case_changes once, empties the list
     and leaves the table as it was (its primary key: processes of older versions rely on it)."""
-    from orchestration.registry.withdrawals import purge
+    from orchestration.registry.erasure import purge
     from orchestration.warehouse.ingest import clear_pending
 
     home = Home(tmp_path / "home").ensure()

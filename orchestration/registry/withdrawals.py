@@ -8,12 +8,13 @@ remove older snapshots).
 
 A purge (:func:`orchestration.registry.erasure.purge`, which takes the landing lock: this module sits
 below the journal, whose recovery calls it) is all or nothing across crashes, as a submission is
-(``journal.py``): under the landing lock it first writes a mark (``withdrawals/<stamp>.pending``: case id, reason), then the tombstone,
-then purges the landing zone and the quarantine, redacts the audit log, writes the ``withdrawal``
-event, and removes the mark. Every step can be done again, so whoever takes the landing lock next
-(a submission, a build's ingest, a backup, ``registry verify``: :func:`journal.recover`) finishes a
-purge a crash cut short (:func:`finish_interrupted`): never a case purged from the landing zone
-without its tombstone, nor a tombstone beside the case's unredacted audit lines.
+(``journal.py``): under the landing lock it first writes a mark (``withdrawals/<stamp>.pending``:
+case id, reason), then the tombstone (``<stamp>.json``), then purges the landing zone and the
+quarantine, redacts the audit log, writes the ``withdrawal`` event, and removes the mark. Every
+step can be done again, so whoever takes the landing lock next (a submission, a build's ingest, a
+backup, ``registry verify``: :func:`journal.recover`) finishes a purge a crash cut short
+(:func:`finish_interrupted`): never a case purged from the landing zone without its tombstone, nor
+a tombstone beside the case's unredacted audit lines.
 """
 
 from __future__ import annotations
@@ -124,10 +125,12 @@ def _purge_quarantine(home: Home, case_id: str) -> int:
 _KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
 
 
-def _redact_audit(home: Home, case_id: str) -> tuple[int, bool]:
+def _redact_audit(home: Home, case_id: str, since: str | None = None, reason: str | None = None) -> tuple[int, bool]:
     """Reduce the case's audit events to case id, revision, status and time, marked withdrawn.
     Returns how many were reduced (again: a line already reduced counts) and whether the log holds the
-    case's ``withdrawal`` event already (a purge finished after a crash writes it only once)."""
+    ``withdrawal`` event of this purge already (one with its ``reason``, written at or after ``since``,
+    the time of its tombstone: an earlier withdrawal of the same case is older), so that a purge
+    finished after a crash writes it only once. (The event keeps its fields: nothing is added.)"""
     if not home.audit_log.exists():
         return 0, False
     needle = orjson.dumps(case_id)
@@ -138,7 +141,8 @@ def _redact_audit(home: Home, case_id: str) -> tuple[int, bool]:
                 if needle in line:
                     e = orjson.loads(line)
                     if e.get("case_id") == case_id and e.get("event") == "withdrawal":
-                        has_event = True
+                        has_event = has_event or (since is not None and e.get("reason") == reason
+                                                  and str(e.get("at", "")) >= since)
                     elif e.get("case_id") == case_id:
                         e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
                         line = orjson.dumps(e) + b"\n"
@@ -167,7 +171,7 @@ def carry_out(home: Home, name: str, body: bytes) -> Purge:
     # the audit's part too, before the landing lock is released: a reader that takes it (a backup,
     # `registry verify`) sees the withdrawal whole or not at all, never a tombstone beside the case's
     # unredacted audit lines (the locks in the order submitters and backups take them: landing, audit)
-    purged_events, has_event = _redact_audit(home, case_id)
+    purged_events, has_event = _redact_audit(home, case_id, tomb["at"], tomb["reason"])
     crash_point("withdraw.after_redaction")
     if not has_event:
         audit.event(home, "withdrawal", case_id=case_id, reason=tomb["reason"])

@@ -139,12 +139,12 @@ def test_a_backup_during_a_withdrawal_holds_it_whole_or_not_at_all(tmp_path, mon
     victim = json.loads(f.read_text().splitlines()[3])["case_id"]
     real_redact, done = withdrawals._redact_audit, {}
 
-    def redact_with_a_backup_racing(h, case_id):
+    def redact_with_a_backup_racing(h, case_id, *more):
         t = threading.Thread(target=lambda: done.update(result=backup(h, tmp_path / "bk")), daemon=True)
         t.start()
         t.join(3)
         done["thread"] = t
-        return real_redact(h, case_id)
+        return real_redact(h, case_id, *more)
 
     monkeypatch.setattr(withdrawals, "_redact_audit", redact_with_a_backup_racing)
     erasure.purge(home, victim, "consent withdrawn")

@@ -179,3 +179,6 @@ def test_withdrawal_killed_at_a_named_point_is_finished_by_the_next_command(poin
     # a resubmission is refused, as after a withdrawal that was never interrupted
     again = submit(home, [("again.jsonl", (json.dumps(record(case_id="CRASH-007")) + "\n").encode())])
     assert again[0].status == "quarantined" and "withdrawn" in again[0].errors[0].message
+    # withdrawn a second time (a coordinator repeating it): that withdrawal is audited too
+    withdraw(home, "CRASH-007", "consent withdrawn, confirmed", build=False)
+    assert [e["event"] for e in audit.read(home) if e.get("case_id") == "CRASH-007"].count("withdrawal") == 2

@@ -29,7 +29,6 @@ def purge(home: Home, case_id: str, reason: str) -> Purge:
         journal.recover(home)  # an interrupted submission (or purge) is completed or undone before this one
         name = stamp()
         body = orjson.dumps({"case_id": case_id, "reason": reason, "at": utcnow().isoformat()})
-        home.withdrawals.mkdir(parents=True, exist_ok=True)
         atomic_write(home.withdrawals / f"{name}{PENDING}", body, tmp_dir=home.tmp)
         crash_point("withdraw.after_mark")
         return carry_out(home, name, body)

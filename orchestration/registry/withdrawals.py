@@ -125,7 +125,7 @@ def _purge_quarantine(home: Home, case_id: str) -> int:
 _KEPT_AFTER_WITHDRAWAL = ("at", "event", "case_id", "revision", "status")
 
 
-def _redact_audit(home: Home, case_id: str, since: str | None = None, reason: str | None = None) -> tuple[int, bool]:
+def _redact_audit(home: Home, case_id: str, since: str, reason: str) -> tuple[int, bool]:
     """Reduce the case's audit events to case id, revision, status and time, marked withdrawn.
     Returns how many were reduced (again: a line already reduced counts) and whether the log holds the
     ``withdrawal`` event of this purge already (one with its ``reason``, written at or after ``since``,
@@ -141,8 +141,7 @@ def _redact_audit(home: Home, case_id: str, since: str | None = None, reason: st
                 if needle in line:
                     e = orjson.loads(line)
                     if e.get("case_id") == case_id and e.get("event") == "withdrawal":
-                        has_event = has_event or (since is not None and e.get("reason") == reason
-                                                  and str(e.get("at", "")) >= since)
+                        has_event = has_event or (e.get("reason") == reason and str(e.get("at", "")) >= since)
                     elif e.get("case_id") == case_id:
                         e = {k: e[k] for k in _KEPT_AFTER_WITHDRAWAL if k in e} | {"withdrawn": True}
                         line = orjson.dumps(e) + b"\n"

@@ -223,7 +223,7 @@ def _check_audit(home: Home, pr: _Problems, rep: VerifyReport, landed, quarantin
                 if e.get("withdrawn"):  # redacted by a withdrawal: its records were purged
                     continue
                 if status == "accepted":
-                    if not is_withdrawn(e.get("case_id")):  # (purged, not yet redacted: a withdrawal cut short by a crash)
+                    if not is_withdrawn(e.get("case_id")):  # (purged, not redacted: a withdrawal of an older version cut short by a crash)
                         accepted_by_batch[e.get("batch_id")][(e.get("case_id"), e.get("revision"))] += 1
                 elif status == "quarantined" and e.get("quarantine_id"):
                     audited_quarantine[e["quarantine_id"]] += 1
